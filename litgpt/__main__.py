@@ -1,0 +1,50 @@
+"""The `litgpt` command line: a table of commands, each a function whose signature jsonargparse turns into options.
+
+Commands are imported lazily so that `litgpt --help` and `litgpt download list` stay fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from litgpt.errors import LitGPTError
+
+# command -> "module:function". Register a command only when it works.
+COMMANDS: dict[str, str] = {}
+# commands that print their sorted names when given no argument or `list`
+LISTS: dict[str, str] = {"pretrain": "litgpt.config:config_names", "download": "litgpt.config:repo_ids"}
+# spellings of the established release that mean the same command
+ALIASES: dict[str, str] = {}
+
+
+def resolve(target: str):
+    module, func = target.split(":")
+    return getattr(importlib.import_module(module), func)
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ALIASES:
+        argv[0:1] = ALIASES[argv[0]].split()
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: litgpt <command> [options]\n\ncommands:\n  " + "\n  ".join(sorted(set(COMMANDS) | set(LISTS))))
+        return
+    if argv[0] in LISTS and argv[1:] in ([], ["list"]):
+        print("\n".join(resolve(LISTS[argv[0]])()))
+        return
+    if argv[0] not in COMMANDS:
+        from litgpt.config import suggest
+
+        sys.exit(f"litgpt: unknown command {argv[0]!r}. {suggest(argv[0], COMMANDS, what='command')}")
+    name, rest = argv[0], argv[1:]
+    from jsonargparse import CLI
+
+    try:
+        CLI(resolve(COMMANDS[name]), args=rest, prog=f"litgpt {name}", as_positional=True)
+    except LitGPTError as e:
+        sys.exit(f"litgpt {name}: error: {e}")
+
+
+if __name__ == "__main__":
+    main()

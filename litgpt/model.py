@@ -1,0 +1,426 @@
+"""One GPT, driven by :class:`litgpt.config.Config`, covering every supported architecture.
+
+Families differ only in configuration: norms (LayerNorm / RMSNorm with Gemma's unit offset), residual layout
+(sequential, parallel, shared norm, post norms), attention (MHA / GQA / MQA with a fused qkv, q/k norms, partial
+rotary, sliding windows, soft-capping) and MLP (GPT-NeoX, LLaMA, Gemma, mixture of experts).
+
+Decoding uses a static, preallocated KV cache indexed by ``input_pos`` so that the decode step has fixed shapes.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from litgpt.config import Config
+from litgpt.errors import LitGPTError
+
+
+class GPT(nn.Module):
+    def __init__(self, config: Config) -> None:
+        super().__init__()
+        self.config = config
+        self.lm_head = nn.Linear(config.n_embd, config.padded_vocab_size, bias=config.lm_head_bias)
+        self.transformer = nn.ModuleDict(
+            dict(
+                wte=nn.Embedding(config.padded_vocab_size, config.n_embd),
+                h=nn.ModuleList(Block(config, i) for i in range(config.n_layer)),
+                ln_f=make_norm(config, config.n_embd),
+            )
+        )
+        # one rope table per distinct (base, scaling) among the layers; layer i reads table rope_table_of[i]
+        variants = [(config.rope_base_for(i), repr(config.rope_adjustments_for(i))) for i in range(config.n_layer)]
+        distinct = list(dict.fromkeys(variants))
+        self.rope_table_of = [distinct.index(v) for v in variants]
+        self.rope_layers = [variants.index(v) for v in distinct]  # a representative layer per table
+        self._max_seq_length = config.block_size
+        self.register_buffer("rope_cos", torch.empty(0), persistent=False)
+        self.register_buffer("rope_sin", torch.empty(0), persistent=False)
+
+    @classmethod
+    def from_name(cls, name: str, **overrides) -> GPT:
+        return cls(Config.from_name(name, **overrides))
+
+    # -- sequence length and caches
+    @property
+    def max_seq_length(self) -> int:
+        return self._max_seq_length
+
+    @max_seq_length.setter
+    def max_seq_length(self, value: int) -> None:
+        if value > self.config.block_size:
+            raise LitGPTError(
+                f"max_seq_length {value} exceeds the model's block_size {self.config.block_size}; use a shorter length"
+            )
+        self._max_seq_length = value
+        if self.rope_cos.numel() and self.rope_cos.shape[1] != value:
+            self.rope_cos, self.rope_sin = self.build_rope_cache(device=self.rope_cos.device)
+
+    def build_rope_cache(self, device: Optional[torch.device] = None) -> tuple[torch.Tensor, torch.Tensor]:
+        cos, sin = zip(
+            *(
+                rope_cache(
+                    self.max_seq_length,
+                    self.config.rope_n_elem,
+                    base=self.config.rope_base_for(layer),
+                    condense_ratio=self.config.rope_condense_ratio,
+                    adjustments=self.config.rope_adjustments_for(layer),
+                    device=device,
+                )
+                for layer in self.rope_layers
+            )
+        )
+        return torch.stack(cos), torch.stack(sin)
+
+    def _rope(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.rope_cos.numel() == 0 or self.rope_cos.device != device or self.rope_cos.shape[1] != self.max_seq_length:
+            self.rope_cos, self.rope_sin = self.build_rope_cache(device=device)
+        return self.rope_cos, self.rope_sin
+
+    def set_kv_cache(
+        self,
+        batch_size: int,
+        max_seq_length: Optional[int] = None,
+        device: Optional[torch.device] = None,
+        dtype: Optional[torch.dtype] = None,
+    ) -> None:
+        """Preallocate a KV cache of ``max_seq_length`` (default: the model's) positions in every block."""
+        if max_seq_length is not None:
+            self.max_seq_length = max_seq_length
+        param = self.lm_head.weight
+        device = device or param.device
+        dtype = dtype or param.dtype
+        for block in self.transformer.h:
+            block.attn.kv_cache = KVCache(
+                batch_size, self.config.n_query_groups, self.max_seq_length, self.config.head_size, device, dtype
+            )
+
+    def clear_kv_cache(self) -> None:
+        for block in self.transformer.h:
+            block.attn.kv_cache = None
+
+    # -- forward
+    def forward(
+        self,
+        idx: torch.Tensor,
+        input_pos: Optional[torch.Tensor] = None,
+        *,
+        input_pos_maxp1: Optional[int] = None,
+        key_padding_mask: Optional[torch.Tensor] = None,
+        lm_head_chunk_size: int = 0,
+        return_hidden: bool = False,
+    ) -> torch.Tensor | list[torch.Tensor]:
+        """Logits for ``idx`` of shape (B, T).
+
+        ``input_pos`` (T,) selects the cache positions to write (decoding with a KV cache); without it the whole
+        sequence is processed causally from position 0. ``input_pos_maxp1`` bounds how much of the cache is read.
+        ``key_padding_mask`` (B, S) marks valid cache positions (False for left padding in batched generation).
+        ``lm_head_chunk_size`` > 0 returns a list of logits chunks along T (saves memory with chunked losses).
+        """
+        B, T = idx.shape
+        if input_pos is None:
+            if T > self.max_seq_length:
+                raise LitGPTError(f"Sequence of length {T} is longer than max_seq_length {self.max_seq_length}")
+            positions = torch.arange(T, device=idx.device)
+        else:
+            if self.transformer.h[0].attn.kv_cache is None:
+                raise LitGPTError("input_pos was given but the KV cache is not set; call model.set_kv_cache() first")
+            positions = input_pos
+        cos, sin = self._rope(idx.device)
+        cos, sin = cos[:, positions], sin[:, positions]
+        mask = None
+        if input_pos is not None or key_padding_mask is not None or self.config.sliding_window_size is not None:
+            S = input_pos_maxp1 if input_pos_maxp1 is not None else (self.max_seq_length if input_pos is not None else T)
+            mask = build_mask(positions, S, key_padding_mask)
+
+        x = self.transformer.wte(idx)
+        if self.config.scale_embeddings:
+            x = x * torch.tensor(self.config.n_embd**0.5, dtype=x.dtype)
+        for i, block in enumerate(self.transformer.h):
+            t = self.rope_table_of[i]
+            layer_mask = mask
+            if mask is not None and self.config.is_sliding(i):
+                layer_mask = mask & sliding_mask(positions, mask.shape[-1], self.config.sliding_window_size)
+            x = block(x, cos[t], sin[t], layer_mask, input_pos, input_pos_maxp1)
+        x = self.transformer.ln_f(x)
+        if return_hidden:
+            return x
+        if lm_head_chunk_size > 0:
+            return [self.project(chunk) for chunk in x.split(lm_head_chunk_size, dim=1)]
+        return self.project(x)
+
+    def project(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.lm_head(x)
+        if self.config.final_logit_softcapping is not None:
+            logits = softcap(logits, self.config.final_logit_softcapping)
+        return logits
+
+    # -- initialisation for training from scratch
+    def init_weights(self) -> None:
+        """GPT-2 style init: N(0, 0.02), output projections scaled by 1/sqrt(2 * n_layer), zero biases, unit norms."""
+        std = 0.02
+        proj_std = std / math.sqrt(2 * self.config.n_layer)
+        for name, module in self.named_modules():
+            if isinstance(module, nn.Linear):
+                nn.init.normal_(module.weight, mean=0.0, std=proj_std if name.endswith("proj") else std)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.Embedding):
+                nn.init.normal_(module.weight, mean=0.0, std=std)
+            elif isinstance(module, (RMSNorm, nn.LayerNorm)):
+                module.reset_parameters()
+
+
+class Block(nn.Module):
+    def __init__(self, config: Config, index: int) -> None:
+        super().__init__()
+        if not config.parallel_residual and config.shared_attention_norm:
+            raise LitGPTError("shared_attention_norm=True only makes sense with parallel_residual=True")
+        self.config = config
+        self.norm_1 = make_norm(config, config.n_embd) if config.norm_1 else nn.Identity()
+        self.attn = CausalSelfAttention(config, index)
+        self.post_attention_norm = make_norm(config, config.n_embd) if config.post_attention_norm else nn.Identity()
+        self.norm_2 = (
+            make_norm(config, config.n_embd) if config.norm_2 and not config.shared_attention_norm else nn.Identity()
+        )
+        self.mlp = MLP_CLASSES[config.mlp_class_name](config)
+        self.post_mlp_norm = make_norm(config, config.n_embd) if config.post_mlp_norm else nn.Identity()
+
+    def forward(self, x, cos, sin, mask, input_pos, input_pos_maxp1=None) -> torch.Tensor:
+        x_normed = self.norm_1(x)
+        attn_out = self.post_attention_norm(self.attn(x_normed, cos, sin, mask, input_pos, input_pos_maxp1))
+        if self.config.parallel_residual:
+            mlp_in = x_normed if self.config.shared_attention_norm else self.norm_2(x)
+            return x + attn_out + self.post_mlp_norm(self.mlp(mlp_in))
+        x = x + attn_out
+        return x + self.post_mlp_norm(self.mlp(self.norm_2(x)))
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config: Config, index: int) -> None:
+        super().__init__()
+        self.config = config
+        self.qkv = nn.Linear(config.n_embd, config.attn_qkv_size, bias=config.bias or config.attn_bias)
+        self.proj = nn.Linear(config.n_head * config.head_size, config.n_embd, bias=config.bias)
+        if config.norm_qk:
+            olmo2 = config.norm_qk_type == "olmo2"
+            self.norm_q = make_norm(config, config.head_size * (config.n_head if olmo2 else 1))
+            self.norm_k = make_norm(config, config.head_size * (config.n_query_groups if olmo2 else 1))
+        self.scale = 1.0 / math.sqrt(config.attention_scores_scalar or config.head_size)
+        self.kv_cache: Optional[KVCache] = None
+
+    def forward(self, x, cos, sin, mask, input_pos, input_pos_maxp1=None) -> torch.Tensor:
+        cfg = self.config
+        B, T, _ = x.shape
+        hs, nh, ng = cfg.head_size, cfg.n_head, cfg.n_query_groups
+        q, k, v = self.qkv(x).split((nh * hs, ng * hs, ng * hs), dim=-1)
+        if cfg.norm_qk and cfg.norm_qk_type == "olmo2":
+            q, k = self.norm_q(q), self.norm_k(k)
+        q = q.view(B, T, nh, hs).transpose(1, 2)  # (B, nh, T, hs)
+        k = k.view(B, T, ng, hs).transpose(1, 2)
+        v = v.view(B, T, ng, hs).transpose(1, 2)
+        if cfg.norm_qk and cfg.norm_qk_type != "olmo2":
+            q, k = self.norm_q(q), self.norm_k(k)
+        q = apply_rope(q, cos, sin, cfg.rope_n_elem)
+        k = apply_rope(k, cos, sin, cfg.rope_n_elem)
+        if input_pos is not None:
+            k, v = self.kv_cache.update(input_pos, k, v)
+            if input_pos_maxp1 is not None:
+                k, v = k[:, :, :input_pos_maxp1], v[:, :, :input_pos_maxp1]
+        y = self.attend(q, k, v, mask)
+        return self.proj(y.transpose(1, 2).reshape(B, T, nh * hs))
+
+    def attend(self, q, k, v, mask) -> torch.Tensor:
+        cfg = self.config
+        if cfg.attention_logit_softcapping is not None:
+            if cfg.n_query_groups != cfg.n_head:
+                rep = cfg.n_head // cfg.n_query_groups
+                k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
+            scores = softcap((q @ k.transpose(-2, -1)) * self.scale, cfg.attention_logit_softcapping)
+            if mask is None:
+                T = q.shape[2]
+                mask = torch.ones(T, T, dtype=torch.bool, device=q.device).tril()
+            scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+            return torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype) @ v
+        return F.scaled_dot_product_attention(
+            q,
+            k,
+            v,
+            attn_mask=mask,
+            is_causal=mask is None,
+            scale=self.scale,
+            enable_gqa=cfg.n_query_groups != cfg.n_head,
+        )
+
+
+class KVCache(nn.Module):
+    """Static cache: (B, n_query_groups, max_seq_length, head_size), written in place at ``input_pos``."""
+
+    def __init__(self, batch_size, n_groups, max_seq_length, head_size, device=None, dtype=None) -> None:
+        super().__init__()
+        shape = (batch_size, n_groups, max_seq_length, head_size)
+        self.register_buffer("k", torch.zeros(shape, device=device, dtype=dtype), persistent=False)
+        self.register_buffer("v", torch.zeros(shape, device=device, dtype=dtype), persistent=False)
+
+    def update(self, input_pos: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        B = k.shape[0]
+        if B != self.k.shape[0]:
+            raise LitGPTError(f"batch of {B} does not fit a KV cache made for batch size {self.k.shape[0]}")
+        self.k.index_copy_(2, input_pos, k.to(self.k.dtype))
+        self.v.index_copy_(2, input_pos, v.to(self.v.dtype))
+        return self.k, self.v
+
+
+# -- MLPs
+class GptNeoxMLP(nn.Module):
+    def __init__(self, config: Config, intermediate_size: Optional[int] = None) -> None:
+        super().__init__()
+        size = intermediate_size or config.intermediate_size
+        self.fc = nn.Linear(config.n_embd, size, bias=config.bias)
+        self.proj = nn.Linear(size, config.n_embd, bias=config.bias)
+        self.approximate = config.gelu_approximate
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(F.gelu(self.fc(x), approximate=self.approximate))
+
+
+class LLaMAMLP(nn.Module):
+    def __init__(self, config: Config, intermediate_size: Optional[int] = None) -> None:
+        super().__init__()
+        size = intermediate_size or config.intermediate_size
+        self.fc_1 = nn.Linear(config.n_embd, size, bias=config.bias)
+        self.fc_2 = nn.Linear(config.n_embd, size, bias=config.bias)
+        self.proj = nn.Linear(size, config.n_embd, bias=config.bias)
+        self.approximate = config.gelu_approximate
+
+    def activation(self, x: torch.Tensor) -> torch.Tensor:
+        return F.silu(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.activation(self.fc_1(x)) * self.fc_2(x))
+
+
+class GemmaMLP(LLaMAMLP):
+    def activation(self, x: torch.Tensor) -> torch.Tensor:
+        return F.gelu(x, approximate=self.approximate)
+
+
+class LLaMAMoE(nn.Module):
+    """Top-k routing over LLaMA-style experts; the chosen experts' weights are renormalised to sum to 1."""
+
+    def __init__(self, config: Config) -> None:
+        super().__init__()
+        self.config = config
+        self.gate = nn.Linear(config.n_embd, config.n_expert, bias=False)
+        size = config.moe_intermediate_size or config.intermediate_size
+        self.experts = nn.ModuleList(LLaMAMLP(config, size) for _ in range(config.n_expert))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, C = x.shape
+        x = x.reshape(-1, C)
+        logits = self.gate(x)
+        top_logits, top_idx = torch.topk(logits, self.config.n_expert_per_token, dim=-1)
+        weights = torch.softmax(top_logits, dim=-1, dtype=torch.float32).to(x.dtype)
+        out = torch.zeros_like(x)
+        for e, expert in enumerate(self.experts):
+            token, slot = torch.where(top_idx == e)
+            if token.numel():
+                out.index_add_(0, token, weights[token, slot, None] * expert(x[token]))
+        return out.view(B, T, C)
+
+
+MLP_CLASSES = {"GptNeoxMLP": GptNeoxMLP, "LLaMAMLP": LLaMAMLP, "GemmaMLP": GemmaMLP, "LLaMAMoE": LLaMAMoE}
+
+
+# -- norms
+class RMSNorm(nn.Module):
+    """Root-mean-square norm computed in float32; ``unit_offset`` scales by (1 + weight) as Gemma does."""
+
+    def __init__(self, size: int, eps: float = 1e-6, unit_offset: bool = False) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(size))
+        self.eps = eps
+        self.unit_offset = unit_offset
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.zeros_(self.weight) if self.unit_offset else nn.init.ones_(self.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dtype = x.dtype
+        x = x.float()
+        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
+        weight = self.weight.float() + 1.0 if self.unit_offset else self.weight.float()
+        return (x * weight).to(dtype)
+
+
+def make_norm(config: Config, size: int) -> nn.Module:
+    if config.norm_class_name == "RMSNorm":
+        return RMSNorm(size, eps=config.norm_eps, unit_offset=config.norm_unit_offset)
+    return nn.LayerNorm(size, eps=config.norm_eps, bias=config.bias)
+
+
+# -- functional pieces
+def softcap(x: torch.Tensor, cap: float) -> torch.Tensor:
+    return torch.tanh(x / cap) * cap
+
+
+def build_mask(positions: torch.Tensor, S: int, key_padding_mask: Optional[torch.Tensor]) -> torch.Tensor:
+    """Boolean (T, S) causal mask for queries at ``positions``, or (B, 1, T, S) with a key padding mask."""
+    keys = torch.arange(S, device=positions.device)
+    mask = keys[None, :] <= positions[:, None]
+    if key_padding_mask is not None:
+        mask = mask[None, None] & key_padding_mask[:, None, None, :S]
+    return mask
+
+
+def sliding_mask(positions: torch.Tensor, S: int, window: int) -> torch.Tensor:
+    keys = torch.arange(S, device=positions.device)
+    return (positions[:, None] - keys[None, :]) < window
+
+
+def rope_cache(
+    seq_len: int,
+    n_elem: int,
+    base: float = 10000,
+    condense_ratio: int = 1,
+    adjustments: Optional[dict] = None,
+    device: Optional[torch.device] = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin tables of shape (seq_len, n_elem) in float32, halves repeated (rotate-half layout)."""
+    inv_freq = 1.0 / (base ** (torch.arange(0, n_elem, 2, device=device, dtype=torch.int64).float() / n_elem))
+    if adjustments:
+        inv_freq = adjust_inv_freq(inv_freq, adjustments)
+    positions = torch.arange(seq_len, device=device).float() / condense_ratio
+    angles = torch.outer(positions, inv_freq)
+    angles = torch.cat((angles, angles), dim=-1)
+    return angles.cos(), angles.sin()
+
+
+def adjust_inv_freq(inv_freq: torch.Tensor, adj: dict) -> torch.Tensor:
+    """Linear scaling (``factor`` only) or Llama-3.1's frequency-dependent scaling (with low/high factors)."""
+    factor = adj["factor"]
+    if "low_freq_factor" not in adj:
+        return inv_freq / factor
+    low, high, old_len = adj["low_freq_factor"], adj["high_freq_factor"], adj["original_max_seq_len"]
+    wavelen = 2 * math.pi / inv_freq
+    scaled = torch.where(wavelen > old_len / low, inv_freq / factor, inv_freq)
+    smooth = (old_len / wavelen - low) / (high - low)
+    blended = (1 - smooth) * scaled / factor + smooth * scaled
+    medium = (wavelen >= old_len / high) & (wavelen <= old_len / low)
+    return torch.where(medium, blended, scaled)
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, n_elem: int) -> torch.Tensor:
+    """Rotate the first ``n_elem`` features of every head (rotate-half convention); the rest pass through."""
+    if n_elem == 0:
+        return x
+    rot, rest = (x[..., :n_elem], x[..., n_elem:]) if n_elem < x.shape[-1] else (x, None)
+    half = n_elem // 2
+    rotated = torch.cat((-rot[..., half:], rot[..., :half]), dim=-1)
+    out = (rot.float() * cos + rotated.float() * sin).to(x.dtype)
+    return out if rest is None else torch.cat((out, rest), dim=-1)
