@@ -12,7 +12,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 import yaml
 
@@ -34,13 +34,13 @@ class Config:
     block_size: int = 4096
     vocab_size: int = 50254
     padding_multiple: int = 512
-    padded_vocab_size: Optional[int] = None
+    padded_vocab_size: int | None = None
     n_layer: int = 16
     n_head: int = 32
-    head_size: Optional[int] = None
+    head_size: int | None = None
     n_embd: int = 4096
-    n_query_groups: Optional[int] = None
-    intermediate_size: Optional[int] = None
+    n_query_groups: int | None = None
+    intermediate_size: int | None = None
     # -- residual layout and norms
     parallel_residual: bool = True
     shared_attention_norm: bool = False
@@ -60,32 +60,32 @@ class Config:
     rotary_percentage: float = 0.25
     rope_base: int = 10000
     rope_condense_ratio: int = 1
-    rope_adjustments: Optional[dict] = None
+    rope_adjustments: dict | None = None
     rope_interleave: bool = False
-    rope_local_base_freq: Optional[float] = None
-    rope_indices: Optional[list] = None
+    rope_local_base_freq: float | None = None
+    rope_indices: list | None = None
     # -- attention details
-    sliding_window_size: Optional[int] = None
-    sliding_window_indices: Optional[list] = None
-    attention_logit_softcapping: Optional[float] = None
-    final_logit_softcapping: Optional[float] = None
-    attention_scores_scalar: Optional[int] = None
+    sliding_window_size: int | None = None
+    sliding_window_indices: list | None = None
+    attention_logit_softcapping: float | None = None
+    final_logit_softcapping: float | None = None
+    attention_scores_scalar: int | None = None
     scale_embeddings: bool = False
     # -- MLP
     mlp_class_name: Literal["GptNeoxMLP", "LLaMAMLP", "GemmaMLP", "LLaMAMoE"] = "GptNeoxMLP"
     gelu_approximate: str = "none"
     n_expert: int = 0
     n_expert_per_token: int = 0
-    moe_intermediate_size: Optional[int] = None
+    moe_intermediate_size: int | None = None
     norm_topk_prob: bool = False
     # -- fields of the established release that no supported architecture uses yet (kept so its files load)
     routed_scaling_factor: float = 1.0
-    n_shared_expert: Optional[int] = None
-    first_k_dense_replace: Optional[int] = None
-    n_expert_groups: Optional[int] = None
-    n_topk_groups: Optional[int] = None
-    n_topk_scores_per_group: Optional[int] = None
-    latent_attention: Optional[dict] = None
+    n_shared_expert: int | None = None
+    first_k_dense_replace: int | None = None
+    n_expert_groups: int | None = None
+    n_topk_groups: int | None = None
+    n_topk_scores_per_group: int | None = None
+    latent_attention: dict | None = None
 
     def __post_init__(self) -> None:
         """Every derived field is computed here and only here."""
@@ -140,7 +140,7 @@ class Config:
             return self.rope_local_base_freq
         return self.rope_base
 
-    def rope_adjustments_for(self, layer: int) -> Optional[dict]:
+    def rope_adjustments_for(self, layer: int) -> dict | None:
         """Rope scaling applies to global layers only when local layers have a base of their own (Gemma 3)."""
         if self.rope_indices is not None and self.rope_local_base_freq is not None and self.rope_indices[layer]:
             return None
@@ -213,9 +213,9 @@ class Config:
 
     def estimated_params(self) -> int:
         """Parameter count without materialising the model (used for size checks and FLOP estimates)."""
-        from litgpt.model import GPT
-
         import torch
+
+        from litgpt.model import GPT
 
         with torch.device("meta"):
             return sum(p.numel() for p in GPT(self).parameters())
@@ -236,7 +236,7 @@ def _registry() -> dict[str, dict]:
     """name -> full field mapping, built from family templates plus per-model differences."""
     data = json.loads(REGISTRY_FILE.read_text())
     registry = {}
-    for family, spec in data["families"].items():
+    for spec in data["families"].values():
         template = spec["template"]
         for variant in spec["models"]:
             entry = {**template, **variant}

@@ -10,7 +10,6 @@ Decoding uses a static, preallocated KV cache indexed by ``input_pos`` so that t
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import torch
 import torch.nn as nn
@@ -60,7 +59,7 @@ class GPT(nn.Module):
         if self.rope_cos.numel() and self.rope_cos.shape[1] != value:
             self.rope_cos, self.rope_sin = self.build_rope_cache(device=self.rope_cos.device)
 
-    def build_rope_cache(self, device: Optional[torch.device] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def build_rope_cache(self, device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         cos, sin = zip(
             *(
                 rope_cache(
@@ -84,9 +83,9 @@ class GPT(nn.Module):
     def set_kv_cache(
         self,
         batch_size: int,
-        max_seq_length: Optional[int] = None,
-        device: Optional[torch.device] = None,
-        dtype: Optional[torch.dtype] = None,
+        max_seq_length: int | None = None,
+        device: torch.device | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
         """Preallocate a KV cache of ``max_seq_length`` (default: the model's) positions in every block."""
         if max_seq_length is not None:
@@ -107,10 +106,10 @@ class GPT(nn.Module):
     def forward(
         self,
         idx: torch.Tensor,
-        input_pos: Optional[torch.Tensor] = None,
+        input_pos: torch.Tensor | None = None,
         *,
-        input_pos_maxp1: Optional[int] = None,
-        key_padding_mask: Optional[torch.Tensor] = None,
+        input_pos_maxp1: int | None = None,
+        key_padding_mask: torch.Tensor | None = None,
         lm_head_chunk_size: int = 0,
         return_hidden: bool = False,
     ) -> torch.Tensor | list[torch.Tensor]:
@@ -211,7 +210,7 @@ class CausalSelfAttention(nn.Module):
             self.norm_q = make_norm(config, config.head_size * (config.n_head if olmo2 else 1))
             self.norm_k = make_norm(config, config.head_size * (config.n_query_groups if olmo2 else 1))
         self.scale = 1.0 / math.sqrt(config.attention_scores_scalar or config.head_size)
-        self.kv_cache: Optional[KVCache] = None
+        self.kv_cache: KVCache | None = None
 
     def forward(self, x, cos, sin, mask, input_pos, input_pos_maxp1=None) -> torch.Tensor:
         cfg = self.config
@@ -277,7 +276,7 @@ class KVCache(nn.Module):
 
 # -- MLPs
 class GptNeoxMLP(nn.Module):
-    def __init__(self, config: Config, intermediate_size: Optional[int] = None) -> None:
+    def __init__(self, config: Config, intermediate_size: int | None = None) -> None:
         super().__init__()
         size = intermediate_size or config.intermediate_size
         self.fc = nn.Linear(config.n_embd, size, bias=config.bias)
@@ -289,7 +288,7 @@ class GptNeoxMLP(nn.Module):
 
 
 class LLaMAMLP(nn.Module):
-    def __init__(self, config: Config, intermediate_size: Optional[int] = None) -> None:
+    def __init__(self, config: Config, intermediate_size: int | None = None) -> None:
         super().__init__()
         size = intermediate_size or config.intermediate_size
         self.fc_1 = nn.Linear(config.n_embd, size, bias=config.bias)
@@ -369,7 +368,7 @@ def softcap(x: torch.Tensor, cap: float) -> torch.Tensor:
     return torch.tanh(x / cap) * cap
 
 
-def build_mask(positions: torch.Tensor, S: int, key_padding_mask: Optional[torch.Tensor]) -> torch.Tensor:
+def build_mask(positions: torch.Tensor, S: int, key_padding_mask: torch.Tensor | None) -> torch.Tensor:
     """Boolean (T, S) causal mask for queries at ``positions``, or (B, 1, T, S) with a key padding mask."""
     keys = torch.arange(S, device=positions.device)
     mask = keys[None, :] <= positions[:, None]
@@ -388,8 +387,8 @@ def rope_cache(
     n_elem: int,
     base: float = 10000,
     condense_ratio: int = 1,
-    adjustments: Optional[dict] = None,
-    device: Optional[torch.device] = None,
+    adjustments: dict | None = None,
+    device: torch.device | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """cos and sin tables of shape (seq_len, n_elem) in float32, halves repeated (rotate-half layout)."""
     inv_freq = 1.0 / (base ** (torch.arange(0, n_elem, 2, device=device, dtype=torch.int64).float() / n_elem))

@@ -1,0 +1,335 @@
+"""The Python API: ``LLM.load(...)``, ``.generate``, ``.benchmark``, ``.save`` and training hooks.
+
+The command-line ``generate`` and ``chat`` and the server all drive this class, so there is one code path from a
+prompt to text.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import torch
+
+from litgpt.config import Config
+from litgpt.errors import LitGPTError
+from litgpt.generation import SamplingParams, stream_tokens
+from litgpt.loading import load_model, parse_precision, resolve_checkpoint
+
+Prompt = Union[str, list]  # text, or a list of {"role", "content"} messages
+
+
+class Preprocessor:
+    """Turns text into token ids on the model's device and back."""
+
+    def __init__(self, tokenizer, device: torch.device | str = "cpu") -> None:
+        self.tokenizer = tokenizer
+        self.device = torch.device(device)
+
+    def encode(self, text: str) -> torch.Tensor:
+        return self.tokenizer.encode(text, device=self.device)
+
+    def decode(self, token_ids) -> str:
+        return self.tokenizer.decode(token_ids)
+
+
+class LLM(torch.nn.Module):
+    def __init__(
+        self,
+        model,
+        preprocessor: Preprocessor,
+        prompt_style,
+        checkpoint_dir: Path | None = None,
+        config: Config | None = None,
+        init: str = "pretrained",
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.preprocessor = preprocessor
+        self.prompt_style = prompt_style
+        self.checkpoint_dir = checkpoint_dir
+        self.config = config or (model.config if model is not None else None)
+        self.init = init
+        self.fixed_kv_cache_size: int | None = None
+        self.generator: torch.Generator | None = None
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def load(
+        cls,
+        model: str | Path,
+        init: Literal["pretrained", "random"] = "pretrained",
+        tokenizer_dir: str | Path | None = None,
+        access_token: str | None = None,
+        distribute: Literal["auto"] | None = "auto",
+    ) -> LLM:
+        """Load a registry name or repo id (local first, then the hub, then a package that ships it), a checkpoint
+        folder, or a ``.gguf`` file. ``init="random"`` builds the architecture with fresh weights and needs
+        ``tokenizer_dir``. ``distribute=None`` leaves the model unplaced until :meth:`distribute`."""
+        from litgpt.prompts import resolve_prompt_style
+        from litgpt.tokenizer import Tokenizer
+
+        if init not in ("pretrained", "random"):
+            raise LitGPTError(f"init must be 'pretrained' or 'random', got {init!r}")
+        if distribute not in ("auto", None):
+            raise LitGPTError(f"distribute must be 'auto' or None, got {distribute!r}")
+        access_token = access_token or os.getenv("HF_TOKEN")
+        if init == "random":
+            if tokenizer_dir is None:
+                raise LitGPTError('init="random" needs tokenizer_dir, a folder (or model name) with tokenizer files')
+            tok_dir = resolve_checkpoint(tokenizer_dir, access_token=access_token, tokenizer_only=True)
+            config = Config.from_checkpoint(model) if Path(model).is_dir() else Config.from_name(str(model))
+            checkpoint_dir = None
+        else:
+            checkpoint_dir = resolve_checkpoint(model, access_token=access_token)
+            tok_dir = Path(tokenizer_dir) if tokenizer_dir is not None else checkpoint_dir
+            config = Config.from_checkpoint(checkpoint_dir)
+        tokenizer = Tokenizer(tok_dir)
+        prompt_style = resolve_prompt_style(checkpoint_dir or tok_dir, config, tokenizer)
+        llm = cls(None, Preprocessor(tokenizer), prompt_style, checkpoint_dir, config, init)
+        if distribute == "auto":
+            llm.distribute()
+        return llm
+
+    def distribute(
+        self,
+        accelerator: str = "auto",
+        devices: int | str = 1,
+        precision: str | None = None,
+        quantize: str | None = None,
+        generate_strategy: Literal["sequential", "tensor_parallel"] | None = None,
+        fixed_kv_cache_size: int | None = None,
+    ) -> None:
+        """Place the model: pick the device and precision and allocate the KV cache."""
+        if accelerator == "auto":
+            accelerator = "cuda" if torch.cuda.is_available() else "cpu"
+        if accelerator not in ("cpu", "cuda", "gpu"):
+            raise LitGPTError(f"accelerator must be 'auto', 'cpu' or 'cuda', got {accelerator!r}")
+        device = torch.device("cuda" if accelerator in ("cuda", "gpu") else "cpu")
+        n_devices = (torch.cuda.device_count() if device.type == "cuda" else 1) if devices in ("auto", -1) else devices
+        if generate_strategy is not None:
+            raise LitGPTError(f"generate_strategy={generate_strategy!r} is not available in this build")
+        if n_devices != 1:
+            raise LitGPTError(f"devices={devices} needs generate_strategy='sequential' or 'tensor_parallel'")
+        if quantize is not None:
+            raise LitGPTError(f"quantize={quantize!r} is not available in this build")
+        print("Using 1 device(s)", file=sys.stderr)
+        dtype = parse_precision(precision, device)
+        if self.init == "random":
+            from litgpt.model import GPT
+
+            with torch.device(device):
+                self.model = GPT(self.config)
+            self.model.init_weights()
+            self.model.to(dtype)
+        else:
+            self.model = load_model(self.checkpoint_dir, device=device, dtype=dtype, config=self.config)
+        self.model.eval()
+        self.preprocessor.device = device
+        self.fixed_kv_cache_size = fixed_kv_cache_size
+        if fixed_kv_cache_size is not None:
+            self.model.set_kv_cache(1, max_seq_length=min(fixed_kv_cache_size, self.config.block_size))
+
+    def _require_model(self) -> None:
+        if self.model is None:
+            raise LitGPTError(
+                "The model is not placed yet: call llm.distribute() (or llm.trainer_setup()) first, "
+                'or load with distribute="auto"'
+            )
+
+    # ------------------------------------------------------------------ generation
+    def _prompt_ids(self, prompt: Prompt, sys_prompt: str | None) -> torch.Tensor:
+        text = self.prompt_style.apply(prompt, sys_prompt=sys_prompt)
+        return self.preprocessor.encode(text)
+
+    def _stop_tokens(self) -> tuple:
+        return tuple(self.prompt_style.stop_tokens(self.preprocessor.tokenizer))
+
+    def _max_new(self, prompts: Sequence[torch.Tensor], max_new_tokens: int) -> int:
+        limit = self.fixed_kv_cache_size or self.config.block_size
+        longest = max(len(p) for p in prompts)
+        if longest >= limit:
+            raise LitGPTError(f"The prompt has {longest} tokens but the context holds {limit}; shorten the prompt")
+        return min(max_new_tokens, limit - longest)
+
+    @torch.inference_mode()
+    def generate(
+        self,
+        prompt: Prompt | list[Prompt],
+        sys_prompt: str | None = None,
+        max_new_tokens: int = 50,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float = 1.0,
+        return_as_token_ids: bool = False,
+        stream: bool = False,
+    ) -> Union[str, torch.Tensor, list, Iterator]:
+        """Complete ``prompt`` (text or a message list); a list of prompts is generated as one batch."""
+        self._require_model()
+        params = SamplingParams(temperature, top_k, top_p)
+        batched = isinstance(prompt, list) and prompt and not isinstance(prompt[0], dict)
+        prompts = list(prompt) if batched else [prompt]
+        ids = [self._prompt_ids(p, sys_prompt) for p in prompts]
+        max_new = self._max_new(ids, max_new_tokens)
+        steps = stream_tokens(self.model, ids, max_new, params, self._stop_tokens(), self.generator)
+        if stream:
+            if batched:
+                raise LitGPTError("stream=True takes one prompt, not a list")
+            return self._stream_text(steps, return_as_token_ids)
+        outputs: list[list[int]] = [[] for _ in prompts]
+        for step in steps:
+            for row, tokens in enumerate(step):
+                outputs[row].extend(tokens)
+        if return_as_token_ids:
+            results = [torch.tensor(o, dtype=torch.long) for o in outputs]
+        else:
+            results = [self.preprocessor.decode(o) for o in outputs]
+        return results if batched else results[0]
+
+    def _stream_text(self, steps: Iterator[list[list[int]]], as_ids: bool) -> Iterator:
+        decoder = self.preprocessor.tokenizer.decode_stream()
+        for step in steps:
+            for token in step[0]:
+                if as_ids:
+                    yield torch.tensor([token])
+                    continue
+                piece = decoder.step(token)
+                if piece:
+                    yield piece
+        tail = decoder.flush() if hasattr(decoder, "flush") else ""
+        if tail and not as_ids:
+            yield tail
+
+    def benchmark(self, num_iterations: int = 1, **generate_kwargs: Any) -> tuple[str, dict[str, list]]:
+        """Run ``generate`` ``num_iterations`` times; return the last text and per-iteration measurements."""
+        self._require_model()
+        device = self.preprocessor.device
+        keys = ["Seconds total", "Seconds to first token", "Tokens generated", "Inference speed in tokens/sec"]
+        results: dict[str, list] = {k: [] for k in keys}
+        text = ""
+        for _ in range(num_iterations):
+            sync(device)
+            start = time.perf_counter()
+            first = None
+            pieces = []
+            n_tokens = 0
+            for token in self.generate(**{**generate_kwargs, "stream": True, "return_as_token_ids": True}):
+                sync(device)
+                first = first or time.perf_counter() - start
+                pieces.append(int(token))
+                n_tokens += 1
+            total = time.perf_counter() - start
+            text = self.preprocessor.decode(pieces)
+            if generate_kwargs.get("stream"):
+                print(text)
+            results["Seconds total"].append(total)
+            results["Seconds to first token"].append(first if first is not None else total)
+            results["Tokens generated"].append(n_tokens)
+            results["Inference speed in tokens/sec"].append(n_tokens / total if total > 0 else 0.0)
+            if device.type == "cuda":
+                results.setdefault("Total GPU memory allocated in GB", []).append(
+                    torch.cuda.max_memory_allocated(device) / 1e9
+                )
+            else:
+                results.setdefault("Peak resident memory in GB", []).append(peak_rss_gb())
+        return text, results
+
+    # ------------------------------------------------------------------ training hooks and saving
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        target_ids: torch.Tensor | None = None,
+        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        self._require_model()
+        logits = self.model(input_ids)
+        loss = None
+        if target_ids is not None:
+            loss_fn = loss_fn or chunked_cross_entropy
+            loss = loss_fn(logits[..., :-1, :], target_ids[..., 1:])
+        return logits, loss
+
+    def trainer_setup(self, trainer_ckpt: str | Path | None = None) -> None:
+        """Materialise the model for a Lightning Trainer (which places it); optionally load a Trainer checkpoint."""
+        if self.model is None:
+            if self.init == "random":
+                from litgpt.model import GPT
+
+                self.model = GPT(self.config)
+                self.model.init_weights()
+            else:
+                self.model = load_model(self.checkpoint_dir, device="cpu", dtype=torch.float32, config=self.config)
+        if trainer_ckpt is not None:
+            from litgpt.checkpoint import load_state_dict
+
+            state = load_state_dict(Path(trainer_ckpt))
+            state = state.get("state_dict", state)
+            state = {k[len("model.") :] if k.startswith("model.") else k: v for k, v in state.items()}
+            self.model.load_state_dict(state, strict=True)
+
+    def save(self, out_dir: str | Path, prompt_style=None) -> None:
+        """Write a checkpoint folder (weights, config, tokenizer files, prompt style) usable by every command."""
+        import shutil
+
+        from litgpt.prompts import save_prompt_style
+        from litgpt.utils import atomic_torch_save
+
+        self._require_model()
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        atomic_torch_save(self.model.state_dict(), out_dir / "lit_model.pth")
+        self.config.save(out_dir / "model_config.yaml")
+        tok_dir = Path(self.preprocessor.tokenizer.checkpoint_dir)
+        for name in TOKENIZER_FILES:
+            if (tok_dir / name).is_file() and tok_dir.resolve() != out_dir.resolve():
+                shutil.copy2(tok_dir / name, out_dir / name)
+        save_prompt_style(prompt_style or self.prompt_style, out_dir)
+
+
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer.model",
+    "tokenizer_config.json",
+    "generation_config.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+    "config.json",
+)
+
+
+def chunked_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:
+    return torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=ignore_index
+    )
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def peak_rss_gb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # kB on Linux
+
+
+def benchmark_dict_to_markdown_table(data: dict[str, list]) -> str:
+    """Metric / Mean / Std Dev table; a single measurement has a standard deviation of 0."""
+    import statistics
+
+    width = max([len("Metric")] + [len(k) for k in data]) + 2
+    lines = [
+        f"| {'Metric':<{width}}| {'Mean':<28}| {'Std Dev':<28}|",
+        f"|{'-' * (width + 1)}|{'-' * 29}|{'-' * 29}|",
+    ]
+    for key, values in data.items():
+        values = [float(v) for v in values]
+        mean = statistics.fmean(values) if values else float("nan")
+        std = statistics.stdev(values) if len(values) > 1 else 0.0
+        lines.append(f"| {key:<{width}}| {mean:<28.2f}| {std:<28.2f}|")
+    return "\n".join(lines)

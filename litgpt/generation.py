@@ -1,0 +1,192 @@
+"""The one generation core behind `litgpt generate`, `litgpt chat`, the Python API and the server.
+
+Prefill runs in one pass; each decode step feeds one token per sequence through the static KV cache. Sampling
+(top-k, then temperature, then top-p, then a draw) stays on the device. Batches of prompts of different lengths are
+left-padded: padded keys are masked and, because RoPE only sees position differences, every row decodes exactly as it
+would alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from litgpt.errors import LitGPTError
+from litgpt.model import GPT
+
+
+@dataclass
+class SamplingParams:
+    temperature: float = 1.0
+    top_k: int | None = None
+    top_p: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.temperature < 0:
+            raise LitGPTError(f"temperature must be >= 0, got {self.temperature} (0 means greedy)")
+        if self.top_k is not None and self.top_k < 1:
+            raise LitGPTError(f"top_k must be a positive integer or None, got {self.top_k}")
+        if not 0.0 <= self.top_p <= 1.0:
+            raise LitGPTError(f"top_p must be in [0, 1], got {self.top_p}")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0 or self.top_p == 0 or self.top_k == 1
+
+
+def sample(logits: torch.Tensor, params: SamplingParams, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Next token ids (B,) from last-position logits (B, V)."""
+    if params.greedy:
+        return logits.argmax(dim=-1)
+    logits = logits.float()
+    if params.top_k is not None:
+        k = min(params.top_k, logits.shape[-1])
+        kth = torch.topk(logits, k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    logits = logits / params.temperature
+    if params.top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+        cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+        drop_sorted = cumulative - sorted_logits.softmax(dim=-1) >= params.top_p  # mass before this token
+        drop_sorted[..., 0] = False  # always keep the best token
+        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+        logits = logits.masked_fill(drop, float("-inf"))
+    probs = logits.softmax(dim=-1)
+    # a draw without a host sync: argmax of p / Exp(1) noise is a sample from p
+    noise = torch.empty_like(probs).exponential_(1, generator=generator)
+    return (probs / noise).argmax(dim=-1)
+
+
+def left_pad(prompts: Sequence[torch.Tensor], pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack 1-D prompts into (B, T) aligned on the right, with a (B, T) mask of real tokens."""
+    T = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), T), pad_id, dtype=torch.long, device=prompts[0].device)
+    valid = torch.zeros((len(prompts), T), dtype=torch.bool, device=prompts[0].device)
+    for row, p in enumerate(prompts):
+        ids[row, T - len(p) :] = p
+        valid[row, T - len(p) :] = True
+    return ids, valid
+
+
+@torch.inference_mode()
+def generate_batch(
+    model: GPT,
+    prompts: Sequence[torch.Tensor],
+    max_new_tokens: int,
+    params: SamplingParams = SamplingParams(),
+    stop_tokens: Sequence[Sequence[int]] = (),
+    generator: torch.Generator | None = None,
+) -> Iterator[torch.Tensor]:
+    """Yield (B,) tensors of new tokens, one step at a time, until every row stopped or ``max_new_tokens``.
+
+    A row that finished keeps being fed its last token (the output for it is ignored by the caller, who tracks stops
+    with :class:`StopMatcher`). The KV cache must hold at least ``longest prompt + max_new_tokens`` positions; it is
+    (re)allocated here when it does not.
+    """
+    if max_new_tokens < 0:
+        raise LitGPTError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+    ids, valid = left_pad(prompts)
+    B, T = ids.shape
+    total = T + max_new_tokens
+    if total > model.config.block_size:
+        raise LitGPTError(
+            f"prompt ({T} tokens) + max_new_tokens ({max_new_tokens}) exceeds the model's context of "
+            f"{model.config.block_size} tokens; shorten the prompt or lower max_new_tokens"
+        )
+    cache = model.transformer.h[0].attn.kv_cache
+    if cache is None or cache.k.shape[0] != B or cache.k.shape[2] < total or cache.k.device != ids.device:
+        model.set_kv_cache(B, max_seq_length=max(total, min(model.max_seq_length, model.config.block_size)))
+    S = model.max_seq_length
+    padding = None
+    if not bool(valid.all()):
+        padding = torch.ones((B, S), dtype=torch.bool, device=ids.device)
+        padding[:, :T] = valid
+    logits = model(ids, torch.arange(T, device=ids.device), key_padding_mask=padding)[:, -1]
+    for step in range(max_new_tokens):
+        token = sample(logits, params, generator)
+        yield token
+        if step + 1 == max_new_tokens:
+            break
+        pos = torch.tensor([T + step], device=ids.device)
+        logits = model(token[:, None], pos, key_padding_mask=padding)[:, -1]
+
+
+class StopMatcher:
+    """Tracks one sequence's tokens against stop sequences; ``push`` returns the tokens safe to emit now.
+
+    Tokens that could begin a stop sequence are held back until it is clear they do not complete one, so a stream
+    never shows part of a stop sequence.
+    """
+
+    def __init__(self, stop_tokens: Sequence[Sequence[int]]) -> None:
+        self.stops = [list(s) for s in stop_tokens if len(s)]
+        self.held: list[int] = []
+        self.done = False
+
+    def push(self, token: int) -> list[int]:
+        if self.done:
+            return []
+        self.held.append(token)
+        for stop in self.stops:
+            if self.held[-len(stop) :] == stop:
+                self.done = True
+                out = self.held[: len(self.held) - len(stop)]
+                self.held = []
+                return out
+        # keep the longest suffix that is a proper prefix of some stop sequence
+        keep = 0
+        for stop in self.stops:
+            for n in range(min(len(stop) - 1, len(self.held)), keep, -1):
+                if self.held[-n:] == stop[:n]:
+                    keep = n
+                    break
+        out = self.held[: len(self.held) - keep]
+        self.held = self.held[len(self.held) - keep :]
+        return out
+
+    def flush(self) -> list[int]:
+        out, self.held = self.held, []
+        return out
+
+
+def stream_tokens(
+    model: GPT,
+    prompts: Sequence[torch.Tensor],
+    max_new_tokens: int,
+    params: SamplingParams = SamplingParams(),
+    stop_tokens: Sequence[Sequence[int]] = (),
+    generator: torch.Generator | None = None,
+) -> Iterator[list[list[int]]]:
+    """Yield, per step, the list of newly emittable token ids for each row (stop sequences removed)."""
+    matchers = [StopMatcher(stop_tokens) for _ in prompts]
+    for tokens in generate_batch(model, prompts, max_new_tokens, params, stop_tokens, generator):
+        step = [m.push(t) for m, t in zip(matchers, tokens.tolist())]
+        yield step
+        if all(m.done for m in matchers):
+            return
+    tail = [m.flush() for m in matchers]
+    if any(tail):
+        yield tail
+
+
+def generate(
+    model: GPT,
+    prompt: torch.Tensor,
+    max_new_tokens: int,
+    *,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float = 1.0,
+    stop_tokens: Sequence[Sequence[int]] = (),
+    include_prompt: bool = True,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Generate for one 1-D prompt and return the token ids (prompt + completion by default)."""
+    params = SamplingParams(temperature, top_k, top_p)
+    new: list[int] = []
+    for step in stream_tokens(model, [prompt], max_new_tokens, params, stop_tokens, generator):
+        new.extend(step[0])
+    out = torch.tensor(new, dtype=torch.long, device=prompt.device)
+    return torch.cat((prompt, out)) if include_prompt else out
