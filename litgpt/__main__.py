@@ -11,11 +11,16 @@ import sys
 from litgpt.errors import LitGPTError
 
 # command -> "module:function". Register a command only when it works.
-COMMANDS: dict[str, str] = {}
+COMMANDS: dict[str, str] = {
+    "generate": "litgpt.generate:main",
+    "chat": "litgpt.chat:main",
+}
 # commands that print their sorted names when given no argument or `list`
 LISTS: dict[str, str] = {"pretrain": "litgpt.config:config_names", "download": "litgpt.config:repo_ids"}
 # spellings of the established release that mean the same command
 ALIASES: dict[str, str] = {}
+# commands whose first option may also be given as a bare first argument (`litgpt chat microsoft/phi-2`)
+POSITIONAL: dict[str, str] = {"generate": "checkpoint_dir", "chat": "checkpoint_dir"}
 
 
 def resolve(target: str):
@@ -38,6 +43,8 @@ def main(argv: list[str] | None = None) -> None:
 
         sys.exit(f"litgpt: unknown command {argv[0]!r}. {suggest(argv[0], COMMANDS, what='command')}")
     name, rest = argv[0], argv[1:]
+    if name in POSITIONAL and rest and not rest[0].startswith("-"):
+        rest = [f"--{POSITIONAL[name]}", rest[0], *rest[1:]]
     from jsonargparse import CLI
 
     try:

@@ -1,0 +1,89 @@
+"""`litgpt chat`: talk with a model in the terminal (default: the bundled Gemma-3-270M)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+from litgpt.generate import load_for_cli
+
+EXIT_WORDS = ("!quit", "!exit")
+
+
+def read_prompt(multiline: bool) -> Optional[str]:
+    """The next prompt, or None to leave. Multiline input ends with a line `!submit`."""
+    try:
+        first = input(">> Prompt: ")
+    except (EOFError, KeyboardInterrupt):
+        return None
+    if not multiline:
+        text = first
+    else:
+        lines = [first]
+        while lines[-1].strip() != "!submit":
+            try:
+                lines.append(input())
+            except (EOFError, KeyboardInterrupt):
+                break
+        text = "\n".join(line for line in lines if line.strip() != "!submit")
+    if not text.strip() or text.strip().lower() in EXIT_WORDS:
+        return None
+    return text
+
+
+def main(
+    checkpoint_dir: Optional[Path] = None,
+    *,
+    max_new_tokens: int = 50,
+    top_k: Optional[int] = 50,
+    top_p: float = 1.0,
+    temperature: float = 0.8,
+    quantize: Optional[str] = None,
+    precision: Optional[str] = None,
+    multiline: bool = False,
+    sys_prompt: Optional[str] = None,
+    access_token: Optional[str] = None,
+) -> None:
+    """Chat with a model; earlier turns stay in the conversation.
+
+    Args:
+        checkpoint_dir: A checkpoint folder, a registry name or repo id, or a .gguf file. Default: the bundled model.
+        max_new_tokens: The most tokens per reply.
+        top_k: Sample among the k most likely tokens (None: all).
+        top_p: Nucleus sampling threshold in [0, 1]; 0 means greedy.
+        temperature: Sampling temperature; 0 means greedy.
+        quantize: Weight quantization for inference.
+        precision: Weight dtype, e.g. "bf16-true" or "32-true".
+        multiline: Read several lines per prompt; finish a prompt with a line `!submit`.
+        sys_prompt: An optional system prompt.
+        access_token: Hugging Face token for gated repos (default: $HF_TOKEN).
+    """
+    llm = load_for_cli(checkpoint_dir, precision, quantize, access_token)
+    print(f"Now chatting with {llm.config.name}.\nTo exit, press 'Enter' on an empty prompt.\n")
+    if multiline:
+        print("Multiline input: end a prompt with a line `!submit`; `!quit` or `!exit` leaves.\n")
+    history: list[dict] = []
+    while (prompt := read_prompt(multiline)) is not None:
+        history.append({"role": "user", "content": prompt})
+        print(">> Reply: ", end="", flush=True)
+        start = time.perf_counter()
+        pieces = []
+        tokens = llm.generate(
+            history, sys_prompt=sys_prompt, max_new_tokens=max_new_tokens, temperature=temperature,
+            top_k=top_k, top_p=top_p, stream=True, return_as_token_ids=True,
+        )  # fmt: skip
+        decoder = llm.preprocessor.tokenizer.decode_stream()
+        for token in tokens:
+            pieces.append(int(token))
+            print(decoder.step(int(token)), end="", flush=True)
+        print(getattr(decoder, "flush", lambda: "")(), flush=True)
+        elapsed = time.perf_counter() - start
+        history.append({"role": "assistant", "content": llm.preprocessor.decode(pieces)})
+        print(
+            f"\nTime for inference: {elapsed:.02f} sec total, {len(pieces) / elapsed:.02f} tokens/sec, "
+            f"{len(pieces)} tokens",
+            file=sys.stderr,
+        )
+        print()

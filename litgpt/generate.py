@@ -1,0 +1,68 @@
+"""`litgpt generate`: complete a prompt with a model (default: the bundled Gemma-3-270M)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+
+def load_for_cli(checkpoint_dir: Optional[Path], precision: Optional[str], quantize: Optional[str], access_token=None):
+    """Resolve and place a model for a CLI command; say which model is used."""
+    import torch
+
+    from litgpt.api import LLM
+    from litgpt.loading import resolve_checkpoint
+
+    torch.manual_seed(1234)
+    print("Seed set to 1234", file=sys.stderr)
+    folder = resolve_checkpoint(checkpoint_dir, access_token=access_token)
+    llm = LLM.load(folder, distribute=None)
+    llm.distribute(precision=precision, quantize=quantize)
+    print(f"Loaded {llm.config.name} from {folder}", file=sys.stderr)
+    return llm
+
+
+def main(
+    checkpoint_dir: Optional[Path] = None,
+    prompt: str = "What food do llamas eat?",
+    *,
+    sys_prompt: Optional[str] = None,
+    num_samples: int = 1,
+    max_new_tokens: int = 50,
+    top_k: Optional[int] = 50,
+    top_p: float = 1.0,
+    temperature: float = 0.8,
+    quantize: Optional[str] = None,
+    precision: Optional[str] = None,
+    access_token: Optional[str] = None,
+) -> None:
+    """Generate text from a prompt.
+
+    Args:
+        checkpoint_dir: A checkpoint folder, a registry name or repo id, or a .gguf file. Default: the bundled model.
+        prompt: The prompt (formatted with the model's prompt style).
+        sys_prompt: An optional system prompt for chat-style models.
+        num_samples: How many completions to generate one after the other.
+        max_new_tokens: The most tokens to generate.
+        top_k: Sample among the k most likely tokens (None: all).
+        top_p: Nucleus sampling threshold in [0, 1]; 0 means greedy.
+        temperature: Sampling temperature; 0 means greedy.
+        quantize: Weight quantization for inference.
+        precision: Weight dtype, e.g. "bf16-true" or "32-true" (default: bf16 on GPUs, float32 on CPUs).
+        access_token: Hugging Face token for gated repos (default: $HF_TOKEN).
+    """
+    llm = load_for_cli(checkpoint_dir, precision, quantize, access_token)
+    for i in range(num_samples):
+        start = time.perf_counter()
+        n = 0
+        for piece in llm.generate(
+            prompt, sys_prompt=sys_prompt, max_new_tokens=max_new_tokens, temperature=temperature,
+            top_k=top_k, top_p=top_p, stream=True, return_as_token_ids=False,
+        ):  # fmt: skip
+            n += 1
+            print(piece, end="", flush=True)
+        print()
+        elapsed = time.perf_counter() - start
+        print(f"Time for inference {i + 1}: {elapsed:.02f} sec total, {n / elapsed:.02f} tokens/sec", file=sys.stderr)
