@@ -57,6 +57,10 @@ class LLM(torch.nn.Module):
         self.fixed_kv_cache_size: int | None = None
         self.generator: torch.Generator | None = None
 
+    @property
+    def tokenizer(self):
+        return self.preprocessor.tokenizer
+
     # ------------------------------------------------------------------ loading
     @classmethod
     def load(
