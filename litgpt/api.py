@@ -10,6 +10,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Union
 
@@ -17,10 +18,18 @@ import torch
 
 from litgpt.config import Config
 from litgpt.errors import LitGPTError
-from litgpt.generation import SamplingParams, stream_tokens
+from litgpt.generation import SamplingParams, StopMatcher, generate_batch, stream_tokens
 from litgpt.loading import load_model, parse_precision, resolve_checkpoint
 
 Prompt = Union[str, list]  # text, or a list of {"role", "content"} messages
+
+
+@dataclass
+class RowStep:
+    """What one row of :meth:`LLM.stream_rows` produced in one step."""
+
+    ids: list[int]
+    finish_reason: str | None = None  # "stop" (a stop sequence) or "length" (its token budget) on the last step
 
 
 class Preprocessor:
@@ -108,20 +117,40 @@ class LLM(torch.nn.Module):
         generate_strategy: Literal["sequential", "tensor_parallel"] | None = None,
         fixed_kv_cache_size: int | None = None,
     ) -> None:
-        """Place the model: pick the device and precision and allocate the KV cache."""
+        """Place the model: pick the device(s) and precision and allocate the KV cache.
+
+        ``generate_strategy="sequential"`` spreads the blocks over ``devices`` (a model larger than one device
+        fits); ``"tensor_parallel"`` launches one process per device and shards every block across them.
+        """
         if accelerator == "auto":
             accelerator = "cuda" if torch.cuda.is_available() else "cpu"
         if accelerator not in ("cpu", "cuda", "gpu"):
             raise LitGPTError(f"accelerator must be 'auto', 'cpu' or 'cuda', got {accelerator!r}")
-        device = torch.device("cuda" if accelerator in ("cuda", "gpu") else "cpu")
-        n_devices = (torch.cuda.device_count() if device.type == "cuda" else 1) if devices in ("auto", -1) else devices
-        if generate_strategy is not None:
-            raise LitGPTError(f"generate_strategy={generate_strategy!r} is not available in this build")
-        if n_devices != 1:
-            raise LitGPTError(f"devices={devices} needs generate_strategy='sequential' or 'tensor_parallel'")
+        kind = "cuda" if accelerator in ("cuda", "gpu") else "cpu"
+        if kind == "cuda" and not torch.cuda.is_available():
+            raise LitGPTError("accelerator='cuda' but no CUDA device is visible; use accelerator='cpu'")
+        available = torch.cuda.device_count() if kind == "cuda" else None
+        n = (available or 1) if devices in ("auto", -1) else int(devices)
+        if available is not None and n > available:
+            raise LitGPTError(f"devices={n} but only {available} CUDA device(s) are visible")
+        if generate_strategy not in (None, "sequential", "tensor_parallel"):
+            raise LitGPTError(f"generate_strategy must be None, 'sequential' or 'tensor_parallel', got {generate_strategy!r}")
+        if generate_strategy is None and n != 1:
+            raise LitGPTError(f"devices={n} needs generate_strategy='sequential' or 'tensor_parallel'")
+        if generate_strategy is not None and self.init == "random":
+            raise LitGPTError(
+                "a model loaded with init='random' has no pretrained weights to distribute; "
+                "save it with llm.save(dir) and load that folder, or use generate_strategy=None"
+            )
         if quantize is not None:
             raise LitGPTError(f"quantize={quantize!r} is not available in this build")
-        print("Using 1 device(s)", file=sys.stderr)
+        rank = 0
+        if generate_strategy == "tensor_parallel":
+            rank, device = self._launch(kind, n)
+        else:
+            device = torch.device(f"{kind}:0" if kind == "cuda" else "cpu")
+        if rank == 0:
+            print(f"Using {n} device(s)", file=sys.stderr)
         dtype = parse_precision(precision, device)
         if self.init == "random":
             from litgpt.model import GPT
@@ -130,13 +159,36 @@ class LLM(torch.nn.Module):
                 self.model = GPT(self.config)
             self.model.init_weights()
             self.model.to(dtype)
-        else:
+        elif generate_strategy is None:
             self.model = load_model(self.checkpoint_dir, device=device, dtype=dtype, config=self.config)
+        else:
+            from litgpt.distribute import place_sequentially, shard_tensor_parallel
+
+            model = load_model(self.checkpoint_dir, device="cpu", config=self.config)  # memory-mapped
+            if generate_strategy == "sequential":
+                stages = [torch.device(f"cuda:{i}") if kind == "cuda" else torch.device("cpu") for i in range(n)]
+                self.model = place_sequentially(model.to(dtype), stages)
+            else:
+                import torch.distributed as dist
+
+                self.model = shard_tensor_parallel(model, rank, n).to(device=device, dtype=dtype)
+                seed = torch.randint(0, 2**62, (1,)) if rank == 0 else torch.zeros(1, dtype=torch.long)
+                dist.broadcast(seed, src=0)  # identical sampling on every rank
+                self.generator = torch.Generator(device).manual_seed(int(seed))
         self.model.eval()
         self.preprocessor.device = device
         self.fixed_kv_cache_size = fixed_kv_cache_size
         if fixed_kv_cache_size is not None:
             self.model.set_kv_cache(1, max_seq_length=min(fixed_kv_cache_size, self.config.block_size))
+
+    @staticmethod
+    def _launch(kind: str, n: int) -> tuple[int, torch.device]:
+        """Start one process per device (this script is re-run for the other ranks) and join the process group."""
+        import lightning as L
+
+        fabric = L.Fabric(accelerator=kind, devices=n, strategy="ddp")
+        fabric.launch()
+        return fabric.global_rank, fabric.device
 
     def _require_model(self) -> None:
         if self.model is None:
@@ -207,6 +259,68 @@ class LLM(torch.nn.Module):
         tail = decoder.flush() if hasattr(decoder, "flush") else ""
         if tail and not as_ids:
             yield tail
+
+    def prompt_ids(self, prompt: Prompt, sys_prompt: str | None = None) -> torch.Tensor:
+        """The token ids :meth:`generate` feeds the model for ``prompt`` (laid out with the prompt style)."""
+        return self._prompt_ids(prompt, sys_prompt)
+
+    @property
+    def context_length(self) -> int:
+        """How many tokens (prompt + completion) one sequence may hold."""
+        return self.fixed_kv_cache_size or self.config.block_size
+
+    @torch.inference_mode()
+    def stream_rows(
+        self,
+        prompt_ids: Sequence[torch.Tensor],
+        max_new_tokens: int | Sequence[int] = 50,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float = 1.0,
+    ) -> Iterator[list[RowStep | None]]:
+        """Generate for already-encoded prompts as one batch, each row with its own token budget.
+
+        Yields one list per decoding step with, per row, a :class:`RowStep` (the token ids safe to emit now, stop
+        sequences removed, and ``finish_reason`` "stop" or "length" on the row's last step) or ``None`` once that
+        row has finished. The batch ends when every row has finished. The server drives this to serve concurrent
+        requests together.
+        """
+        self._require_model()
+        params = SamplingParams(temperature, top_k, top_p)
+        n = len(prompt_ids)
+        budgets = [max_new_tokens] * n if isinstance(max_new_tokens, int) else [int(m) for m in max_new_tokens]
+        if len(budgets) != n or any(m < 0 for m in budgets):
+            raise LitGPTError("max_new_tokens must be one non-negative integer or one per prompt")
+        ids = [p.to(self.preprocessor.device) for p in prompt_ids]
+        steps = self._max_new(ids, max(budgets, default=0))
+        budgets = [min(m, steps) for m in budgets]
+        stops = self._stop_tokens()
+        matchers = [StopMatcher(stops) for _ in ids]
+        done = [m == 0 for m in budgets]
+        counts = [0] * n
+        if all(done):
+            yield [RowStep([], "length") for _ in ids]
+            return
+        for tokens in generate_batch(self.model, ids, steps, params, stops, self.generator):
+            out: list[RowStep | None] = []
+            for row, token in enumerate(tokens.tolist()):
+                if done[row]:
+                    out.append(None)
+                    continue
+                matcher = matchers[row]
+                new = matcher.push(token)
+                counts[row] += 1
+                reason = None
+                if matcher.done:
+                    reason = "stop"
+                elif counts[row] >= budgets[row]:
+                    new += matcher.flush()
+                    reason = "length"
+                done[row] = reason is not None
+                out.append(RowStep(new, reason))
+            yield out
+            if all(done):
+                return
 
     def benchmark(self, num_iterations: int = 1, **generate_kwargs: Any) -> tuple[str, dict[str, list]]:
         """Run ``generate`` ``num_iterations`` times; return the last text and per-iteration measurements."""

@@ -152,9 +152,9 @@ class Config:
         registry = _registry()
         key = name.strip()
         if key not in registry:
-            key = _repo_index().get(key.lower(), key)
+            key = _repo_index().get(key.lower()) or _name_index().get(key.lower(), key)
         if key not in registry:
-            raise LitGPTError(f"Unknown model name {name!r}. {suggest(name, list(registry) + list(_repo_index()))}")
+            raise LitGPTError(f"Unknown model name {name!r}. {suggest(name, list(registry) + repo_ids())}")
         return cls(**{**registry[key], **overrides})
 
     @classmethod
@@ -251,6 +251,14 @@ def _repo_index() -> dict[str, str]:
     return {f"{e['hf_config']['org']}/{e['hf_config']['name']}".lower(): n for n, e in _registry().items()}
 
 
+@lru_cache(maxsize=1)
+def _name_index() -> dict[str, str]:
+    """lower-cased short name or bare Hugging Face name ('Meta-Llama-3.1-8B') -> short name."""
+    index = {e["hf_config"]["name"].lower(): n for n, e in _registry().items()}
+    index.update({n.lower(): n for n in _registry()})
+    return index
+
+
 def name_to_config() -> dict[str, dict]:
     return _registry()
 
@@ -261,4 +269,3 @@ def config_names() -> list[str]:
 
 def repo_ids() -> list[str]:
     return sorted(f"{e['hf_config']['org']}/{e['hf_config']['name']}" for e in _registry().values())
-

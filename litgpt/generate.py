@@ -5,10 +5,16 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 
-def load_for_cli(checkpoint_dir: Optional[Path], precision: Optional[str], quantize: Optional[str], access_token=None):
+def load_for_cli(
+    checkpoint_dir: Optional[Path],
+    precision: Optional[str],
+    quantize: Optional[str],
+    access_token: Optional[str] = None,
+    **distribute_kwargs,
+):
     """Resolve and place a model for a CLI command; say which model is used."""
     import torch
 
@@ -19,7 +25,7 @@ def load_for_cli(checkpoint_dir: Optional[Path], precision: Optional[str], quant
     print("Seed set to 1234", file=sys.stderr)
     folder = resolve_checkpoint(checkpoint_dir, access_token=access_token)
     llm = LLM.load(folder, distribute=None)
-    llm.distribute(precision=precision, quantize=quantize)
+    llm.distribute(precision=precision, quantize=quantize, **distribute_kwargs)
     print(f"Loaded {llm.config.name} from {folder}", file=sys.stderr)
     return llm
 
@@ -37,6 +43,9 @@ def main(
     quantize: Optional[str] = None,
     precision: Optional[str] = None,
     access_token: Optional[str] = None,
+    accelerator: str = "auto",
+    devices: int = 1,
+    generate_strategy: Optional[Literal["sequential", "tensor_parallel"]] = None,
 ) -> None:
     """Generate text from a prompt.
 
@@ -52,8 +61,14 @@ def main(
         quantize: Weight quantization for inference.
         precision: Weight dtype, e.g. "bf16-true" or "32-true" (default: bf16 on GPUs, float32 on CPUs).
         access_token: Hugging Face token for gated repos (default: $HF_TOKEN).
+        accelerator: "auto", "cpu" or "cuda".
+        devices: How many devices to spread the model over (with a generate_strategy).
+        generate_strategy: "sequential" (blocks spread over devices) or "tensor_parallel" (one process per device).
     """
-    llm = load_for_cli(checkpoint_dir, precision, quantize, access_token)
+    llm = load_for_cli(
+        checkpoint_dir, precision, quantize, access_token,
+        accelerator=accelerator, devices=devices, generate_strategy=generate_strategy,
+    )  # fmt: skip
     for i in range(num_samples):
         start = time.perf_counter()
         n = 0

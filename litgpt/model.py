@@ -90,13 +90,13 @@ class GPT(nn.Module):
         """Preallocate a KV cache of ``max_seq_length`` (default: the model's) positions in every block."""
         if max_seq_length is not None:
             self.max_seq_length = max_seq_length
-        param = self.lm_head.weight
-        device = device or param.device
-        dtype = dtype or param.dtype
-        for block in self.transformer.h:
+        for block in self.transformer.h:  # each cache lives beside its block (blocks may sit on different devices)
+            param = block.attn.qkv.weight
+            cfg = block.attn.config  # tensor parallelism keeps a share of the query groups per process
             block.attn.kv_cache = KVCache(
-                batch_size, self.config.n_query_groups, self.max_seq_length, self.config.head_size, device, dtype
-            )
+                batch_size, cfg.n_query_groups, self.max_seq_length, cfg.head_size, device or param.device,
+                dtype or param.dtype,
+            )  # fmt: skip
 
     def clear_kv_cache(self) -> None:
         for block in self.transformer.h:
@@ -121,6 +121,10 @@ class GPT(nn.Module):
         ``lm_head_chunk_size`` > 0 returns a list of logits chunks along T (saves memory with chunked losses).
         """
         B, T = idx.shape
+        device = self.transformer.wte.weight.device
+        idx = idx.to(device)
+        if key_padding_mask is not None:
+            key_padding_mask = key_padding_mask.to(device)
         if input_pos is None:
             if T > self.max_seq_length:
                 raise LitGPTError(f"Sequence of length {T} is longer than max_seq_length {self.max_seq_length}")
@@ -128,8 +132,8 @@ class GPT(nn.Module):
         else:
             if self.transformer.h[0].attn.kv_cache is None:
                 raise LitGPTError("input_pos was given but the KV cache is not set; call model.set_kv_cache() first")
-            positions = input_pos
-        cos, sin = self._rope(idx.device)
+            positions = input_pos = input_pos.to(device)
+        cos, sin = self._rope(device)
         cos, sin = cos[:, positions], sin[:, positions]
         mask = None
         if input_pos is not None or key_padding_mask is not None or self.config.sliding_window_size is not None:
@@ -360,7 +364,12 @@ class RMSNorm(nn.Module):
 def make_norm(config: Config, size: int) -> nn.Module:
     if config.norm_class_name == "RMSNorm":
         return RMSNorm(size, eps=config.norm_eps, unit_offset=config.norm_unit_offset)
-    return nn.LayerNorm(size, eps=config.norm_eps, bias=config.bias)
+    if "olmo" in config.name.lower():
+        # OLMo (1) normalises without any parameters; the established release's OLMo checkpoints hold no norm tensors
+        return nn.LayerNorm(size, eps=config.norm_eps, elementwise_affine=False)
+    # LayerNorm always has a weight and a bias, whatever ``config.bias`` says (Falcon, StableLM: bias-free linears,
+    # biased norms), as in the established release's checkpoints and in Hugging Face's
+    return nn.LayerNorm(size, eps=config.norm_eps)
 
 
 # -- functional pieces

@@ -1,0 +1,124 @@
+"""Spreading one model over several devices for inference.
+
+- ``place_sequentially``: consecutive blocks live on consecutive devices; forward pre-hooks move activations (and
+  the rope tables, masks, positions) to each stage's device, and every block's KV cache lives beside it. A model
+  larger than one device fits. On CPU every stage maps to the CPU and the same placement/hand-off code runs.
+- ``shard_tensor_parallel``: each process keeps a slice of the attention heads and of the MLP hidden units
+  (column-parallel qkv / fc, row-parallel proj followed by an all-reduce), over torch.distributed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn as nn
+from tqdm import tqdm
+
+from litgpt.errors import LitGPTError
+from litgpt.model import GPT, GptNeoxMLP, LLaMAMLP, LLaMAMoE
+
+
+def _mover(device: torch.device):
+    def hook(module, args):
+        return tuple(a.to(device) if isinstance(a, torch.Tensor) else a for a in args)
+
+    return hook
+
+
+def place_sequentially(model: GPT, devices: Sequence[torch.device]) -> GPT:
+    """Assign blocks evenly to ``devices`` in order; embeddings go to the first, the head to the last."""
+    n_layer = len(model.transformer.h)
+    if len(devices) > n_layer:
+        raise LitGPTError(f"{len(devices)} devices for {n_layer} layers: use at most {n_layer} devices")
+    per_device = math.ceil(n_layer / len(devices))
+    model.transformer.wte.to(devices[0])
+    stages = [(f"transformer.h.{i}", block, devices[i // per_device]) for i, block in enumerate(model.transformer.h)]
+    stages += [("transformer.ln_f", model.transformer.ln_f, devices[-1]), ("lm_head", model.lm_head, devices[-1])]
+    progress = tqdm(stages, desc="Placing blocks")
+    for name, module, device in progress:
+        progress.set_description(f"Moving {name!r} to {device}")
+        module.to(device)
+        module.register_forward_pre_hook(_mover(device))
+    return model
+
+
+def shard_tensor_parallel(model: GPT, rank: int, world_size: int) -> GPT:
+    """Keep this rank's slice of every block; outputs of the row-parallel projections are summed over ranks."""
+    import torch.distributed as dist
+
+    config = model.config
+    nh, ng, hs = config.n_head, config.n_query_groups, config.head_size
+    if nh % world_size or ng % world_size:
+        raise LitGPTError(
+            f"tensor parallelism over {world_size} processes needs n_head ({nh}) and n_query_groups ({ng}) "
+            f"divisible by {world_size}; use fewer devices or generate_strategy='sequential'"
+        )
+    if config.norm_qk and config.norm_qk_type == "olmo2":
+        raise LitGPTError("tensor parallelism does not support OLMo-2's whole-projection q/k norm yet; use 'sequential'")
+    local = dataclasses.replace(config, n_head=nh // world_size, n_query_groups=ng // world_size)
+
+    def all_reduce(module, args, output):
+        dist.all_reduce(output)
+        return output
+
+    def broadcast(module, args, output):
+        dist.broadcast(output, src=0)  # every rank samples from identical logits
+        return output
+
+    for block in model.transformer.h:
+        attn = block.attn
+        q, k, v = attn.qkv.weight.split((nh * hs, ng * hs, ng * hs))
+        parts = [_rows(t, rank, world_size) for t in (q, k, v)]
+        bias_parts = None
+        if attn.qkv.bias is not None:
+            qb, kb, vb = attn.qkv.bias.split((nh * hs, ng * hs, ng * hs))
+            bias_parts = [_rows(t, rank, world_size) for t in (qb, kb, vb)]
+        attn.qkv = _linear(torch.cat(parts), torch.cat(bias_parts) if bias_parts else None)
+        attn.proj = _row_parallel(attn.proj, rank, world_size)
+        attn.proj.register_forward_hook(all_reduce)
+        attn.config = local
+        for mlp in block.mlp.experts if isinstance(block.mlp, LLaMAMoE) else [block.mlp]:
+            _shard_mlp(mlp, rank, world_size)
+        if isinstance(block.mlp, LLaMAMoE):
+            block.mlp.register_forward_hook(all_reduce)
+        else:
+            block.mlp.proj.register_forward_hook(all_reduce)
+    model.lm_head.register_forward_hook(broadcast)
+    return model
+
+
+def _shard_mlp(mlp: nn.Module, rank: int, world_size: int) -> None:
+    names = ("fc_1", "fc_2") if isinstance(mlp, LLaMAMLP) else ("fc",) if isinstance(mlp, GptNeoxMLP) else ()
+    if not names:
+        raise LitGPTError(f"tensor parallelism does not know how to split {type(mlp).__name__}")
+    for name in names:
+        layer = getattr(mlp, name)
+        if layer.out_features % world_size:
+            raise LitGPTError(f"intermediate size {layer.out_features} is not divisible by {world_size} devices")
+        bias = _rows(layer.bias, rank, world_size) if layer.bias is not None else None
+        setattr(mlp, name, _linear(_rows(layer.weight, rank, world_size), bias))
+    mlp.proj = _row_parallel(mlp.proj, rank, world_size)
+
+
+def _rows(t: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:
+    return t.chunk(world_size, dim=0)[rank]
+
+
+def _row_parallel(layer: nn.Linear, rank: int, world_size: int) -> nn.Linear:
+    """Keep this rank's input columns; the bias is added once (on rank 0) so the all-reduced sum is exact."""
+    weight = layer.weight.chunk(world_size, dim=1)[rank]
+    bias = None
+    if layer.bias is not None:
+        bias = layer.bias if rank == 0 else torch.zeros_like(layer.bias)
+    return _linear(weight, bias)
+
+
+def _linear(weight: torch.Tensor, bias) -> nn.Linear:
+    layer = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, device="meta")
+    layer.weight = nn.Parameter(weight.detach().clone(), requires_grad=False)
+    if bias is not None:
+        layer.bias = nn.Parameter(bias.detach().clone(), requires_grad=False)
+    return layer

@@ -1,0 +1,106 @@
+"""The Python API on a tiny random checkpoint: generate / stream / batch / benchmark / save / strategies."""
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from litgpt.api import LLM, benchmark_dict_to_markdown_table
+from litgpt.errors import LitGPTError
+
+GREEDY = dict(temperature=0, max_new_tokens=20)
+
+
+def test_generate_stream_and_token_ids_agree(tiny_checkpoint):
+    llm = LLM.load(tiny_checkpoint)
+    text = llm.generate("Llamas eat", **GREEDY)
+    ids = llm.generate("Llamas eat", return_as_token_ids=True, **GREEDY)
+    assert isinstance(ids, torch.Tensor) and 0 < len(ids) <= 20
+    assert text == llm.preprocessor.decode(ids)
+    assert "".join(llm.generate("Llamas eat", stream=True, **GREEDY)) == text
+    with pytest.raises(LitGPTError, match="top_p"):
+        llm.generate("x", top_p=2.0)
+
+
+def test_batched_generation_equals_one_by_one(tiny_checkpoint):
+    llm = LLM.load(tiny_checkpoint)
+    prompts = ["Llamas eat", "The quick brown fox jumps over the", "def"]
+    together = llm.generate(prompts, return_as_token_ids=True, **GREEDY)
+    alone = [llm.generate(p, return_as_token_ids=True, **GREEDY) for p in prompts]
+    assert [t.tolist() for t in together] == [a.tolist() for a in alone]
+
+
+def test_benchmark_and_markdown_table(tiny_checkpoint):
+    llm = LLM.load(tiny_checkpoint)
+    text, stats = llm.benchmark(num_iterations=2, prompt="Llamas eat", top_k=1, max_new_tokens=5)
+    assert isinstance(text, str)
+    for key in ("Seconds total", "Seconds to first token", "Tokens generated", "Inference speed in tokens/sec"):
+        assert len(stats[key]) == 2
+    assert "Peak resident memory in GB" in stats  # CPU: resident memory instead of GPU memory
+    table = benchmark_dict_to_markdown_table({k: v[:1] for k, v in stats.items()})
+    assert [c.strip() for c in table.splitlines()[0].split("|")[1:4]] == ["Metric", "Mean", "Std Dev"]
+    assert "nan" not in table.lower() and "Tokens generated" in table
+
+
+def test_unplaced_model_and_strategy_errors(tiny_checkpoint):
+    llm = LLM.load(tiny_checkpoint, distribute=None)
+    with pytest.raises(LitGPTError, match="distribute"):
+        llm.generate("hello")
+    with pytest.raises(LitGPTError, match="generate_strategy"):
+        llm.distribute(accelerator="cpu", devices=2)
+    with pytest.raises(LitGPTError, match="generate_strategy must be"):
+        llm.distribute(accelerator="cpu", generate_strategy="pipeline")
+
+
+def test_sequential_strategy_matches_single_device(tiny_checkpoint):
+    ref = LLM.load(tiny_checkpoint).generate("Llamas eat", return_as_token_ids=True, **GREEDY)
+    llm = LLM.load(tiny_checkpoint, distribute=None)
+    llm.distribute(accelerator="cpu", devices=2, generate_strategy="sequential", fixed_kv_cache_size=64)
+    assert llm.generate("Llamas eat", return_as_token_ids=True, **GREEDY).tolist() == ref.tolist()
+    hooks = [len(b._forward_pre_hooks) for b in llm.model.transformer.h]
+    assert hooks == [1, 1]  # every stage hands activations over to its device
+
+
+def test_tensor_parallel_two_processes_match_one(tiny_checkpoint, tmp_path):
+    ref = LLM.load(tiny_checkpoint).generate("Llamas eat", return_as_token_ids=True, **GREEDY)
+    script = tmp_path / "tp.py"
+    script.write_text(textwrap.dedent(f"""
+        import sys
+        import torch.distributed as dist
+        from litgpt.api import LLM
+
+        if __name__ == "__main__":
+            llm = LLM.load({str(tiny_checkpoint)!r}, distribute=None)
+            llm.distribute(accelerator="cpu", devices=2, generate_strategy="tensor_parallel")
+            greedy = llm.generate("Llamas eat", temperature=0, max_new_tokens=20, return_as_token_ids=True)
+            sampled = llm.generate("Llamas eat", temperature=0.8, top_k=50, max_new_tokens=20, return_as_token_ids=True)
+            with open({str(tmp_path)!r} + f"/out.{{dist.get_rank()}}", "w") as f:
+                f.write(repr((greedy.tolist(), sampled.tolist())))
+    """))
+    subprocess.run([sys.executable, str(script)], cwd=tmp_path, check=True, timeout=300, capture_output=True)
+    outs = [eval((tmp_path / f"out.{r}").read_text()) for r in (0, 1)]
+    assert outs[0] == outs[1]  # ranks agree, also when sampling
+    assert outs[0][0] == ref.tolist()  # and equal one process
+
+
+def test_random_init_save_and_reload(tiny_checkpoint, tmp_path):
+    llm = LLM.load("pythia-14m", init="random", tokenizer_dir=tiny_checkpoint, distribute=None)
+    with pytest.raises(LitGPTError, match="init='random'"):
+        llm.distribute(accelerator="cpu", devices=2, generate_strategy="sequential")
+    llm.distribute(accelerator="cpu")
+    llm.save(tmp_path / "saved")
+    again = LLM.load(tmp_path / "saved")
+    torch.testing.assert_close(again.model.lm_head.weight, llm.model.lm_head.weight)
+    assert (tmp_path / "saved" / "prompt_style.yaml").is_file()
+    with pytest.raises(LitGPTError, match="tokenizer_dir"):
+        LLM.load("pythia-14m", init="random")
+
+
+def test_forward_returns_logits_and_shifted_loss(tiny_checkpoint):
+    llm = LLM.load(tiny_checkpoint)
+    ids = torch.randint(0, 320, (2, 12))
+    logits, loss = llm(ids, ids)
+    expected = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.size(-1)), ids[:, 1:].reshape(-1))
+    torch.testing.assert_close(loss, expected)
