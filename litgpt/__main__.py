@@ -26,7 +26,7 @@ ALIASES: dict[str, str] = {
     "generate_tp": "generate --generate_strategy tensor_parallel",
 }
 # commands whose first option may also be given as a bare first argument (`litgpt chat microsoft/phi-2`)
-POSITIONAL: dict[str, str] = {"generate": "checkpoint_dir", "chat": "checkpoint_dir"}
+POSITIONAL: dict[str, str] = {"generate": "checkpoint_dir", "chat": "checkpoint_dir", "download": "repo_id"}
 
 
 def resolve(target: str):
