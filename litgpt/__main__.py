@@ -15,18 +15,40 @@ COMMANDS: dict[str, str] = {
     "download": "litgpt.download:download_from_hub",
     "generate": "litgpt.generate:main",
     "chat": "litgpt.chat:main",
+    "generate_speculatively": "litgpt.speculative:main",
+    "serve": "litgpt.serve:main",
     "convert_to_litgpt": "litgpt.convert_hf:convert_to_litgpt",
     "convert_from_litgpt": "litgpt.convert_hf:convert_from_litgpt",
+    "finetune_lora": "litgpt.finetune:finetune_lora",
+    "finetune_qlora": "litgpt.finetune:finetune_qlora",
+    "finetune_adapter": "litgpt.finetune:finetune_adapter",
+    "finetune_adapter_v2": "litgpt.finetune:finetune_adapter_v2",
+    "finetune_full": "litgpt.finetune:finetune_full",
+    "merge_lora": "litgpt.merge_lora:merge_lora",
+    "export_peft": "litgpt.merge_lora:export_peft",
 }
 # commands that print their sorted names when given no argument or `list`
 LISTS: dict[str, str] = {"pretrain": "litgpt.config:config_names", "download": "litgpt.config:repo_ids"}
 # spellings of the established release that mean the same command
 ALIASES: dict[str, str] = {
+    **{f"finetune {m}": f"finetune_{m}" for m in ("lora", "qlora", "adapter", "adapter_v2", "full")},
+    "finetune": "finetune_lora",  # bare `litgpt finetune` is LoRA
+    "generate_full": "generate",
+    "generate_adapter": "generate",
+    "generate_adapter_v2": "generate",
     "generate_sequentially": "generate --generate_strategy sequential",
     "generate_tp": "generate --generate_strategy tensor_parallel",
 }
 # commands whose first option may also be given as a bare first argument (`litgpt chat microsoft/phi-2`)
-POSITIONAL: dict[str, str] = {"generate": "checkpoint_dir", "chat": "checkpoint_dir", "download": "repo_id"}
+POSITIONAL: dict[str, str] = {
+    "generate": "checkpoint_dir",
+    "chat": "checkpoint_dir",
+    "serve": "checkpoint_dir",
+    "download": "repo_id",
+    **{f"finetune_{m}": "checkpoint_dir" for m in ("lora", "qlora", "adapter", "adapter_v2", "full")},
+    "merge_lora": "checkpoint_dir",
+    "export_peft": "checkpoint_dir",
+}
 
 
 def resolve(target: str):
@@ -36,7 +58,9 @@ def resolve(target: str):
 
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in ALIASES:  # the alias's own options go last so a bare first argument stays first
+    if len(argv) > 1 and f"{argv[0]} {argv[1]}" in ALIASES:  # two-word spellings: `finetune lora`
+        argv[0:2] = ALIASES[f"{argv[0]} {argv[1]}"].split()
+    elif argv and argv[0] in ALIASES:  # the alias's own options go last so a bare first argument stays first
         command, *options = ALIASES[argv[0]].split()
         argv = [command, *argv[1:], *options]
     if not argv or argv[0] in ("-h", "--help"):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 
@@ -36,10 +37,8 @@ class SamplingParams:
         return self.temperature == 0 or self.top_p == 0 or self.top_k == 1
 
 
-def sample(logits: torch.Tensor, params: SamplingParams, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Next token ids (B,) from last-position logits (B, V)."""
-    if params.greedy:
-        return logits.argmax(dim=-1)
+def filtered_probs(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
+    """The distribution sampling draws from: top-k, then temperature, then top-p (the best token always stays)."""
     logits = logits.float()
     if params.top_k is not None:
         k = min(params.top_k, logits.shape[-1])
@@ -48,15 +47,25 @@ def sample(logits: torch.Tensor, params: SamplingParams, generator: torch.Genera
     logits = logits / params.temperature
     if params.top_p < 1.0:
         sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
-        cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
-        drop_sorted = cumulative - sorted_logits.softmax(dim=-1) >= params.top_p  # mass before this token
-        drop_sorted[..., 0] = False  # always keep the best token
+        sorted_probs = sorted_logits.softmax(dim=-1)
+        drop_sorted = sorted_probs.cumsum(dim=-1) - sorted_probs >= params.top_p  # mass before this token
+        drop_sorted[..., 0] = False
         drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
         logits = logits.masked_fill(drop, float("-inf"))
-    probs = logits.softmax(dim=-1)
-    # a draw without a host sync: argmax of p / Exp(1) noise is a sample from p
+    return logits.softmax(dim=-1)
+
+
+def draw(probs: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """A sample from each row of ``probs`` without a host sync: argmax of p / Exp(1) noise."""
     noise = torch.empty_like(probs).exponential_(1, generator=generator)
     return (probs / noise).argmax(dim=-1)
+
+
+def sample(logits: torch.Tensor, params: SamplingParams, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Next token ids (B,) from last-position logits (B, V)."""
+    if params.greedy:
+        return logits.argmax(dim=-1)
+    return draw(filtered_probs(logits, params), generator)
 
 
 def left_pad(prompts: Sequence[torch.Tensor], pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
