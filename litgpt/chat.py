@@ -67,17 +67,22 @@ def main(
     history: list[dict] = []
     while (prompt := read_prompt(multiline)) is not None:
         history.append({"role": "user", "content": prompt})
+        fit_history(llm, history, sys_prompt, max_new_tokens)
         print(">> Reply: ", end="", flush=True)
         start = time.perf_counter()
-        pieces = []
+        pieces: list[int] = []
         tokens = llm.generate(
             history, sys_prompt=sys_prompt, max_new_tokens=max_new_tokens, temperature=temperature,
             top_k=top_k, top_p=top_p, stream=True, return_as_token_ids=True,
         )  # fmt: skip
         decoder = llm.preprocessor.tokenizer.decode_stream()
-        for token in tokens:
-            pieces.append(int(token))
-            print(decoder.step(int(token)), end="", flush=True)
+        try:
+            for token in tokens:
+                pieces.append(int(token))
+                print(decoder.step(int(token)), end="", flush=True)
+        except KeyboardInterrupt:  # Ctrl-C ends this reply, not the chat
+            tokens.close()
+            print(" [stopped]", end="")
         print(getattr(decoder, "flush", lambda: "")(), flush=True)
         elapsed = time.perf_counter() - start
         history.append({"role": "assistant", "content": llm.preprocessor.decode(pieces)})
@@ -87,3 +92,14 @@ def main(
             file=sys.stderr,
         )
         print()
+
+
+def fit_history(llm, history: list[dict], sys_prompt: Optional[str], max_new_tokens: int) -> None:
+    """Drop the oldest turns until the conversation plus a reply fits the context; say so when it happens."""
+    limit = llm.fixed_kv_cache_size or llm.config.block_size
+    dropped = 0
+    while len(history) > 1 and len(llm._prompt_ids(history, sys_prompt)) + max_new_tokens > limit:
+        del history[: 2 if len(history) > 2 else 1]
+        dropped += 1
+    if dropped:
+        print(f"(The conversation outgrew the context of {limit} tokens: dropped the {dropped} oldest turn(s).)")

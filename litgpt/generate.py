@@ -46,6 +46,7 @@ def main(
     accelerator: str = "auto",
     devices: int = 1,
     generate_strategy: Optional[Literal["sequential", "tensor_parallel"]] = None,
+    compile: bool = False,
 ) -> None:
     """Generate text from a prompt.
 
@@ -64,11 +65,14 @@ def main(
         accelerator: "auto", "cpu" or "cuda".
         devices: How many devices to spread the model over (with a generate_strategy).
         generate_strategy: "sequential" (blocks spread over devices) or "tensor_parallel" (one process per device).
+        compile: Compile the decode step with torch.compile (slower start, faster tokens).
     """
     llm = load_for_cli(
         checkpoint_dir, precision, quantize, access_token,
         accelerator=accelerator, devices=devices, generate_strategy=generate_strategy,
     )  # fmt: skip
+    if compile:
+        llm.compile()
     for i in range(num_samples):
         start = time.perf_counter()
         n = 0

@@ -8,7 +8,7 @@ would alone.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Optional
 
@@ -21,7 +21,7 @@ from litgpt.model import GPT
 @dataclass
 class SamplingParams:
     temperature: float = 1.0
-    top_k: int | None = None
+    top_k: Optional[int] = None
     top_p: float = 1.0
 
     def __post_init__(self) -> None:
@@ -86,13 +86,15 @@ def generate_batch(
     max_new_tokens: int,
     params: SamplingParams = SamplingParams(),
     stop_tokens: Sequence[Sequence[int]] = (),
-    generator: torch.Generator | None = None,
+    generator: Optional[torch.Generator] = None,
+    decode_fn: Optional[Callable] = None,
 ) -> Iterator[torch.Tensor]:
     """Yield (B,) tensors of new tokens, one step at a time, until every row stopped or ``max_new_tokens``.
 
     A row that finished keeps being fed its last token (the output for it is ignored by the caller, who tracks stops
     with :class:`StopMatcher`). The KV cache must hold at least ``longest prompt + max_new_tokens`` positions; it is
-    (re)allocated here when it does not.
+    (re)allocated here when it does not. ``decode_fn`` (default: the model) runs the one-token decode steps, e.g. a
+    ``torch.compile``d model: the prefill has other shapes and stays eager.
     """
     if max_new_tokens < 0:
         raise LitGPTError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
@@ -119,7 +121,8 @@ def generate_batch(
         if step + 1 == max_new_tokens:
             break
         pos = torch.tensor([T + step], device=ids.device)
-        logits = model(token[:, None], pos, key_padding_mask=padding)[:, -1]
+        step = decode_fn if decode_fn is not None else model
+        logits = step(token[:, None], pos, key_padding_mask=padding)[:, -1]
 
 
 class StopMatcher:
@@ -166,11 +169,12 @@ def stream_tokens(
     max_new_tokens: int,
     params: SamplingParams = SamplingParams(),
     stop_tokens: Sequence[Sequence[int]] = (),
-    generator: torch.Generator | None = None,
+    generator: Optional[torch.Generator] = None,
+    decode_fn: Optional[Callable] = None,
 ) -> Iterator[list[list[int]]]:
     """Yield, per step, the list of newly emittable token ids for each row (stop sequences removed)."""
     matchers = [StopMatcher(stop_tokens) for _ in prompts]
-    for tokens in generate_batch(model, prompts, max_new_tokens, params, stop_tokens, generator):
+    for tokens in generate_batch(model, prompts, max_new_tokens, params, stop_tokens, generator, decode_fn):
         step = [m.push(t) for m, t in zip(matchers, tokens.tolist())]
         yield step
         if all(m.done for m in matchers):
@@ -186,11 +190,11 @@ def generate(
     max_new_tokens: int,
     *,
     temperature: float = 1.0,
-    top_k: int | None = None,
+    top_k: Optional[int] = None,
     top_p: float = 1.0,
     stop_tokens: Sequence[Sequence[int]] = (),
     include_prompt: bool = True,
-    generator: torch.Generator | None = None,
+    generator: Optional[torch.Generator] = None,
 ) -> torch.Tensor:
     """Generate for one 1-D prompt and return the token ids (prompt + completion by default)."""
     params = SamplingParams(temperature, top_k, top_p)
