@@ -107,22 +107,28 @@ def generate_batch(
             f"{model.config.block_size} tokens; shorten the prompt or lower max_new_tokens"
         )
     cache = model.transformer.h[0].attn.kv_cache
-    if cache is None or cache.k.shape[0] != B or cache.k.shape[2] < total or cache.k.device != ids.device:
-        model.set_kv_cache(B, max_seq_length=max(total, min(model.max_seq_length, model.config.block_size)))
+    if cache is None or cache.k.shape[0] != B or cache.k.shape[2] < total:
+        # size the static cache to this request (rounded up so nearby lengths reuse it), never to the whole context
+        length = min(model.config.block_size, -(-total // 256) * 256)
+        model.set_kv_cache(B, max_seq_length=max(length, cache.k.shape[2] if cache is not None else 0))
     S = model.max_seq_length
     padding = None
     if not bool(valid.all()):
         padding = torch.ones((B, S), dtype=torch.bool, device=ids.device)
         padding[:, :T] = valid
-    logits = model(ids, torch.arange(T, device=ids.device), key_padding_mask=padding)[:, -1]
-    for step in range(max_new_tokens):
+    # eager decoding reads only the filled part of the cache; a compiled step keeps fixed shapes instead
+    eager = decode_fn is None
+    logits = model(ids, torch.arange(T, device=ids.device), input_pos_maxp1=T, key_padding_mask=padding)[:, -1]
+    for i in range(max_new_tokens):
         token = sample(logits, params, generator)
         yield token
-        if step + 1 == max_new_tokens:
+        if i + 1 == max_new_tokens:
             break
-        pos = torch.tensor([T + step], device=ids.device)
-        step = decode_fn if decode_fn is not None else model
-        logits = step(token[:, None], pos, key_padding_mask=padding)[:, -1]
+        pos = torch.tensor([T + i], device=ids.device)
+        if eager:
+            logits = model(token[:, None], pos, input_pos_maxp1=T + i + 1, key_padding_mask=padding)[:, -1]
+        else:
+            logits = decode_fn(token[:, None], pos, key_padding_mask=padding)[:, -1]
 
 
 class StopMatcher:

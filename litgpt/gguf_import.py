@@ -114,7 +114,10 @@ class GGUFFile:
 
     def close(self) -> None:
         if self._mm is not None:
-            self._mm.close()
+            try:
+                self._mm.close()
+            except BufferError:  # a view of the payload is still alive somewhere; the mapping goes with it
+                pass
             self._mm = None
 
 
@@ -191,7 +194,9 @@ def read_gguf(path: Union[str, Path]) -> GGUFFile:
         mm.close()
         if isinstance(e, LitGPTError):
             raise
-        raise LitGPTError(f"{path} could not be read as a GGUF file ({type(e).__name__}: {e}); is it truncated?") from None
+        raise LitGPTError(
+            f"{path} could not be read as a GGUF file ({type(e).__name__}: {e}); is it truncated?"
+        ) from None
     except BaseException:
         mm.close()
         raise
@@ -328,7 +333,7 @@ def _registry_match(g: GGUFFile, config: Config) -> Optional[Config]:
     """The registered model with exactly this architecture; name hints break ties (base vs. instruct)."""
     mine = config.to_dict()
     candidates = []
-    for name, entry in _registry().items():
+    for entry in _registry().values():
         try:
             other = Config(**entry)
         except LitGPTError:
@@ -341,7 +346,8 @@ def _registry_match(g: GGUFFile, config: Config) -> Optional[Config]:
     if not candidates:
         return None
     hints = " ".join(
-        str(g.metadata.get(k, "")) for k in ("general.name", "general.basename", "general.finetune", "general.size_label")
+        str(g.metadata.get(k, ""))
+        for k in ("general.name", "general.basename", "general.finetune", "general.size_label")
     )
     hints = f"{hints} {g.path.stem}".lower()
     chat = "tokenizer.chat_template" in g.metadata or any(w in hints for w in ("instruct", "chat", "-it"))
@@ -699,7 +705,10 @@ def tokenizer_files(g: GGUFFile, config: Config) -> dict[str, dict]:
         "eos_token_id": eos_ids,
         "pad_token_id": md.get("tokenizer.ggml.padding_token_id"),
     }
-    return {"tokenizer_config.json": tok_config, "generation_config.json": {k: v for k, v in gen.items() if v is not None}}
+    return {
+        "tokenizer_config.json": tok_config,
+        "generation_config.json": {k: v for k, v in gen.items() if v is not None},
+    }
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -710,8 +719,16 @@ def _parse_dtype(dtype: Union[None, str, torch.dtype]) -> torch.dtype:
         return torch.float32
     if isinstance(dtype, torch.dtype):
         return dtype
-    names = {"float32": torch.float32, "fp32": torch.float32, "32-true": torch.float32, "float16": torch.float16,
-             "fp16": torch.float16, "half": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+    names = {
+        "float32": torch.float32,
+        "fp32": torch.float32,
+        "32-true": torch.float32,
+        "float16": torch.float16,
+        "fp16": torch.float16,
+        "half": torch.float16,
+        "bfloat16": torch.bfloat16,
+        "bf16": torch.bfloat16,
+    }
     key = str(dtype).lower().removeprefix("torch.")
     if key not in names:
         raise LitGPTError(f"dtype {dtype!r} is not supported for GGUF conversion (use float32, bfloat16 or float16)")
@@ -779,6 +796,7 @@ def convert_gguf(
         try:
             _build(g, config, dtype, tmp, progress)
             _dump(tmp / MARKER_FILE, stamp)  # last: its presence means the folder is complete
+            _normal_permissions(tmp)
             _install(tmp, out, stamp)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -803,6 +821,15 @@ def _build(g: GGUFFile, config: Config, dtype: torch.dtype, folder: Path, progre
     )
     state = convert_weights(g, config, dtype, progress=progress)
     torch.save(state, folder / "lit_model.pth")
+
+
+def _normal_permissions(folder: Path) -> None:
+    """mkdtemp/mkstemp create private entries; give the result the usual umask-based modes."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(folder, 0o777 & ~umask)
+    for f in folder.iterdir():
+        os.chmod(f, 0o666 & ~umask)
 
 
 def _install(tmp: Path, out: Path, stamp: dict) -> None:
