@@ -46,8 +46,6 @@ POSITIONAL: dict[str, str] = {
     "serve": "checkpoint_dir",
     "download": "repo_id",
     **{f"finetune_{m}": "checkpoint_dir" for m in ("lora", "qlora", "adapter", "adapter_v2", "full")},
-    "merge_lora": "checkpoint_dir",
-    "export_peft": "checkpoint_dir",
 }
 
 

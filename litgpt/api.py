@@ -65,6 +65,7 @@ class LLM(torch.nn.Module):
         self.init = init
         self.fixed_kv_cache_size: int | None = None
         self.generator: torch.Generator | None = None
+        self.decode_fn: Callable | None = None  # a compiled decode step, see compile()
 
     @property
     def tokenizer(self):
@@ -190,6 +191,15 @@ class LLM(torch.nn.Module):
         fabric.launch()
         return fabric.global_rank, fabric.device
 
+    def compile(self, mode: str | None = None) -> None:
+        """Compile the one-token decode step (fixed shapes thanks to the static KV cache); prefill stays eager.
+
+        On a GPU the default mode is "reduce-overhead" (CUDA graphs)."""
+        self._require_model()
+        if mode is None and self.preprocessor.device.type == "cuda":
+            mode = "reduce-overhead"
+        self.decode_fn = torch.compile(self.model, mode=mode, dynamic=False, fullgraph=True)
+
     def _require_model(self) -> None:
         if self.model is None:
             raise LitGPTError(
@@ -231,7 +241,7 @@ class LLM(torch.nn.Module):
         prompts = list(prompt) if batched else [prompt]
         ids = [self._prompt_ids(p, sys_prompt) for p in prompts]
         max_new = self._max_new(ids, max_new_tokens)
-        steps = stream_tokens(self.model, ids, max_new, params, self._stop_tokens(), self.generator)
+        steps = stream_tokens(self.model, ids, max_new, params, self._stop_tokens(), self.generator, self.decode_fn)
         if stream:
             if batched:
                 raise LitGPTError("stream=True takes one prompt, not a list")
@@ -301,7 +311,7 @@ class LLM(torch.nn.Module):
         if all(done):
             yield [RowStep([], "length") for _ in ids]
             return
-        for tokens in generate_batch(self.model, ids, steps, params, stops, self.generator):
+        for tokens in generate_batch(self.model, ids, steps, params, stops, self.generator, self.decode_fn):
             out: list[RowStep | None] = []
             for row, token in enumerate(tokens.tolist()):
                 if done[row]:

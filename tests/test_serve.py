@@ -1,0 +1,396 @@
+"""`litgpt serve`: real servers (subprocesses on free 127.0.0.1 ports) around a tiny random model that uses
+SmolLM2's tokenizer and chat template. Greedy replies are compared with `LLM.generate`."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import torch
+
+requests = pytest.importorskip("requests")
+pytest.importorskip("litserve")
+
+API_KEY = "test-key-123"
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+CHAT = [{"role": "user", "content": "What food do llamas eat?"}]
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "chat_template.jinja",
+    "special_tokens_map.json",
+    "generation_config.json",
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(smollm2_hf_dir, tmp_path_factory) -> Path:
+    from litgpt.config import Config
+    from litgpt.model import GPT
+
+    out = tmp_path_factory.mktemp("serve-tiny")
+    config = Config(
+        name="tiny-serve-test", block_size=128, vocab_size=49152, padded_vocab_size=49152, n_layer=2, n_head=4,
+        n_query_groups=2, n_embd=64, intermediate_size=128, norm_class_name="RMSNorm", mlp_class_name="LLaMAMLP",
+        bias=False, parallel_residual=False, rotary_percentage=1.0,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    torch.save(GPT(config).state_dict(), out / "lit_model.pth")
+    config.save(out / "model_config.yaml")
+    for name in TOKENIZER_FILES:
+        if (smollm2_hf_dir / name).is_file():
+            shutil.copy2(smollm2_hf_dir / name, out / name)
+    return out
+
+
+@pytest.fixture(scope="module")
+def llm(tiny_checkpoint):
+    from litgpt.api import LLM
+
+    return LLM.load(tiny_checkpoint)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, checkpoint: Path, log: Path, *args: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        cmd = [sys.executable, "-m", "litgpt", "serve", str(checkpoint), "--port", str(self.port), *args]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.out = log.open("w")
+        self.proc = subprocess.Popen(
+            cmd, stdout=self.out, stderr=subprocess.STDOUT, start_new_session=True, env=env, cwd=log.parent
+        )
+
+    def wait_ready(self, timeout: float = 180) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log.read_text()}")
+            try:
+                if requests.get(self.url + "/health", timeout=2).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.3)
+        raise TimeoutError(f"server not ready after {timeout}s:\n{self.log.read_text()}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.out.close()
+
+    def batch_sizes(self) -> list[int]:
+        return [int(n) for n in re.findall(r"batch of (\d+) request", self.log.read_text())]
+
+
+@pytest.fixture(scope="module")
+def servers(tiny_checkpoint, tmp_path_factory, request):
+    """Two servers started side by side: the OpenAI-compatible one (with an API key) and a streaming /predict."""
+    logs = tmp_path_factory.mktemp("serve-logs")
+    openai = Server(
+        tiny_checkpoint, logs / "openai.log", "--openai_spec", "true", "--api_key", API_KEY, "--temperature", "0",
+        "--max_batch_size", "8", "--batch_timeout", "0.3", "--max_new_tokens", "8", "--max_request_bytes", "20000",
+    )  # fmt: skip
+    stream = Server(tiny_checkpoint, logs / "stream.log", "--stream", "true", "--temperature", "0")
+    try:
+        request.getfixturevalue("llm")  # load the reference model while the servers start
+        openai.wait_ready()
+        stream.wait_ready()
+        yield {"openai": openai, "stream": stream}
+    finally:
+        openai.stop()
+        stream.stop()
+
+
+@pytest.fixture(scope="module")
+def api(servers) -> Server:
+    return servers["openai"]
+
+
+def post(server: Server, path: str, payload, **kwargs):
+    data = payload if isinstance(payload, (str, bytes)) else json.dumps(payload)
+    return requests.post(
+        server.url + path, data=data, headers={**AUTH, **kwargs.pop("headers", {})}, timeout=120, **kwargs
+    )
+
+
+def sse_events(response) -> list:
+    """The JSON payloads of a server-sent-events response; the terminating `[DONE]` becomes the string "[DONE]"."""
+    events = []
+    for line in response.iter_lines(decode_unicode=True):
+        if not line:
+            continue
+        assert line.startswith("data: "), line
+        data = line[len("data: ") :]
+        events.append(data if data == "[DONE]" else json.loads(data))
+    return events
+
+
+# ---------------------------------------------------------------------------------------------- /predict
+def test_predict_matches_llm_generate(api, llm):
+    r = post(api, "/predict", {"prompt": "Hello there", "max_new_tokens": 12})
+    assert r.status_code == 200, r.text
+    assert r.json() == {"output": llm.generate("Hello there", temperature=0, max_new_tokens=12)}
+    # the server default (--max_new_tokens 8) applies when the request does not say
+    r = post(api, "/predict", {"prompt": "Hello there"})
+    assert r.json()["output"] == llm.generate("Hello there", temperature=0, max_new_tokens=8)
+
+
+def test_predict_streaming(servers, llm):
+    server = servers["stream"]
+    r = requests.post(server.url + "/predict", json={"prompt": "Hello there", "max_new_tokens": 12}, stream=True)
+    assert r.status_code == 200
+    pieces = [json.loads(line)["output"] for line in r.iter_lines(decode_unicode=True) if line]
+    assert len(pieces) > 1
+    assert "".join(pieces) == llm.generate("Hello there", temperature=0, max_new_tokens=12)
+    # this server has no OpenAI routes and no key
+    assert requests.post(server.url + "/v1/chat/completions", json={"messages": CHAT}).status_code in (404, 405)
+
+
+# ---------------------------------------------------------------------------------------------- chat completions
+def test_chat_completion(api, llm):
+    r = post(api, "/v1/chat/completions", {"model": "whatever", "messages": CHAT, "max_tokens": 10})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["object"] == "chat.completion" and body["model"] == "tiny-serve-test"
+    (choice,) = body["choices"]
+    expected = llm.generate(CHAT, temperature=0, max_new_tokens=10)
+    assert choice["message"] == {"role": "assistant", "content": expected}
+    assert choice["finish_reason"] == "length"
+    prompt_tokens = len(llm.prompt_ids(CHAT))
+    assert body["usage"] == {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": 10,
+        "total_tokens": prompt_tokens + 10,
+    }
+    # max_completion_tokens is the newer spelling; content given as a list of text parts
+    parts = [{"role": "user", "content": [{"type": "text", "text": CHAT[0]["content"]}]}]
+    r = post(api, "/v1/chat/completions", {"messages": parts, "max_completion_tokens": 4})
+    assert r.json()["choices"][0]["message"]["content"] == llm.generate(CHAT, temperature=0, max_new_tokens=4)
+
+
+def test_chat_completion_streaming(api, llm):
+    r = post(api, "/v1/chat/completions", {"messages": CHAT, "max_tokens": 10, "stream": True}, stream=True)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+    events = sse_events(r)
+    assert events[-1] == "[DONE]"
+    chunks = events[:-1]
+    assert all(c["object"] == "chat.completion.chunk" for c in chunks)
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
+    assert text == llm.generate(CHAT, temperature=0, max_new_tokens=10)
+    assert len([c for c in chunks if c["choices"][0]["delta"].get("content")]) > 1
+    last = chunks[-1]
+    assert last["choices"][0]["finish_reason"] == "length"
+    prompt_tokens = len(llm.prompt_ids(CHAT))
+    assert last["usage"] == {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": 10,
+        "total_tokens": prompt_tokens + 10,
+    }
+    assert all(c["usage"] is None for c in chunks[:-1])
+
+
+def test_stop_strings(api, llm):
+    full = llm.generate(CHAT, temperature=0, max_new_tokens=12)
+    stop = full[len(full) // 2 : len(full) // 2 + 3]
+    expected = full[: full.index(stop)]
+    r = post(api, "/v1/chat/completions", {"messages": CHAT, "max_tokens": 12, "stop": stop})
+    choice = r.json()["choices"][0]
+    assert choice["message"]["content"] == expected
+    assert choice["finish_reason"] == "stop"
+    assert r.json()["usage"]["completion_tokens"] < 12
+    # a list of stop strings, streamed: the stop string never shows, not even in part
+    payload = {"messages": CHAT, "max_tokens": 12, "stop": ["never-there", stop], "stream": True}
+    chunks = sse_events(post(api, "/v1/chat/completions", payload, stream=True))[:-1]
+    assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks) == expected
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+
+
+# ---------------------------------------------------------------------------------------------- completions, models
+def test_completions(api, llm):
+    tokenizer = llm.preprocessor.tokenizer
+    r = post(api, "/v1/completions", {"prompt": "The capital of France is", "max_tokens": 6})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["object"] == "text_completion"
+    (choice,) = body["choices"]
+    assert choice["finish_reason"] == "length" and isinstance(choice["text"], str)
+    # a raw completion: the prompt is not wrapped in the chat template
+    prompt_tokens = len(tokenizer.encode("The capital of France is"))
+    assert body["usage"] == {"prompt_tokens": prompt_tokens, "completion_tokens": 6, "total_tokens": prompt_tokens + 6}
+    # several prompts: one choice each (generated together), usage summed
+    r = post(api, "/v1/completions", {"prompt": ["The capital of France is", "Once upon"], "max_tokens": 6})
+    body = r.json()
+    assert [c["index"] for c in body["choices"]] == [0, 1]
+    assert body["choices"][0]["text"] == choice["text"]
+    assert body["usage"]["completion_tokens"] == 12
+    # streamed
+    payload = {"prompt": "The capital of France is", "max_tokens": 6, "stream": True}
+    events = sse_events(post(api, "/v1/completions", payload, stream=True))
+    assert events[-1] == "[DONE]"
+    assert "".join(e["choices"][0]["text"] for e in events[:-1]) == choice["text"]
+    assert events[-2]["usage"]["completion_tokens"] == 6
+
+
+def test_models(api):
+    r = requests.get(api.url + "/v1/models", headers=AUTH)
+    assert r.status_code == 200
+    assert r.json()["object"] == "list"
+    assert [m["id"] for m in r.json()["data"]] == ["tiny-serve-test"]
+
+
+# ---------------------------------------------------------------------------------------------- bad requests, auth
+@pytest.mark.parametrize(
+    ("path", "payload", "param"),
+    [
+        ("/v1/chat/completions", "{not json", None),
+        ("/v1/chat/completions", "", None),
+        ("/v1/chat/completions", {"messages": "hello"}, "messages"),
+        ("/v1/chat/completions", {"messages": CHAT, "temperature": "hot"}, "temperature"),
+        ("/v1/chat/completions", {"messages": CHAT, "max_tokens": "5"}, "max_tokens"),
+        ("/v1/chat/completions", {"messages": CHAT, "max_tokens": -1}, "max_tokens"),
+        ("/v1/chat/completions", {"messages": CHAT, "max_completion_tokens": 0}, "max_completion_tokens"),
+        ("/v1/chat/completions", {"messages": CHAT, "temperature": -1.0}, "temperature"),
+        ("/v1/chat/completions", {"messages": CHAT, "stop": 5}, "stop"),
+        ("/v1/chat/completions", {"messages": CHAT, "n": 2}, "n"),
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "llama " * 200}]}, "messages"),
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "stream": True, "max_tokens": -5}, "max_tokens"),
+        ("/v1/completions", {"prompt": 42}, "prompt"),
+        ("/v1/completions", {"prompt": "word " * 200}, "prompt"),
+        ("/predict", {"prompt": None}, "prompt"),
+        ("/predict", {"prompt": "hi", "max_new_tokens": -2}, "max_new_tokens"),
+    ],
+)  # fmt: skip
+def test_bad_requests_get_4xx(api, path, payload, param):
+    r = post(api, path, payload)
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert error["type"] == "invalid_request_error" and error["message"]
+    if param is not None:
+        assert error["param"] == param
+
+
+def test_server_keeps_serving_after_bad_requests(api, llm):
+    for payload in ("{oops", {"messages": CHAT, "max_tokens": -3}, {"messages": [{"role": "user", "content": 7}]}):
+        assert post(api, "/v1/chat/completions", payload).status_code == 400
+    too_big = json.dumps({"messages": [{"role": "user", "content": "a" * 30000}]})
+    r = post(api, "/v1/chat/completions", too_big)
+    assert r.status_code == 413 and r.json()["error"]["type"] == "request_too_large"
+    r = post(api, "/v1/chat/completions", {"messages": CHAT, "max_tokens": 3})
+    assert r.status_code == 200
+    assert r.json()["choices"][0]["message"]["content"] == llm.generate(CHAT, temperature=0, max_new_tokens=3)
+
+
+def test_max_tokens_are_capped_by_the_context(api, llm):
+    k = 1
+    while len(llm.prompt_ids([{"role": "user", "content": "llama " * (k + 1)}])) < llm.context_length - 6:
+        k += 1
+    long_prompt = [{"role": "user", "content": "llama " * k}]
+    room = llm.context_length - len(llm.prompt_ids(long_prompt))
+    assert 0 < room < 20
+    r = post(api, "/v1/chat/completions", {"messages": long_prompt, "max_tokens": 1000})
+    assert r.status_code == 200, r.text
+    usage = r.json()["usage"]
+    assert usage["completion_tokens"] == room and r.json()["choices"][0]["finish_reason"] == "length"
+
+
+def test_api_key(api):
+    payload = json.dumps({"messages": CHAT, "max_tokens": 2})
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": API_KEY}):
+        r = requests.post(api.url + "/v1/chat/completions", data=payload, headers=headers)
+        assert r.status_code == 401
+        assert r.json()["error"]["type"] == "authentication_error"
+    assert requests.get(api.url + "/v1/models").status_code == 401
+    assert requests.post(api.url + "/predict", json={"prompt": "hi"}).status_code == 401
+    r = requests.post(api.url + "/v1/chat/completions", data=payload, headers=AUTH)
+    assert r.status_code == 200
+
+
+def test_chat_page(api):
+    r = requests.get(api.url + "/")  # public: the page asks for the key itself
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert "/v1/chat/completions" in r.text and "stream: true" in r.text
+
+
+# ---------------------------------------------------------------------------------------------- batching
+def test_concurrent_requests_are_batched(api, llm):
+    prompts = ["Hello there", "What food do llamas eat?", "Tell me a story about a very small dog", "Hi"]
+    before = len(api.batch_sizes())
+
+    def ask(prompt):
+        messages = [{"role": "user", "content": prompt}]
+        return post(api, "/v1/chat/completions", {"messages": messages, "max_tokens": 6}).json()
+
+    with ThreadPoolExecutor(len(prompts)) as pool:
+        replies = list(pool.map(ask, prompts))
+    sizes = api.batch_sizes()[before:]
+    assert sum(sizes) == len(prompts)
+    assert len(sizes) < len(prompts), sizes  # served together, not one after another
+    assert max(sizes) > 1
+    for prompt, reply in zip(prompts, replies):
+        # rows of different lengths are left-padded: each still decodes as it would alone
+        expected = llm.generate([{"role": "user", "content": prompt}], temperature=0, max_new_tokens=6)
+        assert reply["choices"][0]["message"]["content"] == expected
+
+
+# ---------------------------------------------------------------------------------------------- unit level
+def test_stop_strings_hold_back_partial_matches():
+    from litgpt.serve import StopStrings
+
+    cut = StopStrings(["STOP", "xyz"])
+    assert cut.feed("hello ST") == ("hello ", False)
+    assert cut.feed("ORE") == ("STORE", False)
+    assert cut.feed(" and x") == (" and ", False)
+    assert cut.feed("yz tail") == ("", True)
+    cut = StopStrings(["END"])
+    assert cut.feed("abc EN") == ("abc ", False)
+    assert cut.flush() == "EN"
+
+
+def test_plan_batches_respects_sampling_and_context():
+    from litgpt.serve import plan_batches
+
+    def job(n, max_tokens=10, temperature=0.0):
+        return {"ids": [1] * n, "max_tokens": max_tokens, "temperature": temperature, "top_k": None, "top_p": 1.0}
+
+    assert plan_batches([job(5), job(7), job(3)], context=100) == [[0, 1, 2]]
+    assert plan_batches([job(5), job(5, temperature=0.7), job(6)], context=100) == [[0, 2], [1]]
+    # 90 + 30 does not fit 100 tokens: the long prompt goes alone
+    assert plan_batches([job(10, 30), job(90, 5), job(12, 20)], context=100) == [[0, 2], [1]]
+
+
+def test_stream_rows_budgets_per_row(llm):
+    prompts = ["Hello there", "What food do llamas eat?"]
+    ids = [llm.prompt_ids(p) for p in prompts]
+    steps = list(llm.stream_rows(ids, [3, 7], temperature=0))
+    assert len(steps) == 7
+    for row, budget in enumerate((3, 7)):
+        row_steps = [s[row] for s in steps]
+        assert all(s is not None for s in row_steps[:budget]) and all(s is None for s in row_steps[budget:])
+        assert [s.finish_reason for s in row_steps[:budget]] == [None] * (budget - 1) + ["length"]
+        tokens = [t for s in row_steps[:budget] for t in s.ids]
+        alone = llm.generate(prompts[row], temperature=0, max_new_tokens=budget, return_as_token_ids=True)
+        assert tokens == alone.tolist()
