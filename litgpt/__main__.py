@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "finetune_full": "litgpt.finetune:finetune_full",
     "merge_lora": "litgpt.merge_lora:merge_lora",
     "export_peft": "litgpt.merge_lora:export_peft",
+    "evaluate": "litgpt.evaluate:main",
 }
 # commands that print their sorted names when given no argument or `list`
 LISTS: dict[str, str] = {"pretrain": "litgpt.config:config_names", "download": "litgpt.config:repo_ids"}
@@ -45,6 +46,7 @@ POSITIONAL: dict[str, str] = {
     "chat": "checkpoint_dir",
     "serve": "checkpoint_dir",
     "download": "repo_id",
+    "evaluate": "checkpoint_dir",
     **{f"finetune_{m}": "checkpoint_dir" for m in ("lora", "qlora", "adapter", "adapter_v2", "full")},
 }
 

@@ -149,10 +149,18 @@ def load_model(
     from litgpt.model import GPT
 
     config = config or Config.from_checkpoint(checkpoint_dir)
+    if not (Path(checkpoint_dir) / WEIGHTS).is_file():  # a LoRA/adapter finetuning output: base + trained params
+        from litgpt.finetuned import load_finetuned
+
+        finetuned = load_finetuned(Path(checkpoint_dir), config, device=device, dtype=dtype)
+        if finetuned is not None:
+            return finetuned
     weights = ensure_lit_weights(checkpoint_dir)
     with torch.device("meta"):
         model = GPT(config)
-    state = load_state_dict(weights)
+    from litgpt.checkpoint import model_state
+
+    state = model_state(load_state_dict(weights), weights)  # plain, or {"model": ...} as full finetunes once wrote
     missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
     if missing or unexpected:
         raise LitGPTError(

@@ -28,7 +28,7 @@ class Alpaca(SFTDataModule):
     """The random seed for creating the train/val splits and shuffling the dataset."""
     num_workers: int = 4
     """How many DataLoader processes to use for loading."""
-    download_dir: Path = field(default_factory=lambda: Path("./data/alpaca"))
+    download_dir: Path = Path("./data/alpaca")
     """The directory in which the downloaded dataset gets saved."""
     file_url: str = field(repr=False, default=ALPACA_URL)
     """The URL from where to download the dataset."""

@@ -16,7 +16,7 @@ class Alpaca2k(Alpaca):
 
     val_split_fraction: float = 0.05  # to get exactly 100 validation samples
     """The fraction of the dataset to use for the validation dataset. The rest is used for training."""
-    download_dir: Path = field(default_factory=lambda: Path("./data/alpaca2k"))
+    download_dir: Path = Path("./data/alpaca2k")
     """The directory in which the downloaded dataset gets saved."""
     repo_id: str = field(repr=False, default="mhenrichsen/alpaca_2k_test")
     """The Hugging Face dataset repository ID from where to download the data."""

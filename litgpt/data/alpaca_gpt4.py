@@ -16,7 +16,7 @@ class AlpacaGPT4(Alpaca):
 
     val_split_fraction: float = 0.03847  # to get exactly 2000 validation samples
     """The fraction of the dataset to use for the validation dataset. The rest is used for training."""
-    download_dir: Path = field(default_factory=lambda: Path("./data/alpacagpt4"))
+    download_dir: Path = Path("./data/alpacagpt4")
     """The directory in which the downloaded dataset gets saved."""
     file_url: str = field(repr=False, default=ALPACA_GPT4_URL)
     """The URL from where to download the dataset."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
 
@@ -28,7 +28,7 @@ class Deita(SFTDataModule):
     """How many DataLoader processes to use for loading."""
     include_multiturn_conversations: bool = False
     """Whether to include multi-turn conversations in the dataset."""
-    download_dir: Path = field(default_factory=lambda: Path("./data/deita"))
+    download_dir: Path = Path("./data/deita")
     """The directory in which the downloaded dataset gets saved."""
     repo_id: str = "HuggingFaceH4/deita-10k-v0-sft"
     """The repo from where the data is downloaded"""

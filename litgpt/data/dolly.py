@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 from litgpt.data.alpaca import Alpaca
 from litgpt.data.base import read_json_rows, read_json_rows_lines, require_keys
@@ -25,7 +26,7 @@ class Dolly(Alpaca):
     """Whether to mask the prompt section from the label (with ``ignore_index``)."""
     val_split_fraction: float = 0.1
     """The fraction of the dataset to use for the validation dataset. The rest is used for training."""
-    download_dir: Path = field(default_factory=lambda: Path("./data/dolly"))
+    download_dir: Path = Path("./data/dolly")
     """The directory in which the downloaded dataset gets saved."""
     file_url: str = field(repr=False, default=DOLLY_URL)
     """The URL from where to download the dataset."""

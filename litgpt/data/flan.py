@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
 
@@ -38,7 +38,7 @@ class FLAN(SFTDataModule):
     """The random seed for shuffling the dataset."""
     num_workers: int = 4
     """How many DataLoader processes to use for loading."""
-    download_dir: Path = field(default_factory=lambda: Path("./data/flan"))
+    download_dir: Path = Path("./data/flan")
     """The directory in which the downloaded dataset gets saved."""
     url: str = FLAN_URL
     """The URL from where to download the dataset."""
@@ -54,6 +54,7 @@ class FLAN(SFTDataModule):
         self.subset_names = list(names)
 
     def prepare_data(self) -> None:
+        Path(self.download_dir).mkdir(parents=True, exist_ok=True)
         for subset in self.subset_names:
             for split in ("train", "test"):
                 name = f"{subset}_{split}.jsonl"

@@ -31,7 +31,7 @@ class LIMA(SFTDataModule):
     """How many DataLoader processes to use for loading."""
     include_multiturn_conversations: bool = False
     """Whether to include multi-turn conversations in the dataset."""
-    download_dir: Path = field(default_factory=lambda: Path("./data/lima"))
+    download_dir: Path = Path("./data/lima")
     """The directory in which the downloaded dataset gets saved."""
     access_token: Optional[str] = field(repr=False, default=os.getenv("HF_TOKEN"))
     """The Hugging Face API token to use for authentication (LIMA is gated)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
 
@@ -26,10 +26,11 @@ class LongForm(SFTDataModule):
     """The random seed for shuffling the dataset."""
     num_workers: int = 4
     """How many DataLoader processes to use for loading."""
-    download_dir: Path = field(default_factory=lambda: Path("./data/longform"))
+    download_dir: Path = Path("./data/longform")
     """The directory in which the downloaded dataset gets saved."""
 
     def prepare_data(self) -> None:
+        Path(self.download_dir).mkdir(parents=True, exist_ok=True)
         for split in ("train", "val"):
             download_file(f"{LONGFORM_URL}/{split}.json", Path(self.download_dir) / f"{split}.json")
 

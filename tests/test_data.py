@@ -1,0 +1,243 @@
+"""Data modules with local fixture files (downloads are patched): SFT samples, collate, splits, malformed rows."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from litgpt.data import JSON, Alpaca, Alpaca2k, Dolly, LongForm, SFTDataset, get_sft_collate_fn
+from litgpt.errors import LitGPTError
+from litgpt.prompts import PromptStyle
+from tests.finetune_helpers import ROWS, build_tokenizer, prompt_texts
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory):
+    from litgpt.tokenizer import Tokenizer
+
+    folder = tmp_path_factory.mktemp("tok")
+    build_tokenizer(folder, prompt_texts())
+    return Tokenizer(folder)
+
+
+def test_sft_sample_prompt_response_eos_and_mask(tokenizer):
+    style = PromptStyle.from_name("alpaca")
+    row = ROWS[1]
+    prompt = style.apply(row["instruction"], input=row["input"])
+    assert "### Input:\n2 and 3" in prompt
+    prompt_ids = tokenizer.encode(prompt)
+    response_ids = tokenizer.encode(row["output"], bos=False, eos=True)
+
+    masked = SFTDataset([row], tokenizer, "alpaca", mask_prompt=True)[0]
+    assert masked["input_ids"].tolist() == prompt_ids.tolist() + response_ids.tolist()
+    assert masked["input_ids"][-1] == tokenizer.eos_id
+    assert masked["labels"][: len(prompt_ids)].tolist() == [-100] * len(prompt_ids)
+    assert masked["labels"][len(prompt_ids) :].tolist() == response_ids.tolist()
+
+    unmasked = SFTDataset([row], tokenizer, style, mask_prompt=False)[0]
+    assert unmasked["labels"].tolist() == unmasked["input_ids"].tolist()
+
+    short = SFTDataset([row], tokenizer, style, max_seq_length=7, mask_prompt=True)[0]
+    assert len(short["input_ids"]) == 7 and short["input_ids"].tolist() == prompt_ids[:7].tolist()
+
+
+def test_collate_right_pads():
+    collate = get_sft_collate_fn(max_seq_length=-1)
+    batch = collate(
+        [
+            {"input_ids": torch.tensor([5, 6, 7]), "labels": torch.tensor([-100, 6, 7])},
+            {"input_ids": torch.tensor([8]), "labels": torch.tensor([8])},
+        ]
+    )
+    assert batch["input_ids"].tolist() == [[5, 6, 7], [8, 0, 0]]
+    assert batch["labels"].tolist() == [[-100, 6, 7], [8, -100, -100]]
+    assert get_sft_collate_fn(max_seq_length=2)([{"input_ids": torch.tensor([1, 2, 3]), "labels": torch.tensor([1, 2, 3])}])[
+        "input_ids"
+    ].shape == (1, 2)
+
+
+def test_json_folder_and_single_file(tokenizer, tmp_path):
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "train.json").write_text(json.dumps(ROWS * 3))
+    (folder / "val.jsonl").write_text("\n".join(json.dumps(r) for r in ROWS[:2]))
+    data = JSON(folder, num_workers=0)
+    data.connect(tokenizer, batch_size=2, max_seq_length=64)
+    data.prepare_data()
+    data.setup()
+    assert len(data.train_dataset) == 12 and len(data.test_dataset) == 2
+    batch = next(iter(data.train_dataloader()))
+    assert batch["input_ids"].shape[0] == 2 and batch["input_ids"].shape[1] <= 64
+
+    single = tmp_path / "all.json"
+    single.write_text(json.dumps(ROWS * 5))
+    data = JSON(single, val_split_fraction=0.2, num_workers=0)
+    data.connect(tokenizer, batch_size=1)
+    data.setup()
+    assert (len(data.train_dataset), len(data.test_dataset)) == (16, 4)
+    with pytest.raises(LitGPTError, match="val_split_fraction"):
+        JSON(single)
+
+
+def test_malformed_row_names_index_and_key(tokenizer, tmp_path):
+    rows = [dict(r) for r in ROWS]
+    del rows[2]["output"]
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(rows))
+    data = JSON(path, val_split_fraction=0.25, num_workers=0)
+    data.connect(tokenizer)
+    with pytest.raises(LitGPTError, match=r"row 2 has no 'output' key"):
+        data.setup()
+    with pytest.raises(LitGPTError, match=r"row 0 of the dataset has no 'instruction' key"):
+        SFTDataset([{"output": "x"}], tokenizer, "alpaca")[0]
+
+
+def test_alpaca_with_patched_download(tokenizer, tmp_path, monkeypatch):
+    """The download is patched to copy a local file; the split uses the established validation fraction."""
+    import litgpt.data.alpaca as alpaca_module
+
+    calls = []
+
+    def fake_download(url, destination):
+        calls.append(url)
+        Path(destination).write_text(json.dumps(ROWS * 50))
+        return destination
+
+    monkeypatch.setattr(alpaca_module, "download_file", fake_download)
+    data = Alpaca(download_dir=tmp_path / "alpaca", num_workers=0)
+    assert data.val_split_fraction == 0.03865
+    data.connect(tokenizer, batch_size=4, max_seq_length=32)
+    data.prepare_data()
+    data.prepare_data()  # fetched once: the patched download writes the cache file
+    data.setup()
+    assert calls[0].endswith("tloen/alpaca-lora/main/alpaca_data_cleaned_archive.json")
+    assert len(data.test_dataset) == round(200 * 0.03865) and len(data.train_dataset) == 200 - len(data.test_dataset)
+    batch = next(iter(data.train_dataloader()))
+    assert set(batch) >= {"input_ids", "labels"} and batch["input_ids"].shape == batch["labels"].shape
+
+
+def test_alpaca2k_with_patched_hub(tokenizer, tmp_path, monkeypatch):
+    import litgpt.data.alpaca_2k as module
+
+    seen = []
+
+    def fake_split(repo_id, split, cache_dir, **kwargs):
+        seen.append((repo_id, split))
+        return [dict(r) for r in ROWS * 25]
+
+    monkeypatch.setattr(module, "load_hf_split", fake_split)
+    data = Alpaca2k(download_dir=tmp_path, num_workers=0)
+    assert data.val_split_fraction == 0.05
+    data.connect(tokenizer, batch_size=2, max_seq_length=512)
+    data.prepare_data()
+    data.setup()
+    assert seen[0] == ("mhenrichsen/alpaca_2k_test", "train")
+    assert (len(data.train_dataset), len(data.test_dataset)) == (95, 5)
+
+
+def test_hub_split_is_cached(tmp_path):
+    from litgpt.data.hub import load_hf_split
+
+    (tmp_path / "train.json").write_text(json.dumps(ROWS))
+    assert load_hf_split("any/repo", "train", tmp_path) == ROWS  # no network once cached
+
+
+def test_dolly_and_longform_fields(tokenizer, tmp_path, monkeypatch):
+    import litgpt.data.dolly as dolly_module
+    import litgpt.data.longform as longform_module
+
+    def fake_dolly(url, destination):
+        lines = [{"instruction": "Q?", "context": "ctx", "response": "A.", "category": "qa"}] * 10
+        Path(destination).write_text("\n".join(json.dumps(x) for x in lines))
+        return destination
+
+    monkeypatch.setattr(dolly_module, "download_file", fake_dolly, raising=False)
+    monkeypatch.setattr("litgpt.data.alpaca.download_file", fake_dolly)
+    dolly = Dolly(download_dir=tmp_path / "dolly", num_workers=0)
+    dolly.connect(tokenizer)
+    dolly.prepare_data()
+    dolly.setup()
+    assert (len(dolly.train_dataset), len(dolly.test_dataset)) == (9, 1)
+    assert "### Input:\nctx" in dolly.train_dataset.prompt(0)
+
+    def fake_longform(url, destination):
+        Path(destination).write_text(json.dumps([{"input": "Write.", "output": "Text."}] * 3))
+        return destination
+
+    monkeypatch.setattr(longform_module, "download_file", fake_longform)
+    longform = LongForm(download_dir=tmp_path / "lf", num_workers=0)
+    longform.connect(tokenizer)
+    longform.prepare_data()
+    longform.setup()
+    assert len(longform.train_dataset) == 3 and longform.train_dataset.example(0)["instruction"] == "Write."
+
+
+def test_download_file_fetches_once_and_atomically(tmp_path):
+    """The real fetch code, against a local stand-in (a file:// URL)."""
+    from litgpt.data.base import download_file
+
+    source = tmp_path / "source.json"
+    source.write_text(json.dumps(ROWS))
+    target = tmp_path / "cache" / "data.json"
+    assert download_file(source.as_uri(), target) == target
+    assert json.loads(target.read_text()) == ROWS
+    source.write_text("[]")
+    download_file(source.as_uri(), target)  # cached: not fetched again
+    assert json.loads(target.read_text()) == ROWS
+    with pytest.raises(LitGPTError, match="Could not download"):
+        download_file((tmp_path / "missing.json").as_uri(), tmp_path / "other.json")
+    assert not (tmp_path / "other.json").exists() and not list(tmp_path.glob(".other.json*"))
+
+
+def test_hub_split_uses_datasets_and_caches(tmp_path, monkeypatch):
+    datasets = pytest.importorskip("datasets")
+    from litgpt.data.hub import load_hf_split
+
+    calls = []
+
+    def fake_load_dataset(repo_id, split, cache_dir, token=None, **kwargs):
+        calls.append((repo_id, split))
+        return datasets.Dataset.from_list(ROWS)
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    assert load_hf_split("org/data", "train", tmp_path) == ROWS
+    assert load_hf_split("org/data", "train", tmp_path) == ROWS
+    assert calls == [("org/data", "train")]
+
+
+def test_data_module_works_with_the_lightning_trainer(tmp_path):
+    """The Python API's Trainer example: LLM.load(distribute=None) + a data module + L.Trainer.fit."""
+    import lightning as L
+
+    from litgpt.api import LLM
+    from tests.finetune_helpers import make_checkpoint, make_json_data
+
+    torch.set_num_threads(1)
+    ckpt = make_checkpoint(tmp_path / "ckpt")
+    data = JSON(make_json_data(tmp_path / "data"), num_workers=0)
+
+    class LitLLM(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.llm = LLM.load(ckpt, distribute=None)
+
+        def setup(self, stage):
+            self.llm.trainer_setup()
+
+        def training_step(self, batch):
+            return self.llm(input_ids=batch["input_ids"], target_ids=batch["labels"])[1]
+
+        def configure_optimizers(self):
+            return torch.optim.AdamW(self.llm.model.parameters(), lr=1e-3)
+
+    lit_model = LitLLM()
+    data.connect(lit_model.llm.tokenizer, batch_size=2, max_seq_length=64)
+    trainer = L.Trainer(
+        max_steps=2, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, limit_val_batches=0, default_root_dir=tmp_path,
+    )  # fmt: skip
+    trainer.fit(lit_model, data)
+    assert trainer.global_step == 2

@@ -1,0 +1,265 @@
+"""Finetuning end to end on a tiny random model: every method trains, saves, resumes and loads back."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from litgpt.__main__ import main
+from tests.finetune_helpers import fast_args, make_checkpoint, make_json_data, read_csv_losses
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """The models are tiny: a single thread avoids oversubscribing shared CPUs (and is faster)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny")
+    return make_checkpoint(root / "ckpt"), make_json_data(root / "data")
+
+
+WEIGHTS = {
+    "lora": "lit_model.pth.lora",
+    "adapter": "lit_model.pth.adapter",
+    "adapter_v2": "lit_model.pth.adapter_v2",
+    "full": "lit_model.pth",
+}
+EXTRA = {
+    "lora": ["--lora_r", "4", "--lora_mlp", "true", "--lora_projection", "true"],
+    # the zero-initialised gates make adapters start slowly: a larger learning rate shows the fall in 6 steps
+    "adapter": ["--adapter_start_layer", "0", "--adapter_prompt_length", "4", "--optimizer.lr", "0.2"],
+    "adapter_v2": ["--adapter_start_layer", "1", "--adapter_prompt_length", "4", "--optimizer.lr", "0.05"],
+    "full": ["--logger_name", "tensorboard"],
+}
+
+
+def saved_keys_ok(method: str, keys: set[str], all_keys: set[str]) -> bool:
+    if method == "lora":
+        return keys == {k for k in all_keys if "lora_" in k}
+    if method == "adapter":
+        return bool(keys) and all("adapter_wte" in k or "gating_factor" in k for k in keys)
+    if method == "adapter_v2":
+        return any("adapter_scale" in k for k in keys) and any("norm_1" in k for k in keys) and not any(
+            k.endswith("linear.weight") for k in keys
+        )
+    return "transformer.wte.weight" in keys and not any("lora" in k or "adapter" in k for k in keys)
+
+
+@pytest.mark.parametrize("method", ["lora", "adapter", "adapter_v2", "full"])
+def test_method_trains_saves_and_loads(method, tiny, tmp_path):
+    ckpt, data = tiny
+    out = tmp_path / "out"
+    main(["finetune", method, *fast_args(ckpt, data, out, *EXTRA[method], steps=6)])
+
+    # the loss falls on the repeated tiny dataset
+    if method == "full":  # TensorBoard on request
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        events = EventAccumulator(str(next(out.rglob("events.out.tfevents*")).parent))
+        events.Reload()
+        losses = [e.value for e in events.Scalars("loss")]
+    else:
+        losses = [loss for _, loss in sorted(read_csv_losses(out).items())]
+    assert len(losses) == 12
+    assert sum(losses[-2:]) / 2 < sum(losses[:2]) / 2 - 0.02, losses
+
+    # output layout
+    for folder in ("step-000002", "step-000004", "step-000006", "final"):
+        for name in (WEIGHTS[method], "model_config.yaml", "hyperparameters.yaml", "prompt_style.yaml", "tokenizer.json"):
+            assert (out / folder / name).is_file(), (folder, name)
+    assert (out / "step-000002" / "training_state.pth").is_file()
+    assert next(out.rglob("metrics.csv" if method != "full" else "events.out.tfevents*"), None) is not None
+    assert next(out.rglob("loss.png"), None) is not None
+    assert not list(out.glob(".*")), "no temporary folders are left behind"
+    assert yaml.safe_load((out / "final" / "prompt_style.yaml").read_text())["class_path"] == "litgpt.prompts.Alpaca"
+    hparams = yaml.safe_load((out / "final" / "hyperparameters.yaml").read_text())
+    assert hparams["checkpoint_dir"] == str(ckpt)
+    assert hparams["train"]["max_steps"] == 6
+    assert hparams["data"]["class_path"] == "litgpt.data.JSON"
+
+    # only the trained parameters are saved
+    saved = set(torch.load(out / "final" / WEIGHTS[method], weights_only=True))
+    from litgpt.finetuned import load_finetuned
+
+    full_keys = set(torch.load(ckpt / "lit_model.pth", weights_only=True))
+    if method == "lora":
+        assert all("lora_" in k for k in saved) and len(saved) == 2 * 2 * 5  # 2 layers x (qkv, proj, 3 mlp) x (A, B)
+        assert (out / "final" / "lit_model.pth").is_file()  # merged
+    else:
+        model = load_finetuned(out / "final") if method != "full" else None
+        all_keys = set(model.state_dict()) if model is not None else full_keys
+        assert saved_keys_ok(method, saved, all_keys), sorted(saved)[:8]
+
+    # a finetuned folder loads directly (step folders hold only the trained params)
+    from litgpt.api import LLM
+
+    for folder in ("final", "step-000004"):
+        llm = LLM.load(out / folder)
+        text = llm.generate("Say hello.", max_new_tokens=3, temperature=0)
+        assert isinstance(text, str)
+    # and through the command line, with the established release's spellings
+    command = {"lora": "generate", "full": "generate_full"}.get(method, f"generate_{method}")
+    main([command, str(out / "final"), "--max_new_tokens", "3", "--precision", "32-true"])
+
+
+def test_lora_step_folder_matches_merged_final(tiny, tmp_path):
+    """LLM.load on a step folder (base + LoRA applied at load) equals the merged final weights of that step."""
+    from litgpt.api import LLM
+
+    ckpt, data = tiny
+    out = tmp_path / "out"
+    main(["finetune_lora", *fast_args(ckpt, data, out, "--lora_key", "true", steps=2), "--train.save_interval", "2"])
+    merged = torch.load(out / "final" / "lit_model.pth", weights_only=True)
+    base = torch.load(ckpt / "lit_model.pth", weights_only=True)
+    assert not torch.equal(merged["transformer.h.0.attn.qkv.weight"], base["transformer.h.0.attn.qkv.weight"])
+    llm_step = LLM.load(out / "step-000002")
+    llm_final = LLM.load(out / "final")
+    x = torch.randint(0, 300, (1, 12))
+    with torch.no_grad():
+        torch.testing.assert_close(llm_step.model(x), llm_final.model(x), atol=1e-5, rtol=1e-5)
+
+    # `litgpt merge_lora` rebuilds the same merged file from the LoRA weights and hyperparameters.yaml
+    (out / "step-000002" / "lit_model.pth").unlink(missing_ok=True)
+    main(["merge_lora", str(out / "step-000002")])
+    again = torch.load(out / "step-000002" / "lit_model.pth", weights_only=True)
+    for key in merged:
+        torch.testing.assert_close(again[key], merged[key])
+
+
+def test_resume_reproduces_uninterrupted_run(tiny, tmp_path):
+    """Kill after the step-4 checkpoint (simulated: only what existed then is kept), `--resume auto` continues and
+    reproduces the uninterrupted losses and weights, LoRA dropout included."""
+    ckpt, data = tiny
+    full_run = tmp_path / "full"
+    main(["finetune", "lora", *fast_args(ckpt, data, full_run, "--lora_dropout", "0.2", steps=6)])
+    reference = read_csv_losses(full_run)
+
+    resumed = tmp_path / "resumed"
+    resumed.mkdir()
+    for step in ("step-000002", "step-000004"):
+        shutil.copytree(full_run / step, resumed / step)
+    partial = resumed / ".step-000006.tmp"  # a checkpoint that was being written when the run died
+    partial.mkdir()
+    (partial / "lit_model.pth.lora").write_bytes(b"truncated")
+    main(["finetune", "lora", *fast_args(ckpt, data, resumed, "--lora_dropout", "0.2", steps=6), "--resume", "auto"])
+    continued = read_csv_losses(resumed)
+    assert min(continued) == 9  # iterations 1-8 (steps 1-4) were not redone
+    for it in range(9, 13):
+        assert continued[it] == pytest.approx(reference[it], abs=1e-6), (it, continued, reference)
+    a = torch.load(full_run / "final" / "lit_model.pth.lora", weights_only=True)
+    b = torch.load(resumed / "final" / "lit_model.pth.lora", weights_only=True)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=1e-6, rtol=1e-6)
+
+
+def test_resume_requires_a_checkpoint(tiny, tmp_path):
+    ckpt, data = tiny
+    with pytest.raises(SystemExit, match="no checkpoint to resume"):
+        main(["finetune_full", *fast_args(ckpt, data, tmp_path / "empty", steps=1), "--resume", "true"])
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["finetune", "lora"], "lora_r: 8"),
+        (["finetune_lora"], "lora_alpha: 16"),
+        (["finetune"], "lora_dropout: 0.05"),
+        (["finetune", "qlora"], "quantize: bnb.nf4"),
+        (["finetune", "adapter"], "adapter_prompt_length: 10"),
+        (["finetune_adapter_v2"], "adapter_start_layer: 2"),
+        (["finetune", "full"], "global_batch_size: 16"),
+    ],
+)
+def test_cli_spellings_parse(argv, expected, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--print_config"])
+    assert exit_info.value.code in (0, None)
+    printed = capsys.readouterr().out
+    assert expected in printed
+    config = yaml.safe_load(printed)
+    assert config["train"]["micro_batch_size"] == 1 and config["train"]["lr_warmup_steps"] == 100
+    assert config["train"]["epochs"] == 5 and config["optimizer"] == "AdamW"
+
+
+def test_tutorial_config_parses(capsys):
+    with pytest.raises(SystemExit):
+        main(["finetune", "lora", "--config", str(REPO / "config_hub/finetune/phi-2/lora.yaml"), "--train.max_steps", "5", "--print_config"])  # fmt: skip
+    config = yaml.safe_load(capsys.readouterr().out)
+    assert config["train"]["max_steps"] == 5
+    assert config["data"]["class_path"] == "litgpt.data.Alpaca2k"
+    assert config["out_dir"] == "out/finetune/lora-phi-2"
+    assert config["optimizer"]["init_args"]["lr"] == 0.0002
+
+
+def test_tiny_config_hub_file_trains(tiny, tmp_path):
+    """The local config-hub file drives a real run when its checkpoint and data are swapped for the fixtures."""
+    ckpt, data = tiny
+    out = tmp_path / "out"
+    args = fast_args(ckpt, data, out, steps=2)
+    main([
+        "finetune", "lora", "--config", str(REPO / "config_hub/finetune/smollm2-135m/lora.yaml"),
+        "--checkpoint_dir", args[0], *args[1:], "--train.max_seq_length", "128",
+    ])  # fmt: skip
+    assert (out / "final" / "lit_model.pth.lora").is_file()
+
+
+def test_qlora_without_cuda_is_a_clear_error(tiny, tmp_path, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    ckpt, data = tiny
+    with pytest.raises(SystemExit) as exit_info:
+        main(["finetune", "qlora", *fast_args(ckpt, data, tmp_path / "out", steps=1)])
+    message = str(exit_info.value.code)
+    assert "CUDA" in message and "bitsandbytes" in message and "\n" not in message
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="QLoRA needs a CUDA GPU")
+def test_qlora_trains_on_cuda(tiny, tmp_path):
+    pytest.importorskip("bitsandbytes")
+    ckpt, data = tiny
+    out = tmp_path / "out"
+    main(["finetune", "qlora", *fast_args(ckpt, data, out, "--precision", "bf16-true", steps=4)])
+    assert (out / "final" / "lit_model.pth.lora").is_file()
+    assert (out / "final" / "lit_model.pth").is_file()
+
+
+def test_only_intended_parameters_get_gradients(tiny):
+    from litgpt.adapter import add_adapter, add_adapter_v2, mark_only_adapter_as_trainable
+    from litgpt.loading import load_model
+    from litgpt.lora import LoRASettings, add_lora, mark_only_lora_as_trainable
+
+    ckpt, _ = tiny
+    x = torch.randint(0, 300, (2, 10))
+    setups = {
+        "lora": (lambda m: (add_lora(m, LoRASettings(r=2)), mark_only_lora_as_trainable(m)), lambda k: "lora_" in k),
+        "adapter": (
+            lambda m: (add_adapter(m, 3, 1), mark_only_adapter_as_trainable(m)),
+            lambda k: "adapter_wte" in k or "gating_factor" in k,
+        ),
+        "adapter_v2": (
+            lambda m: (add_adapter_v2(m, 3, 1), mark_only_adapter_as_trainable(m, v2=True)),
+            lambda k: "adapter" in k or "gating" in k or "norm" in k or "ln_f" in k,
+        ),
+    }
+    for name, (setup, intended) in setups.items():
+        model = load_model(ckpt)
+        setup(model)
+        model(x).sum().backward()
+        for key, param in model.named_parameters():
+            assert param.requires_grad == intended(key), (name, key)
+            assert (param.grad is not None) == intended(key), (name, key)
+        if name == "lora":
+            assert not any("lora_" in k for k, p in model.named_parameters() if "qkv" not in k and "lora" in k)

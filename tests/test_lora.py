@@ -1,0 +1,164 @@
+"""LoRA layers: the fused qkv under grouped-query attention, merging, established file layout, PEFT export."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+import torch.nn as nn
+import yaml
+
+from litgpt.config import Config
+from litgpt.lora import (
+    LoRALinear,
+    LoRASettings,
+    add_lora,
+    lora_state_dict,
+    merge_lora_state,
+    plain_state_dict,
+    unwrap_lora,
+)
+from litgpt.model import GPT
+from tests.finetune_helpers import TINY_CONFIG, make_checkpoint
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def randomize_lora(model: nn.Module, seed: int = 0) -> None:
+    """B starts at zero (no update); give every LoRA pair visible values."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_" in name:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.2)
+
+
+@pytest.mark.parametrize("enabled", [e for e in itertools.product([True, False], repeat=3) if any(e)])
+def test_fused_qkv_with_gqa_matches_separate_q_k_v(enabled):
+    n_head, n_groups, hs, C, r, alpha = 8, 2, 4, 16, 3, 6
+    sizes = (n_head * hs, n_groups * hs, n_groups * hs)
+    torch.manual_seed(0)
+    base = nn.Linear(C, sum(sizes))
+    layer = LoRALinear(base, r=r, alpha=alpha, sizes=sizes, enabled=enabled)
+    assert layer.lora_A.shape == (r * sum(enabled), C)
+    assert layer.lora_B.shape == (sum(s for s, on in zip(sizes, enabled) if on), r)
+    randomize_lora(layer)
+    x = torch.randn(2, 5, C)
+
+    # explicit: each of Q, K, V is its own linear plus its own low-rank pair
+    W = base.weight.split(sizes, dim=0)
+    b = base.bias.split(sizes, dim=0)
+    A_parts = layer.lora_A.split(r, dim=0)
+    B_parts = layer.lora_B.split([s for s, on in zip(sizes, enabled) if on], dim=0)
+    outs, k = [], 0
+    for part in range(3):
+        y = x @ W[part].T + b[part]
+        if enabled[part]:
+            y = y + (alpha / r) * (x @ A_parts[k].T @ B_parts[k].T)
+            k += 1
+        outs.append(y)
+    expected = torch.cat(outs, dim=-1)
+    torch.testing.assert_close(layer(x), expected, atol=1e-5, rtol=1e-5)
+
+    # merged weight gives the same output
+    layer.merge()
+    torch.testing.assert_close(layer(x), expected, atol=1e-5, rtol=1e-5)
+
+
+def tiny_model(seed: int = 0) -> GPT:
+    config = Config.from_name("tiny-llama-1.1b", **TINY_CONFIG)
+    torch.manual_seed(seed)
+    model = GPT(config)
+    model.init_weights()
+    return model
+
+
+ALL = LoRASettings(r=4, alpha=8, dropout=0.0, query=True, key=True, value=True, projection=True, mlp=True, head=True)
+
+
+def test_merge_gives_the_same_logits():
+    model = tiny_model()
+    base_state = {k: v.clone() for k, v in model.state_dict().items()}
+    add_lora(model, ALL)
+    randomize_lora(model)
+    lora = {k: v.clone() for k, v in lora_state_dict(model).items()}
+    x = torch.randint(0, 300, (2, 16))
+    base = GPT(model.config)
+    base.load_state_dict(base_state)
+    with torch.no_grad():
+        unmerged = model(x)
+        assert not torch.allclose(unmerged, base(x), atol=1e-3)  # the update does something
+
+        # merging from state dicts (what merge_lora and the loading hook do)
+        merged_state = merge_lora_state(base_state, lora, model.config, ALL)
+        plain = GPT(model.config)
+        plain.load_state_dict(merged_state)
+        torch.testing.assert_close(plain(x), unmerged, atol=1e-4, rtol=1e-4)
+
+        # merging in place, then unwrapping into a plain GPT
+        state = plain_state_dict(model)
+        assert set(state) == set(base_state)
+        torch.testing.assert_close(model(x), unmerged, atol=1e-4, rtol=1e-4)
+        unwrap_lora(model)
+        assert not any("lora" in k for k in model.state_dict())
+        torch.testing.assert_close(model(x), unmerged, atol=1e-4, rtol=1e-4)
+
+
+def test_state_dict_layout_of_the_established_release():
+    model = add_lora(tiny_model(), LoRASettings(r=8))
+    state = model.state_dict()
+    cfg = model.config
+    assert state["transformer.h.0.attn.qkv.lora_A"].shape == (8 * 2, cfg.n_embd)  # query + value
+    assert state["transformer.h.0.attn.qkv.lora_B"].shape == (cfg.n_head * cfg.head_size + cfg.n_query_groups * cfg.head_size, 8)
+    assert "transformer.h.0.attn.qkv.linear.weight" in state
+    assert model.lm_head.weight is state["lm_head.weight"] or torch.equal(model.lm_head.weight, state["lm_head.weight"])
+
+
+def test_settings_need_a_target():
+    from litgpt.errors import LitGPTError
+
+    with pytest.raises(LitGPTError, match="no layer"):
+        LoRASettings(query=False, value=False)
+
+
+def test_peft_export_matches_merged_logits(tmp_path):
+    """adapter_model.safetensors + adapter_config.json load with PEFT on the base converted to Hugging Face and give
+    the logits of our merged model."""
+    peft = pytest.importorskip("peft")
+    transformers = pytest.importorskip("transformers")
+    from litgpt.convert_hf import convert_from_litgpt
+    from litgpt.lora import LORA_WEIGHTS, export_peft
+
+    base_dir = make_checkpoint(tmp_path / "base")
+    config = Config.from_checkpoint(base_dir)
+    model = GPT(config)
+    model.load_state_dict(torch.load(base_dir / "lit_model.pth", weights_only=True))
+    add_lora(model, ALL)
+    randomize_lora(model, seed=3)
+    run = tmp_path / "run"
+    run.mkdir()
+    torch.save(lora_state_dict(model), run / LORA_WEIGHTS)
+    config.save(run / "model_config.yaml")
+    hparams = {"checkpoint_dir": str(base_dir), **{f"lora_{k}": v for k, v in vars(ALL).items()}}
+    (run / "hyperparameters.yaml").write_text(yaml.safe_dump(hparams))
+
+    export_peft(run, tmp_path / "peft")
+    hf_dir = convert_from_litgpt(base_dir, tmp_path / "hf")
+    hf = transformers.AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32)
+    peft_model = peft.PeftModel.from_pretrained(hf, tmp_path / "peft").eval()
+
+    x = torch.randint(0, 300, (1, 16))
+    with torch.no_grad():
+        ours = model.eval()(x)
+        theirs = peft_model(x).logits
+        with peft_model.disable_adapter():
+            base = peft_model(x).logits
+    torch.testing.assert_close(theirs, ours, atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(base, ours, atol=1e-3)  # the adapter does something
