@@ -96,3 +96,12 @@ def build_tiny_checkpoint(folder: Path, name: str = "tiny-llama", seed: int = 0,
 @pytest.fixture
 def tiny_checkpoint(tmp_path) -> Path:
     return build_tiny_checkpoint(tmp_path / "tiny-llama")
+
+
+@pytest.fixture(scope="session")
+def offline_workdir(tmp_path_factory) -> Path:
+    """A working folder whose checkpoints/ holds the offline models once converted (shared by the tests)."""
+    cache = os.environ.get("LITGPT_TEST_CACHE")
+    path = Path(cache) / "docs" if cache else tmp_path_factory.mktemp("offline")
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -4,7 +4,6 @@ Blocks share one namespace per page (like a reader's session). A block guarded b
 (multi-process examples) runs as a script of its own.
 """
 
-import os
 import re
 import subprocess
 import sys
@@ -26,10 +25,8 @@ def test_docs_have_python_blocks():
 
 
 @pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
-def test_page_runs(page, tmp_path_factory, monkeypatch):
-    cache = os.environ.get("LITGPT_TEST_CACHE")
-    workdir = Path(cache) / "docs" if cache else tmp_path_factory.mktemp("docs")
-    workdir.mkdir(parents=True, exist_ok=True)
+def test_page_runs(page, offline_workdir, monkeypatch):
+    workdir = offline_workdir
     monkeypatch.chdir(workdir)
     namespace: dict = {"__name__": "docs"}
     for i, code in enumerate(blocks(page)):

