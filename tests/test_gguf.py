@@ -362,3 +362,24 @@ def test_not_a_gguf_file(tmp_path):
         convert_gguf(bad, tmp_path / "out")
     with pytest.raises(LitGPTError, match="does not exist"):
         convert_gguf(tmp_path / "missing.gguf", tmp_path / "out")
+
+
+# worst-case error of one value relative to the largest |value| of its block, per type the gguf package can write
+TYPE_TOLERANCE = {"F16": 1e-3, "BF16": 8e-3, "Q8_0": 5e-3, "Q5_0": 0.07, "Q5_1": 0.07, "Q4_0": 0.13, "Q4_1": 0.13}
+
+
+@pytest.mark.parametrize("type_name", sorted(TYPE_TOLERANCE))
+def test_every_writable_type_imports_within_its_error(tmp_path, type_name):
+    import gguf
+
+    qtype = gguf.GGMLQuantizationType[type_name]
+    names = ("token_embd", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down", "output")
+    src = tmp_path / f"tiny-{type_name}.gguf"
+    expected = _write_tiny_llama(src, dict.fromkeys(names, qtype))
+    state = torch.load(convert_gguf(src, tmp_path / "out", progress=False) / "lit_model.pth", weights_only=True)
+    assert set(state) == set(expected)
+    for key, value in expected.items():
+        got = state[key].numpy()
+        assert got.shape == value.shape, key
+        tolerance = 0.0 if value.ndim == 1 else TYPE_TOLERANCE[type_name] * np.abs(value).max()
+        np.testing.assert_allclose(got, value, rtol=0, atol=tolerance + 1e-7, err_msg=f"{type_name} {key}")
