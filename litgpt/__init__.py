@@ -1,22 +1,20 @@
 """litgpt: download, convert, chat with, generate from, finetune, pretrain, evaluate and serve LLMs."""
 
-from litgpt.config import Config
-from litgpt.model import GPT
+from importlib import import_module
 
 __all__ = ["GPT", "Config", "LLM", "Tokenizer", "PromptStyle"]
 
+# imported on first use: `litgpt download list` must not pay for importing torch
+_LAZY = {
+    "GPT": "litgpt.model",
+    "Config": "litgpt.config",
+    "LLM": "litgpt.api",
+    "Tokenizer": "litgpt.tokenizer",
+    "PromptStyle": "litgpt.prompts",
+}
 
-def __getattr__(name):  # lazy: importing litgpt must stay cheap
-    if name == "LLM":
-        from litgpt.api import LLM
 
-        return LLM
-    if name == "Tokenizer":
-        from litgpt.tokenizer import Tokenizer
-
-        return Tokenizer
-    if name == "PromptStyle":
-        from litgpt.prompts import PromptStyle
-
-        return PromptStyle
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'litgpt' has no attribute {name!r}")
