@@ -144,7 +144,9 @@ class LLM(torch.nn.Module):
                 "save it with llm.save(dir) and load that folder, or use generate_strategy=None"
             )
         if quantize is not None:
-            raise LitGPTError(f"quantize={quantize!r} is not available in this build")
+            from litgpt.quantize import check_mode, load_quantized, quantize_model
+
+            check_mode(quantize, kind, generate_strategy)
         rank = 0
         if generate_strategy == "tensor_parallel":
             rank, device = self._launch(kind, n)
@@ -160,6 +162,10 @@ class LLM(torch.nn.Module):
                 self.model = GPT(self.config)
             self.model.init_weights()
             self.model.to(dtype)
+            if quantize is not None:
+                quantize_model(self.model, quantize)
+        elif quantize is not None:  # loaded memory-mapped and quantized onto the device layer by layer
+            self.model = load_quantized(self.checkpoint_dir, quantize, device=device, dtype=dtype, config=self.config)
         elif generate_strategy is None:
             self.model = load_model(self.checkpoint_dir, device=device, dtype=dtype, config=self.config)
         else:
@@ -191,14 +197,15 @@ class LLM(torch.nn.Module):
         fabric.launch()
         return fabric.global_rank, fabric.device
 
-    def compile(self, mode: str | None = None) -> None:
+    def compile(self, mode: str | None = None, backend: str = "inductor") -> None:
         """Compile the one-token decode step (fixed shapes thanks to the static KV cache); prefill stays eager.
 
-        On a GPU the default mode is "reduce-overhead" (CUDA graphs)."""
+        ``fullgraph=True``: a graph break is an error, not a silent slowdown. On a GPU the default mode is
+        "reduce-overhead" (CUDA graphs)."""
         self._require_model()
-        if mode is None and self.preprocessor.device.type == "cuda":
+        if mode is None and self.preprocessor.device.type == "cuda" and backend == "inductor":
             mode = "reduce-overhead"
-        self.decode_fn = torch.compile(self.model, mode=mode, dynamic=False, fullgraph=True)
+        self.decode_fn = torch.compile(self.model, mode=mode, backend=backend, dynamic=False, fullgraph=True)
 
     def _require_model(self) -> None:
         if self.model is None:
