@@ -27,6 +27,8 @@ COMMANDS: dict[str, str] = {
     "merge_lora": "litgpt.merge_lora:merge_lora",
     "export_peft": "litgpt.merge_lora:export_peft",
     "evaluate": "litgpt.evaluate:main",
+    "pretrain": "litgpt.pretrain:setup",
+    "convert_pretrained_checkpoint": "litgpt.convert_pretrained_checkpoint:convert_pretrained_checkpoint",
 }
 # commands that print their sorted names when given no argument or `list`
 LISTS: dict[str, str] = {"pretrain": "litgpt.config:config_names", "download": "litgpt.config:repo_ids"}

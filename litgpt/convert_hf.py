@@ -50,7 +50,9 @@ _H = "transformer.h.{i}."
 LLAMA: dict = {
     "transformer.wte.weight": "model.embed_tokens.weight",
     _H + "norm_1.{w}": _M + "input_layernorm.{w}",
-    _H + "attn.qkv.{w}": Fused("qkv", (_M + "self_attn.q_proj.{w}", _M + "self_attn.k_proj.{w}", _M + "self_attn.v_proj.{w}")),
+    _H + "attn.qkv.{w}": Fused(
+        "qkv", (_M + "self_attn.q_proj.{w}", _M + "self_attn.k_proj.{w}", _M + "self_attn.v_proj.{w}")
+    ),
     _H + "attn.proj.{w}": _M + "self_attn.o_proj.{w}",
     _H + "attn.norm_q.{w}": _M + "self_attn.q_norm.{w}",
     _H + "attn.norm_k.{w}": _M + "self_attn.k_norm.{w}",
@@ -156,17 +158,25 @@ ALIASES: dict[str, dict[str, str]] = {
 # transformers 5 keeps all experts of a layer in one tensor in memory: (experts, out, in); gate_up is [gate; up]
 STACKED_EXPERTS: dict[str, dict[str, tuple[str, ...]]] = {
     "mixtral": {
-        _M + "mlp.experts.gate_up_proj": (MIXTRAL[_H + "mlp.experts.{j}.fc_1.weight"], MIXTRAL[_H + "mlp.experts.{j}.fc_2.weight"]),
+        _M + "mlp.experts.gate_up_proj": (
+            MIXTRAL[_H + "mlp.experts.{j}.fc_1.weight"],
+            MIXTRAL[_H + "mlp.experts.{j}.fc_2.weight"],
+        ),
         _M + "mlp.experts.down_proj": (MIXTRAL[_H + "mlp.experts.{j}.proj.weight"],),
     },
     "qwen3_moe": {
-        _M + "mlp.experts.gate_up_proj": (QWEN_MOE[_H + "mlp.experts.{j}.fc_1.weight"], QWEN_MOE[_H + "mlp.experts.{j}.fc_2.weight"]),
+        _M + "mlp.experts.gate_up_proj": (
+            QWEN_MOE[_H + "mlp.experts.{j}.fc_1.weight"],
+            QWEN_MOE[_H + "mlp.experts.{j}.fc_2.weight"],
+        ),
         _M + "mlp.experts.down_proj": (QWEN_MOE[_H + "mlp.experts.{j}.proj.weight"],),
     },
 }
 
 # Hugging Face tensors that are buffers, not weights
-IGNORED = re.compile(r"(^|\.)(rotary_emb\.inv_freq|attention\.bias|attention\.masked_bias|attn\.bias|attn\.masked_bias)$")
+IGNORED = re.compile(
+    r"(^|\.)(rotary_emb\.inv_freq|attention\.bias|attention\.masked_bias|attn\.bias|attn\.masked_bias)$"
+)
 
 
 @dataclass(frozen=True)
@@ -327,7 +337,9 @@ def _deinterleave(t: torch.Tensor, cfg: Config) -> torch.Tensor:
     """Per group [q x (n_head / n_query_groups), k, v] -> [all q | all k | all v]."""
     ng, per, hs = cfg.n_query_groups, cfg.n_head // cfg.n_query_groups, cfg.head_size
     if t.shape[0] != ng * (per + 2) * hs:
-        raise LitGPTError(f"fused query_key_value tensor has {t.shape[0]} rows but the config expects {ng * (per + 2) * hs}")
+        raise LitGPTError(
+            f"fused query_key_value tensor has {t.shape[0]} rows but the config expects {ng * (per + 2) * hs}"
+        )
     g = t.reshape(ng, per + 2, hs, *t.shape[1:])
     q, k, v = g[:, :per], g[:, per], g[:, per + 1]
     return torch.cat([x.reshape(-1, *t.shape[1:]) for x in (q, k, v)], dim=0)
@@ -365,7 +377,10 @@ _NOT_WEIGHTS = ("training_args.bin", "optimizer.bin", "scheduler.bin", "rng_stat
 
 def find_weight_files(checkpoint_dir: Path) -> list[Path]:
     """The weight files of a Hugging Face folder: safetensors preferred, then PyTorch ``.bin``, shards in order."""
-    for suffix, index_name in (("safetensors", "model.safetensors.index.json"), ("bin", "pytorch_model.bin.index.json")):
+    for suffix, index_name in (
+        ("safetensors", "model.safetensors.index.json"),
+        ("bin", "pytorch_model.bin.index.json"),
+    ):
         index = checkpoint_dir / index_name
         if index.is_file():
             try:
@@ -471,14 +486,13 @@ def _model_type_of(hf: Optional[dict], config: Config) -> str:
     return hf_model_type(config)
 
 
-def convert_to_litgpt(
-    checkpoint_dir: Path, model_name: Optional[str] = None, dtype: Optional[str] = None
-) -> Path:
+def convert_to_litgpt(checkpoint_dir: Path, model_name: Optional[str] = None, dtype: Optional[str] = None) -> Path:
     """Convert a Hugging Face checkpoint folder to ``lit_model.pth`` and ``model_config.yaml`` in the same folder.
 
     Args:
         checkpoint_dir: folder with ``*.safetensors`` (preferred) or ``*.bin`` weights, sharded or not, and normally
-            a ``config.json``; a ``.gguf`` file is converted by the GGUF importer.
+            a ``config.json``. A ``.gguf`` file is handed to the GGUF importer (output: its ``checkpoints/<name>``
+            folder), as is a folder whose only weights are one ``.gguf`` file (output: that folder).
         model_name: a registered model name to take the config from instead of ``config.json``.
         dtype: cast floating-point weights to this dtype (e.g. ``bfloat16``); default: keep the stored dtypes.
     """
@@ -488,7 +502,9 @@ def convert_to_litgpt(
             raise LitGPTError(f"GGUF file {str(checkpoint_dir)!r} does not exist")
         from litgpt.gguf_import import convert_gguf
 
-        return convert_gguf(checkpoint_dir, checkpoint_dir=checkpoint_dir.parent)
+        out = convert_gguf(checkpoint_dir, dtype=dtype)  # into the importer's checkpoints/<model name> folder
+        print(f"Converted {checkpoint_dir} into {out}", file=sys.stderr)
+        return out
     if not checkpoint_dir.is_dir():
         raise LitGPTError(f"Checkpoint folder {str(checkpoint_dir)!r} does not exist")
     target_dtype = _parse_dtype(dtype)
@@ -498,7 +514,7 @@ def convert_to_litgpt(
         if len(ggufs) == 1:
             from litgpt.gguf_import import convert_gguf
 
-            return convert_gguf(ggufs[0], checkpoint_dir=checkpoint_dir)
+            return convert_gguf(ggufs[0], checkpoint_dir=checkpoint_dir, dtype=dtype)
         raise LitGPTError(f"{checkpoint_dir} holds no weights to convert (no *.safetensors or *.bin files)")
     config, hf = _resolve_config(checkpoint_dir, model_name)
     model_type = _model_type_of(hf, config)
@@ -570,7 +586,9 @@ def hf_to_lit_state(
     missing = [k for k in expected if k not in state]
     if missing:
         more = f" (and {len(missing) - 4} more)" if len(missing) > 4 else ""
-        raise LitGPTError(f"{label}: the weights lack {len(missing)} tensor(s) the config needs: {', '.join(missing[:4])}{more}")
+        raise LitGPTError(
+            f"{label}: the weights lack {len(missing)} tensor(s) the config needs: {', '.join(missing[:4])}{more}"
+        )
     return state
 
 
@@ -754,13 +772,17 @@ def _layer_types(indices: Optional[list], n_layer: int) -> list[str]:
 
 
 def hf_config_dict(
-    config: Config, model_type: str, dtype: Optional[torch.dtype] = None, tied: bool = False, base: Optional[dict] = None
+    config: Config,
+    model_type: str,
+    dtype: Optional[torch.dtype] = None,
+    tied: bool = False,
+    base: Optional[dict] = None,
 ) -> dict:
     """A Hugging Face ``config.json`` for ``config`` in the layout of ``model_type``."""
     c = config
     gelu = "gelu_pytorch_tanh" if c.gelu_approximate == "tanh" else "gelu"
     rope = _rope_parameters(c, c.rope_base, c.rope_adjustments)
-    hf: dict[str, Any] = dict(base or {})
+    hf: dict[str, Any] = {"pad_token_id": None, **(base or {})}  # a family's default pad id may not fit the vocab
     hf.update(
         architectures=[FAMILIES[model_type].architecture],
         model_type=model_type,
@@ -791,7 +813,9 @@ def hf_config_dict(
 
     def need(ok: bool, what: str) -> None:
         if not ok:
-            raise LitGPTError(f"{c.name or 'this config'}: {what} cannot be expressed as a Hugging Face {model_type} config")
+            raise LitGPTError(
+                f"{c.name or 'this config'}: {what} cannot be expressed as a Hugging Face {model_type} config"
+            )
 
     window_everywhere = c.sliding_window_size is not None and all(c.sliding_window_indices)
     if model_type in ("llama", "qwen3", "olmo", "olmo2", "gemma"):

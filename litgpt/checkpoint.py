@@ -1,0 +1,132 @@
+"""Safe reading and writing of weight files.
+
+Every pickle-based file (``.pth``, ``.bin``, ``.pt``, ``.ckpt``) is read with ``weights_only=True``: a file that
+would need to run code or rebuild arbitrary objects is refused with a :class:`LitGPTError` instead of being trusted.
+``.safetensors`` files hold no code at all. Large files are memory-mapped where the format allows it.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from litgpt.errors import LitGPTError
+from litgpt.utils import atomic_torch_save
+
+PICKLE_SUFFIXES = (".pth", ".bin", ".pt", ".ckpt")
+
+
+def load_state_dict(path: str | Path, mmap: bool = True) -> dict[str, Any]:
+    """Load a state dict from ``.safetensors`` or a pickle-based file (``.pth``/``.bin``/``.pt``), never running code.
+
+    Tensors land on the CPU. With ``mmap=True`` pickle-based files in the zip format are memory-mapped, so a tensor
+    costs memory only once it is read or copied.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise LitGPTError(f"Weights file {str(path)!r} does not exist")
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(path, device="cpu")
+        except (SafetensorError, OSError) as e:
+            raise LitGPTError(f"{path} is not a readable safetensors file: {_first_line(e)}") from None
+    return _torch_load(path, mmap)
+
+
+def _torch_load(path: Path, mmap: bool) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError as e:
+        raise LitGPTError(
+            f"{path} contains pickled code or objects other than tensors ({_unsafe_global(e)}); "
+            "refusing to load it. Only load weights you trust, re-saved as a plain state dict or safetensors"
+        ) from None
+    except RuntimeError as e:
+        message = str(e)
+        if mmap and ("mmap" in message or "zipfile" in message):  # legacy (non-zip) files cannot be mapped
+            return _torch_load(path, mmap=False)
+        raise LitGPTError(f"{path} could not be read as a PyTorch checkpoint: {_first_line(e)}") from None
+    except Exception as e:  # truncated or foreign files fail in many ways inside the unpickler
+        raise LitGPTError(f"{path} could not be read as a PyTorch checkpoint: {_first_line(e)}") from None
+
+
+def model_state(obj: Any, path: str | Path = "checkpoint") -> dict[str, torch.Tensor]:
+    """The model's state dict inside a loaded checkpoint: plain, or wrapped as ``{"model": state_dict}``."""
+    if isinstance(obj, Mapping) and isinstance(obj.get("model"), Mapping):
+        obj = obj["model"]
+    if not isinstance(obj, Mapping):
+        raise LitGPTError(f"{path} does not hold a state dict (found {type(obj).__name__})")
+    return dict(obj)
+
+
+def load_checkpoint(model: torch.nn.Module, path: str | Path, strict: bool = True) -> torch.nn.Module:
+    """Load the weights at ``path`` into ``model``; missing, unexpected or misshaped tensors give one clear error."""
+    state = model_state(load_state_dict(path), path)
+    expected = model.state_dict()
+    if strict:
+        missing = [k for k in expected if k not in state]
+        unexpected = [k for k in state if k not in expected]
+        problems = []
+        if missing:
+            problems.append(f"{len(missing)} missing tensor(s): {_few(missing)}")
+        if unexpected:
+            problems.append(f"{len(unexpected)} unexpected tensor(s): {_few(unexpected)}")
+        if problems:
+            raise LitGPTError(
+                f"{path} does not match the model: {'; '.join(problems)}. "
+                "Is model_config.yaml the config these weights were trained with?"
+            )
+    for name, tensor in state.items():
+        if name in expected and tuple(tensor.shape) != tuple(expected[name].shape):
+            raise LitGPTError(
+                f"{path}: tensor {name} has shape {tuple(tensor.shape)} but the model expects "
+                f"{tuple(expected[name].shape)}; the weights do not match the model config"
+            )
+    model.load_state_dict(state, strict=strict)
+    return model
+
+
+def save_state_dict(state: Mapping[str, torch.Tensor], path: str | Path) -> None:
+    """Write ``state`` to ``path`` atomically (``.safetensors`` or a torch pickle of plain tensors)."""
+    path = Path(path)
+    state = {k: own_storage(v) for k, v in state.items()}
+    if path.suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        from litgpt.utils import atomic_path
+
+        with atomic_path(path) as tmp:
+            save_file(state, str(tmp), metadata={"format": "pt"})
+        return
+    atomic_torch_save(state, path)
+
+
+def own_storage(t: torch.Tensor) -> torch.Tensor:
+    """``t`` with a storage of its own: torch.save writes a view's whole storage, so a slice would drag its parent."""
+    if t.storage_offset() != 0 or t.untyped_storage().nbytes() != t.numel() * t.element_size() or not t.is_contiguous():
+        return t.clone(memory_format=torch.contiguous_format)
+    return t
+
+
+def _unsafe_global(e: Exception) -> str:
+    for line in str(e).splitlines():
+        line = line.strip()
+        if "GLOBAL" in line or "Unsupported" in line:
+            return line.rstrip(".")
+    return "not allowed by weights_only loading"
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def _few(names: list[str], n: int = 5) -> str:
+    return ", ".join(names[:n]) + (f" (and {len(names) - n} more)" if len(names) > n else "")

@@ -1,0 +1,522 @@
+"""Hugging Face <-> litgpt conversion: logits parity with transformers for every supported family, in both
+directions, KV-cache decoding, sharded and .bin checkpoints, safe loading, and clear errors on bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import weakref
+from pathlib import Path
+
+import pytest
+import torch
+
+from litgpt.config import Config
+from litgpt.errors import LitGPTError
+from litgpt.model import GPT
+
+transformers = pytest.importorskip("transformers")
+
+SEQ = 12  # longer than every sliding window below
+COMMON = dict(
+    vocab_size=128,
+    hidden_size=64,
+    intermediate_size=96,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    max_position_embeddings=64,
+    pad_token_id=0,
+    bos_token_id=1,
+    eos_token_id=2,
+)
+GQA = dict(num_key_value_heads=2)
+
+# family -> (transformers config class, its arguments beyond COMMON)
+FAMILIES = {
+    "pythia": ("GPTNeoXConfig", dict(rotary_pct=0.25, hidden_act="gelu", use_parallel_residual=True)),
+    "llama-2": ("LlamaConfig", dict(GQA)),
+    "llama-3.1": (
+        "LlamaConfig",
+        dict(
+            GQA,
+            rope_parameters=dict(
+                rope_type="llama3",
+                rope_theta=500000.0,
+                factor=8.0,
+                low_freq_factor=1.0,
+                high_freq_factor=4.0,
+                original_max_position_embeddings=16,
+            ),
+        ),
+    ),
+    "mistral": ("MistralConfig", dict(GQA, sliding_window=4)),
+    "mixtral": ("MixtralConfig", dict(GQA, num_local_experts=4, num_experts_per_tok=2)),
+    "phi-1.5": ("PhiConfig", dict(partial_rotary_factor=0.5, hidden_act="gelu_new")),
+    "phi-2": ("PhiConfig", dict(hidden_size=80, partial_rotary_factor=0.4, hidden_act="gelu_new")),
+    "phi-3": ("Phi3Config", dict(GQA, sliding_window=6)),
+    "gemma": ("GemmaConfig", dict(GQA, head_dim=16, hidden_act="gelu_pytorch_tanh")),
+    "gemma-2": (
+        "Gemma2Config",
+        dict(
+            GQA,
+            num_hidden_layers=3,
+            head_dim=16,
+            sliding_window=4,
+            query_pre_attn_scalar=24,
+            attn_logit_softcapping=50.0,
+            final_logit_softcapping=30.0,
+            layer_types=["sliding_attention", "full_attention", "sliding_attention"],
+        ),
+    ),
+    "gemma-3": (
+        "Gemma3TextConfig",
+        dict(
+            GQA,
+            num_hidden_layers=3,
+            head_dim=16,
+            sliding_window=4,
+            query_pre_attn_scalar=16,
+            layer_types=["sliding_attention", "sliding_attention", "full_attention"],
+            rope_parameters={
+                "full_attention": {"rope_type": "linear", "factor": 8.0, "rope_theta": 1000000.0},
+                "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
+            },
+        ),
+    ),
+    "qwen2.5": ("Qwen2Config", dict(GQA)),
+    "qwen3": ("Qwen3Config", dict(GQA, head_dim=16)),
+    "qwen3-moe": (
+        "Qwen3MoeConfig",
+        dict(GQA, head_dim=16, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32, norm_topk_prob=True),
+    ),
+    "olmo": ("OlmoConfig", dict(GQA)),
+    "olmo-2": ("Olmo2Config", dict(GQA)),
+    "falcon-7b": ("FalconConfig", dict(multi_query=True, parallel_attn=True, new_decoder_architecture=False)),
+    "falcon-40b": ("FalconConfig", dict(new_decoder_architecture=True, num_kv_heads=2, parallel_attn=True)),
+    "stablelm": ("StableLmConfig", dict(GQA, partial_rotary_factor=0.25)),
+}
+
+
+def hf_config(family: str):
+    cls_name, extra = FAMILIES[family]
+    kwargs = {**COMMON, **extra}
+    if cls_name == "FalconConfig":
+        kwargs["ffn_hidden_size"] = kwargs.pop("intermediate_size")
+    return getattr(transformers, cls_name)(**kwargs)
+
+
+def randomize(model: torch.nn.Module, seed: int = 0) -> None:
+    """Non-trivial values everywhere (norms near 1, biases non-zero) so that every tensor matters."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            noise = torch.randn(p.shape, generator=gen) * 0.1
+            is_norm = p.ndim == 1 and "norm" in name and name.endswith("weight")
+            p.copy_((1.0 + noise) if is_norm else noise * (2.0 if p.ndim == 1 else 1.0))
+
+
+def make_hf(family: str, folder: Path, seed: int = 0):
+    torch.manual_seed(seed)
+    model = transformers.AutoModelForCausalLM.from_config(hf_config(family), attn_implementation="eager")
+    model = model.float().eval()
+    randomize(model, seed)
+    model.save_pretrained(folder)
+    return model
+
+
+def tokens(seed: int = 1, n: int = SEQ) -> torch.Tensor:
+    return torch.randint(3, COMMON["vocab_size"], (1, n), generator=torch.Generator().manual_seed(seed))
+
+
+def load_lit(folder: Path) -> GPT:
+    from litgpt.checkpoint import load_checkpoint
+
+    model = GPT(Config.from_checkpoint(folder))
+    load_checkpoint(model, folder / "lit_model.pth")
+    return model.eval()
+
+
+def assert_close(a: torch.Tensor, b: torch.Tensor, tol: float = 1e-4) -> None:
+    assert a.shape == b.shape, (a.shape, b.shape)
+    diff = (a - b).abs().max().item()
+    assert diff < tol, f"max abs diff {diff:.3g}"
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_parity_both_directions(family, tmp_path):
+    from litgpt.convert_hf import convert_from_litgpt, convert_to_litgpt
+
+    hf_dir = tmp_path / f"tiny-{family}"
+    hf_model = make_hf(family, hf_dir)
+    idx = tokens()
+    with torch.no_grad():
+        expected = hf_model(idx).logits
+
+    convert_to_litgpt(hf_dir)  # config from config.json, no model name
+    assert not list(hf_dir.glob(".*.tmp"))
+    lit = load_lit(hf_dir)
+    with torch.no_grad():
+        ours = lit(idx)
+    assert_close(ours[..., : COMMON["vocab_size"]], expected)
+
+    # decoding one token at a time through the KV cache equals the full forward, past any sliding window
+    lit.set_kv_cache(batch_size=1, max_seq_length=SEQ + 4)
+    with torch.no_grad():
+        steps = torch.cat([lit(idx[:, t : t + 1], torch.tensor([t])) for t in range(SEQ)], dim=1)
+    assert_close(steps, ours)
+
+    # and back: transformers loads our export as is and gives the same logits
+    out = tmp_path / "exported"
+    convert_from_litgpt(hf_dir, out)
+    back = transformers.AutoModelForCausalLM.from_pretrained(out, attn_implementation="eager").float().eval()
+    assert type(back).__name__ == type(hf_model).__name__
+    with torch.no_grad():
+        assert_close(back(idx).logits, expected)
+
+
+def test_phi3_exports_under_its_own_architecture_without_config_json(tmp_path):
+    """Without the original config.json the family is inferred from the Config."""
+    from litgpt.convert_hf import convert_from_litgpt, hf_model_type
+
+    config = Config.from_name("Phi-3-mini-4k-instruct", n_layer=1, n_embd=64, n_head=4, n_query_groups=4,
+                              head_size=16, intermediate_size=96, padded_vocab_size=128, vocab_size=128,
+                              sliding_window_indices=None)  # fmt: skip
+    assert hf_model_type(config) == "phi3"
+    torch.manual_seed(0)
+    model = GPT(config)
+    randomize(model)
+    ckpt = tmp_path / "lit"
+    ckpt.mkdir()
+    torch.save(model.state_dict(), ckpt / "lit_model.pth")
+    config.save(ckpt / "model_config.yaml")
+    convert_from_litgpt(ckpt, tmp_path / "hf")
+    back = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf").float().eval()
+    assert type(back).__name__ == "Phi3ForCausalLM"
+    idx = tokens(n=6)
+    with torch.no_grad():
+        assert_close(back(idx).logits, model.eval()(idx))
+
+
+def test_stacked_expert_tensors_are_read(tmp_path):
+    """transformers 5 keeps a layer's experts in one tensor in memory; a state dict saved as is must convert too."""
+    from safetensors.torch import save_file
+
+    from litgpt.convert_hf import convert_to_litgpt
+
+    folder = tmp_path / "tiny-mixtral-raw"
+    hf_model = make_hf("mixtral", folder)
+    state = hf_model.state_dict()
+    assert any(k.endswith("experts.gate_up_proj") for k in state)
+    (folder / "model.safetensors").unlink()
+    save_file({k: v.contiguous() for k, v in state.items()}, folder / "model.safetensors")
+    convert_to_litgpt(folder)
+    idx = tokens()
+    with torch.no_grad():
+        assert_close(load_lit(folder)(idx)[..., :128], hf_model(idx).logits)
+
+
+def _tracking_loader(monkeypatch):
+    """Count the bytes of Hugging Face tensors alive (via weak references) while converting."""
+    import litgpt.convert_hf as convert_hf
+
+    live = {"now": 0, "count": 0}
+    original = convert_hf.iter_hf_tensors
+
+    def release(nbytes):
+        live["now"] -= nbytes
+
+    def tracked(files):
+        for name, tensor in original(files):
+            live["now"] += tensor.numel() * tensor.element_size()
+            live["count"] += 1
+            weakref.finalize(tensor, release, tensor.numel() * tensor.element_size())
+            yield name, tensor
+            del tensor
+
+    monkeypatch.setattr(convert_hf, "iter_hf_tensors", tracked)
+    return live
+
+
+def test_sharded_checkpoint_converts_and_releases_tensors(tmp_path, monkeypatch):
+    from litgpt.convert_hf import convert_to_litgpt
+
+    folder = tmp_path / "tiny-llama-sharded"
+    torch.manual_seed(0)
+    config = hf_config("llama-2")
+    config.num_hidden_layers = 4
+    model = transformers.AutoModelForCausalLM.from_config(config).float().eval()
+    randomize(model)
+    model.save_pretrained(folder, max_shard_size="60KB")
+    shards = sorted(folder.glob("model-*.safetensors"))
+    assert len(shards) >= 3 and (folder / "model.safetensors.index.json").is_file()
+    model_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+
+    live = _tracking_loader(monkeypatch)
+    convert_to_litgpt(folder)
+    assert live["count"] == len(model.state_dict())
+    assert live["now"] == 0, "source tensors are still alive after the conversion"
+
+    saved = torch.load(folder / "lit_model.pth", weights_only=True, mmap=True)
+    storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in saved.values()}
+    assert sum(storages.values()) == model_bytes  # exactly one copy: no tensor drags a larger storage along
+    idx = tokens()
+    with torch.no_grad():
+        assert_close(load_lit(folder)(idx), model(idx).logits)
+
+
+_PEAK_SCRIPT = """
+import sys
+import torch
+from litgpt.config import Config
+from litgpt.convert_hf import convert_to_litgpt
+from litgpt.model import GPT
+
+with torch.device("meta"):  # torch's one-off start-up allocations happen before the baseline
+    GPT(Config(n_layer=1, n_embd=32, n_head=2, vocab_size=64))
+
+def status(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) * 1024
+
+# VmHWM is this process's own peak (ru_maxrss would also count the parent's peak, inherited through fork)
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")  # reset the peak to the current RSS
+before = status("VmRSS")
+convert_to_litgpt(sys.argv[1])
+print(before, status("VmHWM"), status("RssAnon"), status("RssFile"))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+def test_sharded_conversion_peak_memory_is_one_model_copy(tmp_path):
+    """A ~100 MB checkpoint in 4 shards converts with peak RSS growth near one model copy (a load-everything-then-
+    convert approach needs two)."""
+    from safetensors.torch import save_file
+
+    n_layer, n_embd, inter, vocab = 4, 512, 1536, 16000
+    folder = tmp_path / "llama-100mb"
+    folder.mkdir()
+    hf = dict(COMMON, vocab_size=vocab, hidden_size=n_embd, intermediate_size=inter, num_hidden_layers=n_layer,
+              num_attention_heads=8, num_key_value_heads=8, model_type="llama", hidden_act="silu",
+              rms_norm_eps=1e-5, architectures=["LlamaForCausalLM"])  # fmt: skip
+    (folder / "config.json").write_text(json.dumps(hf))
+    gen = torch.Generator().manual_seed(0)
+    shapes = {
+        "model.embed_tokens.weight": (vocab, n_embd),
+        "lm_head.weight": (vocab, n_embd),
+        "model.norm.weight": (n_embd,),
+    }
+    for i in range(n_layer):
+        p = f"model.layers.{i}."
+        for n in ("q_proj", "k_proj", "v_proj", "o_proj"):
+            shapes[p + f"self_attn.{n}.weight"] = (n_embd, n_embd)
+        shapes[p + "mlp.gate_proj.weight"] = shapes[p + "mlp.up_proj.weight"] = (inter, n_embd)
+        shapes[p + "mlp.down_proj.weight"] = (n_embd, inter)
+        shapes[p + "input_layernorm.weight"] = shapes[p + "post_attention_layernorm.weight"] = (n_embd,)
+    names = list(shapes)
+    groups = [names[k::4] for k in range(4)]
+    weight_map = {}
+    for k, group in enumerate(groups):
+        file = f"model-{k + 1:05d}-of-00004.safetensors"
+        save_file({n: torch.randn(shapes[n], generator=gen) for n in group}, folder / file)
+        weight_map.update(dict.fromkeys(group, file))
+    (folder / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    model_bytes = sum(torch.Size(s).numel() * 4 for s in shapes.values())
+    assert model_bytes > 90e6
+
+    proc = subprocess.run(
+        [sys.executable, "-c", _PEAK_SCRIPT, str(folder)], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    before, peak, anon, file = map(int, proc.stdout.split())
+    growth = peak - before
+    assert growth < 1.5 * model_bytes, (
+        f"peak RSS grew from {before / 1e6:.0f} to {peak / 1e6:.0f} MB for a {model_bytes / 1e6:.0f} MB model "
+        f"(at the end: {anon / 1e6:.0f} MB anonymous, {file / 1e6:.0f} MB file-backed)"
+    )
+    assert (folder / "lit_model.pth").stat().st_size >= model_bytes
+
+
+def test_bin_checkpoint_and_dtype(tmp_path):
+    from litgpt.convert_hf import convert_to_litgpt
+
+    folder = tmp_path / "tiny-qwen-bin"
+    hf_model = make_hf("qwen2.5", folder)
+    (folder / "model.safetensors").unlink()
+    state = hf_model.state_dict()
+    names, weight_map = list(state), {}
+    for k in range(3):  # sharded .bin files with their index
+        file = f"pytorch_model-{k + 1:05d}-of-00003.bin"
+        torch.save({n: state[n] for n in names[k::3]}, folder / file)
+        weight_map.update(dict.fromkeys(names[k::3], file))
+    (folder / "pytorch_model.bin.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    convert_to_litgpt(folder, dtype="bfloat16")
+    state = torch.load(folder / "lit_model.pth", weights_only=True)
+    assert {t.dtype for t in state.values()} == {torch.bfloat16}
+    lit = load_lit(folder).float()
+    idx = tokens()
+    with torch.no_grad():
+        assert_close(lit(idx), hf_model(idx).logits, tol=0.1)
+
+
+class _Evil:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_malicious_pickle_is_refused(tmp_path):
+    from litgpt.checkpoint import load_state_dict
+    from litgpt.convert_hf import convert_to_litgpt
+
+    folder = tmp_path / "evil"
+    folder.mkdir()
+    marker = tmp_path / "pwned"
+    torch.save({"model.embed_tokens.weight": torch.zeros(2, 2), "x": _Evil(marker)}, folder / "pytorch_model.bin")
+    with pytest.raises(LitGPTError, match="refusing to load"):
+        load_state_dict(folder / "pytorch_model.bin")
+    hf_config("llama-2").save_pretrained(folder)
+    with pytest.raises(LitGPTError, match="refusing to load"):
+        convert_to_litgpt(folder)
+    assert not marker.exists()
+    assert not (folder / "lit_model.pth").exists()
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "litgpt", *args], capture_output=True, text=True, timeout=120, env={**os.environ}
+    )
+
+
+def _assert_one_line_failure(proc: subprocess.CompletedProcess, *needles: str) -> None:
+    assert proc.returncode != 0
+    message = proc.stderr.strip()
+    assert "Traceback" not in message, message
+    last = message.splitlines()[-1]
+    assert len(message.splitlines()) == 1, message
+    for needle in needles:
+        assert needle in last, last
+
+
+def test_cli_bad_inputs(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "config.json").write_text("{}")
+    proc = _cli("convert_to_litgpt", str(empty))
+    _assert_one_line_failure(proc, "no weights")
+    assert not (empty / "lit_model.pth").exists()
+
+    # weights that do not fit the config: the error names the tensor and both shapes
+    folder = tmp_path / "tiny-llama-mismatch"
+    make_hf("llama-2", folder)
+    hf = json.loads((folder / "config.json").read_text())
+    hf["intermediate_size"] = 80
+    (folder / "config.json").write_text(json.dumps(hf))
+    proc = _cli("convert_to_litgpt", str(folder))
+    _assert_one_line_failure(proc, "transformer.h.0.mlp.proj.weight", "(64, 96)", "(64, 80)")
+    assert not (folder / "lit_model.pth").exists() and not list(folder.glob(".lit_model.pth*"))
+
+    # a model_config.yaml with a field no Config has
+    (folder / "config.json").unlink()
+    (folder / "model_config.yaml").write_text("name: tiny\nn_layer: 2\nn_embd: 64\nnot_a_field: 3\n")
+    proc = _cli("convert_to_litgpt", str(folder))
+    _assert_one_line_failure(proc, "not_a_field")
+    assert not (folder / "lit_model.pth").exists()
+
+
+def test_unknown_tensor_is_named(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from litgpt.convert_hf import convert_to_litgpt
+
+    folder = tmp_path / "tiny-llama-extra"
+    make_hf("llama-2", folder)
+    state = load_file(folder / "model.safetensors")
+    state["model.layers.0.mystery.weight"] = torch.zeros(3)
+    save_file(state, folder / "model.safetensors")
+    with pytest.raises(LitGPTError, match=r"model\.layers\.0\.mystery\.weight"):
+        convert_to_litgpt(folder)
+    assert not (folder / "lit_model.pth").exists()
+
+
+def test_cli_round_trip(tmp_path):
+    folder = tmp_path / "tiny-pythia-cli"
+    make_hf("pythia", folder)
+    (folder / "tokenizer_config.json").write_text("{}")
+    proc = _cli("convert_to_litgpt", str(folder))
+    assert proc.returncode == 0, proc.stderr
+    assert (folder / "lit_model.pth").is_file() and (folder / "model_config.yaml").is_file()
+    proc = _cli("convert_from_litgpt", str(folder), str(tmp_path / "out"))
+    assert proc.returncode == 0, proc.stderr
+    assert {"model.safetensors", "config.json", "tokenizer_config.json"} <= {
+        p.name for p in (tmp_path / "out").iterdir()
+    }
+
+
+def test_load_checkpoint_errors(tmp_path):
+    from litgpt.checkpoint import load_checkpoint, save_state_dict
+
+    config = Config(n_layer=1, n_embd=32, n_head=2, vocab_size=64, padding_multiple=64, block_size=16)
+    model = GPT(config)
+    state = dict(model.state_dict())
+    state.pop("transformer.ln_f.weight")
+    state["extra.weight"] = torch.zeros(1)
+    save_state_dict(state, tmp_path / "bad.pth")
+    with pytest.raises(
+        LitGPTError, match=r"missing tensor\(s\): transformer.ln_f.weight.*unexpected tensor\(s\): extra"
+    ):
+        load_checkpoint(GPT(config), tmp_path / "bad.pth")
+    state = dict(model.state_dict())
+    state["lm_head.weight"] = torch.zeros(3, 3)
+    save_state_dict(state, tmp_path / "shape.safetensors")
+    with pytest.raises(LitGPTError, match=r"lm_head.weight has shape \(3, 3\)"):
+        load_checkpoint(GPT(config), tmp_path / "shape.safetensors")
+    save_state_dict({"model": model.state_dict()}["model"], tmp_path / "ok.pth")
+    load_checkpoint(GPT(config), tmp_path / "ok.pth")
+
+
+def test_every_registered_model_maps_both_ways():
+    """Every registry config has a Hugging Face family whose table places each of its tensors, in both directions,
+    and a config.json can be written for it (names and shapes only: the model lives on the meta device)."""
+    from litgpt.config import config_names, name_to_config
+    from litgpt.convert_hf import _Assembler, hf_config_dict, hf_model_type, layout_for
+
+    seen = {}
+    for name in config_names():
+        entry = dict(name_to_config()[name], n_layer=2)
+        for key in ("sliding_window_indices", "rope_indices"):
+            if entry.get(key) is not None:
+                entry[key] = entry[key][:2]
+        config = Config(**entry)
+        model_type = hf_model_type(config)
+        seen.setdefault(model_type, name)
+        with torch.device("meta"):
+            state = GPT(config).state_dict()
+        to_hf = _Assembler(layout_for(model_type, config), config, source="lit")
+        hf_state = {n: t for key, tensor in state.items() for n, t, _ in to_hf.add(key, tensor)}
+        assert not to_hf.leftovers(), name
+        to_lit = _Assembler(layout_for(model_type, config), config, source="hf")
+        back = {n: t for key, tensor in hf_state.items() for n, t, _ in to_lit.add(key, tensor)}
+        assert {k: tuple(v.shape) for k, v in back.items()} == {k: tuple(v.shape) for k, v in state.items()}, name
+        hf_config_dict(config, model_type)
+    assert {"llama", "gpt_neox", "falcon", "phi", "phi3", "gemma", "gemma2", "gemma3_text", "mixtral"} <= set(seen)
+
+
+def test_gguf_path_goes_to_the_gguf_importer(tmp_path, monkeypatch):
+    import litgpt.gguf_import as gguf_import
+    from litgpt.convert_hf import convert_to_litgpt
+
+    calls = []
+    monkeypatch.setattr(gguf_import, "convert_gguf", lambda path, **kw: calls.append((path, kw)) or tmp_path)
+    gguf = tmp_path / "model.gguf"
+    gguf.write_bytes(b"GGUF")
+    assert convert_to_litgpt(gguf) == tmp_path
+    assert convert_to_litgpt(tmp_path) == tmp_path  # a folder whose only weights are one .gguf file
+    assert [c[0] for c in calls] == [gguf, gguf] and calls[1][1]["checkpoint_dir"] == tmp_path
+    with pytest.raises(LitGPTError, match="does not exist"):
+        convert_to_litgpt(tmp_path / "missing.gguf")
