@@ -1,0 +1,355 @@
+"""Weight-only quantization for inference: ``quantize_model(model, mode)`` swaps ``nn.Linear`` layers in place.
+
+Modes:
+
+* ``int8``: one symmetric scale per output channel (``w ≈ q * scale``, ``q`` in [-127, 127]).
+* ``int4``: asymmetric groups of ``group_size`` input features (``w ≈ (q - 8) * scale + zero``, ``q`` in [0, 15]),
+  stored two values a byte.
+* ``bnb.nf4``, ``bnb.nf4-dq``, ``bnb.fp4``, ``bnb.fp4-dq``, ``bnb.int8``: bitsandbytes' layers, CUDA only (``-dq`` also
+  quantizes the 4-bit scales).
+
+On the CPU the int8 and int4 layers run PyTorch's packed weight-only kernels (``aten._weight_int8pack_mm`` and
+``aten._weight_int4pack_mm_for_cpu``). Those kernels are fast with bfloat16 activations and many times slower with
+float32 ones, so a float32 model's activations are rounded to bfloat16 for the matmul and the result is cast back
+(see ``benchmarks/quantize.py`` for the measurements behind this and the default group size). Elsewhere, or when
+a kernel is missing or a layer's shape does not suit it, the weight is dequantized on the fly and multiplied with
+``F.linear``: less memory, not faster.
+
+Embeddings, norms and MoE routers stay in floating point; ``lm_head`` is quantized too unless excluded (with a large
+vocabulary it is the biggest matmul of a decode step). Layers are converted one at a time, each float weight freed as
+soon as its replacement exists, so two full copies of the model never coexist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from litgpt.errors import LitGPTError
+
+MODES = ("int8", "int4", "bnb.nf4", "bnb.nf4-dq", "bnb.fp4", "bnb.fp4-dq", "bnb.int8")
+DEFAULT_GROUP_SIZE = 32  # int4: measured as fast as 64/128 for decode here (within noise) and clearly more accurate
+GROUP_SIZES = (32, 64, 128, 256)
+SKIP = ("gate",)  # MoE routers: tiny, and their top-k choice is sensitive to noise
+KERNEL_DTYPE = torch.bfloat16  # activation dtype of the CPU kernels (float32 inputs take a slow path)
+
+
+def check_mode(mode: str, device_type: str = "cpu", generate_strategy: str | None = None) -> None:
+    """Raise a one-line :class:`LitGPTError` unless ``mode`` can run on ``device_type``."""
+    if mode not in MODES:
+        raise LitGPTError(f"Unknown quantize mode {mode!r}; choose one of {', '.join(MODES)}")
+    if generate_strategy is not None:
+        raise LitGPTError(f"quantize={mode!r} works with a single device (generate_strategy=None)")
+    if mode.startswith("bnb."):
+        if device_type != "cuda" or not torch.cuda.is_available():
+            raise LitGPTError(
+                f"quantize={mode!r} needs a CUDA GPU and the bitsandbytes package; on this machine use 'int8' or 'int4'"
+            )
+        try:
+            import bitsandbytes  # noqa: F401
+        except ImportError:
+            raise LitGPTError(f"quantize={mode!r} needs bitsandbytes: pip install bitsandbytes") from None
+
+
+def has_op(name: str) -> bool:
+    return hasattr(torch.ops.aten, name)
+
+
+# ---------------------------------------------------------------------------------------------------------- modules
+class QuantizedLinear(nn.Module):
+    """Common parts: shapes, an optional bias, and a ``weight`` stand-in.
+
+    ``weight`` is an empty tensor on the layer's device in the model's compute dtype (it follows ``model.to(dtype)``),
+    so code that reads ``layer.weight.device`` / ``.dtype`` (for instance to allocate a KV cache) keeps working.
+    """
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, dtype: torch.dtype | None) -> None:
+        super().__init__()
+        self.out_features, self.in_features = weight.shape
+        dtype = dtype or (weight.dtype if weight.dtype.is_floating_point else torch.float32)
+        device = weight.device
+        self.register_buffer("compute_dtype_marker", torch.empty(0, dtype=dtype, device=device), persistent=False)
+        self.register_buffer("bias", None if bias is None else bias.detach().to(dtype).clone())
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self.compute_dtype_marker
+
+    def _finish(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        out = out.to(x.dtype).reshape(*x.shape[:-1], self.out_features)
+        return out if self.bias is None else out + self.bias.to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+class Int8Linear(QuantizedLinear):
+    """int8 weights with one float scale per output channel."""
+
+    def __init__(
+        self,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None = None,
+        dtype: torch.dtype | None = None,
+        use_kernel: bool | None = None,
+    ) -> None:
+        super().__init__(weight, bias, dtype)
+        q, scales = quantize_int8(weight)
+        self.register_buffer("qweight", q)
+        self.register_buffer("scales", scales)
+        if use_kernel is None:
+            use_kernel = weight.device.type == "cpu" and has_op("_weight_int8pack_mm")
+        self.use_kernel = use_kernel
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x2 = x.reshape(-1, self.in_features)
+        if self.use_kernel and x.device.type == "cpu":
+            out = torch.ops.aten._weight_int8pack_mm(
+                x2.to(KERNEL_DTYPE).contiguous(), self.qweight, self.scales.to(KERNEL_DTYPE)
+            )
+        else:
+            out = F.linear(x2, self.qweight.to(x.dtype)) * self.scales.to(x.dtype)
+        return self._finish(out, x)
+
+    def dequantize(self) -> torch.Tensor:
+        return self.qweight.float() * self.scales.float()[:, None]
+
+
+class Int4Linear(QuantizedLinear):
+    """4-bit weights in groups of ``group_size`` input features, each group with a float scale and zero.
+
+    ``layout`` is "cpu-packed" (PyTorch's CPU kernel format; needs out_features % 16 == 0 and in_features divisible
+    by the group size) or "nibbles" (two values a byte, row-major, dequantized for each matmul; any shape, any
+    device).
+    """
+
+    def __init__(
+        self,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None = None,
+        dtype: torch.dtype | None = None,
+        group_size: int = DEFAULT_GROUP_SIZE,
+        use_kernel: bool | None = None,
+    ) -> None:
+        super().__init__(weight, bias, dtype)
+        out_features, in_features = weight.shape
+        fits = out_features % 16 == 0
+        group = kernel_group_size(in_features, group_size)
+        if use_kernel is None:
+            use_kernel = weight.device.type == "cpu" and has_op("_weight_int4pack_mm_for_cpu")
+        self.layout = "cpu-packed" if use_kernel and fits and group is not None else "nibbles"
+        self.group_size = group if self.layout == "cpu-packed" else group_size
+        q, scales, zeros = quantize_int4(weight, self.group_size)  # (N, Kp) uint8, (N, G), (N, G)
+        if self.layout == "cpu-packed":
+            packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q.to(torch.int32).contiguous(), 1)
+            self.register_buffer("qweight", packed)
+            scales_and_zeros = torch.stack((scales, zeros), dim=-1).transpose(0, 1).contiguous()  # (G, N, 2)
+            self.register_buffer("scales_and_zeros", scales_and_zeros.to(KERNEL_DTYPE))
+        else:
+            self.register_buffer("qweight", q[:, 0::2] | (q[:, 1::2] << 4))
+            self.register_buffer("scales", scales)
+            self.register_buffer("zeros", zeros)
+
+    def _apply(self, fn, recurse: bool = True):
+        # ``model.to(dtype)`` must not change the kernel's scale dtype (the kernel wants it in KERNEL_DTYPE)
+        super()._apply(fn, recurse)
+        if self.layout == "cpu-packed" and self.scales_and_zeros.dtype != KERNEL_DTYPE:
+            self.scales_and_zeros = self.scales_and_zeros.to(KERNEL_DTYPE)
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x2 = x.reshape(-1, self.in_features)
+        if self.layout == "cpu-packed":
+            if x.device.type != "cpu":
+                raise LitGPTError("this int4 layer was packed for the CPU; quantize the model on the device it runs on")
+            out = torch.ops.aten._weight_int4pack_mm_for_cpu(
+                x2.to(KERNEL_DTYPE).contiguous(), self.qweight, self.group_size, self.scales_and_zeros
+            )
+        else:
+            out = F.linear(x2, self.dequantize().to(x.dtype))
+        return self._finish(out, x)
+
+    def dequantize(self) -> torch.Tensor:
+        """The float32 weight these codes stand for, shape (out_features, in_features)."""
+        N, K, g = self.out_features, self.in_features, self.group_size
+        if self.layout == "cpu-packed":  # recover it through the kernel: identity input
+            eye = torch.eye(K, device=self.qweight.device)
+            out = torch.ops.aten._weight_int4pack_mm_for_cpu(eye, self.qweight, g, self.scales_and_zeros.float())
+            return out.t().contiguous()
+        p = self.qweight
+        q = torch.stack((p & 15, p >> 4), dim=-1).reshape(N, -1).float()
+        groups = q.view(N, -1, g)
+        w = (groups - 8) * self.scales.float()[..., None] + self.zeros.float()[..., None]
+        return w.reshape(N, -1)[:, :K]
+
+
+class BnbLinear(nn.Module):
+    """A bitsandbytes layer behind the same ``weight`` stand-in as the other quantized layers."""
+
+    def __init__(self, inner: nn.Module, dtype: torch.dtype, device: torch.device) -> None:
+        super().__init__()
+        self.inner = inner
+        self.in_features, self.out_features = inner.in_features, inner.out_features
+        self.register_buffer("compute_dtype_marker", torch.empty(0, dtype=dtype, device=device), persistent=False)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self.compute_dtype_marker
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x).to(x.dtype)
+
+
+# ----------------------------------------------------------------------------------------------------- the numbers
+def quantize_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric per-row int8: ``(q, scales)`` with ``weight ≈ q * scales[:, None]``."""
+    w = weight.detach().float()
+    scales = (w.abs().amax(dim=1) / 127.0).clamp(min=torch.finfo(torch.float32).tiny)
+    q = torch.round(w / scales[:, None]).clamp_(-127, 127).to(torch.int8)
+    return q.contiguous(), scales
+
+
+def quantize_int4(weight: torch.Tensor, group_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Asymmetric 4-bit groups along the input dimension (zero-padded to a multiple of ``group_size``).
+
+    Returns ``(q, scales, zeros)``: q (N, Kp) uint8 in [0, 15], scales and zeros (N, Kp / group_size) float32, with
+    ``w ≈ (q - 8) * scale + zero`` in each group.
+    """
+    if group_size < 2 or group_size % 2:
+        raise LitGPTError(f"int4 group size must be an even number >= 2, got {group_size}")
+    w = weight.detach().float()
+    N, K = w.shape
+    pad = -K % group_size
+    if pad:
+        w = F.pad(w, (0, pad))
+    groups = w.view(N, -1, group_size)
+    lo, hi = groups.amin(dim=-1), groups.amax(dim=-1)
+    scales = ((hi - lo) / 15.0).clamp(min=1e-8)
+    q = torch.round((groups - lo[..., None]) / scales[..., None]).clamp_(0, 15).to(torch.uint8)
+    zeros = lo + 8 * scales
+    return q.view(N, -1), scales, zeros
+
+
+def kernel_group_size(in_features: int, wanted: int) -> int | None:
+    """The group size for the CPU int4 kernel: ``wanted`` if it divides ``in_features``, else the largest smaller
+    power of two >= 32 that does (finer groups are only more accurate); None when none does."""
+    g = wanted
+    while g >= 32:
+        if in_features % g == 0:
+            return g
+        g //= 2
+    return None
+
+
+# ------------------------------------------------------------------------------------------------------- the model
+def linear_layers(
+    model: nn.Module, include_lm_head: bool = True, skip: Iterable[str] = SKIP
+) -> list[tuple[str, nn.Linear]]:
+    """``(qualified name, layer)`` for every ``nn.Linear`` to quantize."""
+    skip = tuple(skip)
+    found = []
+    for name, module in model.named_modules():
+        if not isinstance(module, nn.Linear):
+            continue
+        leaf = name.rsplit(".", 1)[-1]
+        if leaf in skip or (not include_lm_head and name in ("lm_head", "lm_head.linear")):
+            continue
+        found.append((name, module))
+    return found
+
+
+def quantize_model(
+    model: nn.Module,
+    mode: str,
+    *,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+    group_size: int = DEFAULT_GROUP_SIZE,
+    include_lm_head: bool = True,
+    use_kernel: bool | None = None,
+) -> nn.Module:
+    """Replace the model's Linear layers with quantized ones, in place, one layer at a time; return the model.
+
+    ``device`` and ``dtype`` say where the quantized model runs and its compute dtype (default: where the weights are,
+    in their dtype). The model's float weights may stay on the CPU (memory-mapped) until each layer is converted on
+    ``device``; the remaining float parameters (embeddings, norms) are moved last. ``use_kernel`` forces (True) or
+    forbids (False) PyTorch's packed CPU kernels; by default they are used where available.
+    """
+    check_mode(mode, "cuda" if mode.startswith("bnb.") else "cpu")
+    layers = linear_layers(model, include_lm_head)
+    if not layers:
+        return model
+    first = layers[0][1].weight
+    device = torch.device(device) if device is not None else first.device
+    if device.type == "meta":
+        raise LitGPTError("the model's weights are not materialised (meta device); load them before quantizing")
+    if dtype is None:
+        dtype = first.dtype if first.dtype.is_floating_point else torch.float32
+    if mode.startswith("bnb.") and device.type != "cuda":
+        raise LitGPTError(f"quantize={mode!r} needs the model on a CUDA device, not {device.type}")
+    with torch.no_grad():
+        for name, layer in layers:
+            weight = layer.weight.detach().to(device=device)
+            bias = None if layer.bias is None else layer.bias.detach().to(device=device, dtype=dtype)
+            if mode == "int8":
+                new = Int8Linear(weight, bias, dtype=dtype, use_kernel=use_kernel)
+            elif mode == "int4":
+                new = Int4Linear(weight, bias, dtype=dtype, group_size=group_size, use_kernel=use_kernel)
+            else:
+                new = bnb_linear(mode, weight, bias, dtype, device)
+            parent_name, _, attr = name.rpartition(".")
+            parent = model.get_submodule(parent_name) if parent_name else model
+            setattr(parent, attr, new)
+            del weight, bias, layer, new
+    model.to(device=device, dtype=dtype)
+    return model
+
+
+def bnb_linear(mode: str, weight: torch.Tensor, bias: torch.Tensor | None, dtype: torch.dtype, device) -> BnbLinear:
+    """A bitsandbytes layer holding ``weight`` quantized on ``device`` (bitsandbytes quantizes on the move to CUDA)."""
+    import bitsandbytes as bnb
+
+    out_features, in_features = weight.shape
+    has_bias = bias is not None
+    if mode == "bnb.int8":
+        inner = bnb.nn.Linear8bitLt(in_features, out_features, bias=has_bias, has_fp16_weights=False, threshold=6.0)
+        inner.weight = bnb.nn.Int8Params(weight.to("cpu", torch.float16), requires_grad=False, has_fp16_weights=False)
+    else:
+        quant_type = "nf4" if mode.startswith("bnb.nf4") else "fp4"
+        double = mode.endswith("-dq")
+        inner = bnb.nn.Linear4bit(
+            in_features, out_features, bias=has_bias, compute_dtype=dtype, compress_statistics=double,
+            quant_type=quant_type,
+        )  # fmt: skip
+        inner.weight = bnb.nn.Params4bit(
+            weight.to("cpu", dtype), requires_grad=False, compress_statistics=double, quant_type=quant_type
+        )
+    if has_bias:
+        inner.bias = nn.Parameter(bias.to("cpu", dtype), requires_grad=False)
+    inner = inner.to(device)  # quantizes here
+    return BnbLinear(inner, dtype, device)
+
+
+def load_quantized(
+    checkpoint_dir: Path,
+    mode: str,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype | None = None,
+    config=None,
+    **kwargs,
+) -> nn.Module:
+    """Load a checkpoint memory-mapped on the CPU and quantize it layer by layer onto ``device``."""
+    from litgpt.loading import load_model
+
+    check_mode(mode, torch.device(device).type)
+    model = load_model(checkpoint_dir, device="cpu", config=config)
+    return quantize_model(model, mode, device=device, dtype=dtype, **kwargs)
+
+
+def quantized_bytes(model: nn.Module) -> int:
+    """Bytes held by the model's parameters and persistent buffers (a size to compare across modes)."""
+    return sum(t.numel() * t.element_size() for t in model.state_dict().values())
