@@ -135,9 +135,11 @@ class GPT(nn.Module):
             positions = input_pos = input_pos.to(device)
         cos, sin = self._rope(device)
         cos, sin = cos[:, positions], sin[:, positions]
+        S = input_pos_maxp1 if input_pos_maxp1 is not None else (self.max_seq_length if input_pos is not None else T)
+        # one new token reading a cache cut at its own position sees every key: no mask (the fast attention path)
+        unmasked = input_pos is not None and T == 1 and input_pos_maxp1 is not None and key_padding_mask is None
         mask = None
-        if input_pos is not None or key_padding_mask is not None or self.config.sliding_window_size is not None:
-            S = input_pos_maxp1 if input_pos_maxp1 is not None else (self.max_seq_length if input_pos is not None else T)
+        if not unmasked and (input_pos is not None or key_padding_mask is not None or self.config.sliding_window_size):
             mask = build_mask(positions, S, key_padding_mask)
 
         x = self.transformer.wte(idx)
@@ -146,8 +148,9 @@ class GPT(nn.Module):
         for i, block in enumerate(self.transformer.h):
             t = self.rope_table_of[i]
             layer_mask = mask
-            if mask is not None and self.config.is_sliding(i):
-                layer_mask = mask & sliding_mask(positions, mask.shape[-1], self.config.sliding_window_size)
+            if self.config.is_sliding(i):
+                window = sliding_mask(positions, S, self.config.sliding_window_size)
+                layer_mask = window if mask is None else mask & window
             x = block(x, cos[t], sin[t], layer_mask, input_pos, input_pos_maxp1)
         x = self.transformer.ln_f(x)
         if return_hidden:
@@ -244,20 +247,18 @@ class CausalSelfAttention(nn.Module):
                 rep = cfg.n_head // cfg.n_query_groups
                 k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
             scores = softcap((q @ k.transpose(-2, -1)) * self.scale, cfg.attention_logit_softcapping)
-            if mask is None:
-                T = q.shape[2]
-                mask = torch.ones(T, T, dtype=torch.bool, device=q.device).tril()
-            scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+            if mask is None and q.shape[2] > 1:
+                mask = torch.ones(q.shape[2], k.shape[2], dtype=torch.bool, device=q.device).tril()
+            if mask is not None:
+                scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
             return torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype) @ v
-        return F.scaled_dot_product_attention(
-            q,
-            k,
-            v,
-            attn_mask=mask,
-            is_causal=mask is None,
-            scale=self.scale,
-            enable_gqa=cfg.n_query_groups != cfg.n_head,
-        )
+        gqa = cfg.n_query_groups != cfg.n_head
+        if gqa and mask is not None:  # SDPA's GQA path with a mask is very slow on CPU: expand K/V instead
+            rep = cfg.n_head // cfg.n_query_groups
+            k, v, gqa = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1), False
+        # mask None: causal over a square (prefill from position 0), or nothing to mask (one token, exact cache cut)
+        causal = mask is None and q.shape[2] > 1
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, scale=self.scale, enable_gqa=gqa)
 
 
 class KVCache(nn.Module):
