@@ -605,7 +605,8 @@ def _fill_implicit(state: dict, expected: dict, layout: dict, config: Config) ->
 
 # -- litgpt -> Hugging Face ----------------------------------------------------------------------------------------
 
-EXPORTERS: dict[str, str] = {"safetensors": "litgpt.convert_hf:export_hf"}  # format -> "module:function"
+# format -> "module:function"; each takes (checkpoint_dir, output, dtype) and parses dtype itself
+EXPORTERS: dict[str, str] = {"safetensors": "litgpt.convert_hf:export_hf", "gguf": "litgpt.gguf_export:export_gguf"}
 TOKENIZER_FILES = (
     "tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
     "vocab.json", "merges.txt", "generation_config.json", "chat_template.jinja", "chat_template.json",
@@ -621,15 +622,20 @@ def convert_from_litgpt(
     Args:
         checkpoint_dir: folder with ``lit_model.pth`` and ``model_config.yaml``.
         output_dir: where to write the Hugging Face files; ``transformers`` loads it with ``from_pretrained``.
-        dtype: cast floating-point weights to this dtype; default: keep the stored dtypes.
-        format: output format; ``safetensors`` (a Hugging Face folder).
+        dtype: cast floating-point weights to this dtype; default: keep the stored dtypes. With ``--format gguf``:
+            ``f16`` (default), ``q8_0``, ``bf16`` or ``f32``.
+        format: ``safetensors`` (a Hugging Face folder) or ``gguf`` (one file, written into ``output_dir`` unless it
+            ends in ``.gguf``; llama and Gemma 3 architectures).
     """
     if format not in EXPORTERS:
         raise LitGPTError(f"Unknown output format {format!r}; supported: {', '.join(sorted(EXPORTERS))}")
     module, func = EXPORTERS[format].split(":")
     import importlib
 
-    return getattr(importlib.import_module(module), func)(Path(checkpoint_dir), Path(output_dir), _parse_dtype(dtype))
+    exporter = getattr(importlib.import_module(module), func)
+    if format == "gguf":
+        return exporter(Path(checkpoint_dir), Path(output_dir), dtype or "f16")
+    return exporter(Path(checkpoint_dir), Path(output_dir), _parse_dtype(dtype))
 
 
 def lit_to_hf_state(
