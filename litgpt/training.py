@@ -577,6 +577,8 @@ def _run(fabric, job: Job, dtype: torch.dtype) -> Progress:
     fabric.print(f"Number of trainable parameters: {n_trainable:,}", file=sys.stderr)
     fabric.print(f"Number of non-trainable parameters: {n_frozen:,}", file=sys.stderr)
     model = fabric.setup(model)
+    # sharding strategies (FSDP) replace the parameters while setting up: the optimizer takes the new ones
+    trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(job.optimizer, trainable, **OPTIMIZER_DEFAULTS)
     optimizer = fabric.setup_optimizers(optimizer)
     base_lr = optimizer.param_groups[0]["lr"]
@@ -838,7 +840,12 @@ class _Loop:
             save_state_dict(state, tmp / method.weights_file)
         if with_state:
             progress = asdict(self.p)
-            training_state = {"optimizer": self.optimizer, "scheduler": self.scheduler, "progress": progress, "rng": rng_state()}
+            training_state = {
+                "optimizer": self.optimizer,
+                "scheduler": self.scheduler,
+                "progress": progress,
+                "rng": rng_state(),
+            }
             if is_sharded(module):  # the strategy saves the model and optimizer shards (a folder, one file per rank)
                 training_state["model"] = self.model
             fabric.save(tmp / TRAINING_STATE, training_state)
@@ -891,7 +898,8 @@ class _Loop:
             self.say(line)
         if fabric.logger is not None:
             fabric.logger.finalize("success")
-        self.flush_logs()
+        if fabric.global_rank == 0:  # elsewhere a logger's log_dir would make a new, empty version folder
+            self.flush_logs()
 
 
 def hparams_of(values: dict) -> dict:

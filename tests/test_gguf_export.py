@@ -287,3 +287,16 @@ def test_unsupported_architecture_is_refused(tmp_path):
         export_gguf(src, tmp_path / "neox.gguf")
     assert "\n" not in str(e.value)
     assert not list(tmp_path.glob("*.gguf")) and not list(tmp_path.glob(".*tmp"))
+
+
+def test_convert_from_litgpt_format_gguf_dispatches(offline_workdir, tmp_path, monkeypatch):
+    from litgpt.__main__ import main as cli
+    from litgpt.gguf_import import read_gguf
+    from litgpt.loading import resolve_checkpoint
+
+    monkeypatch.chdir(offline_workdir)
+    checkpoint = resolve_checkpoint("HuggingFaceTB/SmolLM2-135M-Instruct")
+    cli(["convert_from_litgpt", str(checkpoint), str(tmp_path), "--format", "gguf", "--dtype", "q8_0"])
+    out = tmp_path / "SmolLM2-135M-Instruct-q8_0.gguf"
+    assert out.read_bytes()[:4] == b"GGUF"
+    assert read_gguf(out).metadata["general.architecture"] == "llama"

@@ -1,4 +1,4 @@
-"""Data modules for instruction finetuning: ``connect(tokenizer, batch_size, max_seq_length)``, then the usual
+"""Data modules for instruction finetuning and pretraining: ``connect(tokenizer, batch_size, max_seq_length)``, then the usual
 LightningDataModule steps. Every module works with the litgpt finetuning commands and with ``L.Trainer``."""
 
 from litgpt.data.alpaca import Alpaca
@@ -10,7 +10,12 @@ from litgpt.data.dolly import Dolly
 from litgpt.data.flan import FLAN
 from litgpt.data.json_data import JSON
 from litgpt.data.lima import LIMA
+from litgpt.data.litdata import LitData
 from litgpt.data.longform import LongForm
+from litgpt.data.openwebtext import OpenWebText
+from litgpt.data.text_files import TextFiles
+from litgpt.data.tinyllama import TinyLlama
+from litgpt.data.tinystories import TinyStories
 
 __all__ = [
     "Alpaca",
@@ -22,8 +27,13 @@ __all__ = [
     "FLAN",
     "JSON",
     "LIMA",
+    "LitData",
     "LongForm",
+    "OpenWebText",
     "SFTDataModule",
     "SFTDataset",
+    "TextFiles",
+    "TinyLlama",
+    "TinyStories",
     "get_sft_collate_fn",
 ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -47,23 +47,26 @@ class TextFiles(PretrainDataModule):
     """The random seed for shuffling."""
     num_workers: int = 0
     """How many DataLoader processes to use (reading memory-mapped tokens needs none)."""
-    _cache_override: Optional[Path] = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         PretrainDataModule.__init__(self)
         self.train_data_path = Path(self.train_data_path)
         self.val_data_path = None if self.val_data_path is None else Path(self.val_data_path)
 
-    def cache_dir_path(self) -> Path:
+    def cache_root(self) -> Path:
         if self.cache_dir is not None:
             return Path(self.cache_dir)
         base = self.train_data_path if self.train_data_path.is_dir() else self.train_data_path.parent
         return base / ".cache"
 
     def token_files(self) -> tuple[Path, Path]:
-        folder = self.cache_dir_path() / f"tokens-{tokenizer_fingerprint(self._need_tokenizer())}"
-        split = "val" if self.val_data_path is not None else f"holdout{self.val_split_fraction:g}"
-        return folder / "train.bin", folder / f"val-{split}.bin"
+        folder = self.cache_root() / f"tokens-{tokenizer_fingerprint(self._need_tokenizer())}"
+        if self.val_data_path is not None:
+            return folder / "all.bin", folder / "val.bin"
+        return (
+            folder / f"train-holdout{self.val_split_fraction:g}.bin",
+            folder / f"val-holdout{self.val_split_fraction:g}.bin",
+        )
 
     def write_token_files(self, train: Path, val: Path) -> None:
         tokenizer = self._need_tokenizer()
@@ -72,8 +75,6 @@ class TextFiles(PretrainDataModule):
         if not is_cached(all_train):
             write_tokens(all_train, tokenizer, (_read(p) for p in files))
         if self.val_data_path is not None:
-            if not is_cached(train):
-                _link_or_copy(all_train, train)
             write_tokens(val, tokenizer, (_read(p) for p in text_files(self.val_data_path)))
             return
         tokens = read_tokens(all_train)
@@ -88,7 +89,3 @@ def _write_array(path: Path, tokens: np.ndarray) -> None:
     with atomic_path(path) as tmp:
         np.asarray(tokens).tofile(tmp)
     atomic_write_text(path.with_suffix(".json"), json.dumps({"dtype": tokens.dtype.name, "tokens": len(tokens)}))
-
-
-def _link_or_copy(src: Path, dst: Path) -> None:
-    _write_array(dst, read_tokens(src))

@@ -57,7 +57,9 @@ def encode_documents(tokenizer: Tokenizer, texts: Iterable[str], batch: int = 51
 
     if hf is None:
         for text in texts:
-            yield tokenizer.encode(text, bos=tokenizer.use_bos and tokenizer.bos_id is not None, eos=tokenizer.eos_id is not None).tolist()
+            yield tokenizer.encode(
+                text, bos=tokenizer.use_bos and tokenizer.bos_id is not None, eos=tokenizer.eos_id is not None
+            ).tolist()
         return
     pending: list[str] = []
     for text in texts:
@@ -161,12 +163,12 @@ class PretrainDataModule(DataModule):
             )
         return self.tokenizer
 
-    def cache_dir(self) -> Path:
-        """Where this module's token files for the connected tokenizer live."""
+    def cache_root(self) -> Path:
+        """The folder under which this module's token files (one subfolder per tokenizer) live."""
         raise NotImplementedError
 
     def token_files(self) -> tuple[Path, Path]:
-        folder = self.cache_dir() / f"tokens-{tokenizer_fingerprint(self._need_tokenizer())}"
+        folder = self.cache_root() / f"tokens-{tokenizer_fingerprint(self._need_tokenizer())}"
         return folder / "train.bin", folder / "val.bin"
 
     def write_token_files(self, train: Path, val: Path) -> None:
