@@ -13,7 +13,7 @@ import pytest
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 BLOCK = re.compile(r"```python\n(.*?)```", re.DOTALL)
-PAGES = sorted(DOCS.glob("*.md"))
+PAGES = [p for p in sorted(DOCS.glob("*.md")) if BLOCK.search(p.read_text())]  # pages with code to run
 
 
 def blocks(page: Path) -> list[str]:
@@ -21,7 +21,7 @@ def blocks(page: Path) -> list[str]:
 
 
 def test_docs_have_python_blocks():
-    assert PAGES and all(blocks(p) for p in PAGES if p.name == "python-api.md")
+    assert "python-api.md" in [p.name for p in PAGES]
 
 
 @pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
