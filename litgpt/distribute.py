@@ -45,20 +45,40 @@ def place_sequentially(model: GPT, devices: Sequence[torch.device]) -> GPT:
     return model
 
 
+def head_split(n_head: int, n_groups: int, rank: int, world_size: int) -> tuple[list[int], list[int]]:
+    """(query heads, key/value groups) this rank computes.
+
+    With at least as many groups as processes, whole groups (and their heads) are dealt out in contiguous, nearly
+    equal runs. With fewer, each group's heads are split between ``world_size / n_groups`` ranks that all keep
+    that group's keys and values (e.g. Gemma-3-270M: 4 heads in 1 group over 2 processes)."""
+    per_group = n_head // n_groups
+    if n_groups >= world_size:
+        groups = [int(g) for g in torch.arange(n_groups).tensor_split(world_size)[rank]]
+        return [g * per_group + h for g in groups for h in range(per_group)], groups
+    if world_size % n_groups or per_group % (world_size // n_groups):
+        raise LitGPTError(
+            f"cannot split {n_head} heads in {n_groups} key/value groups over {world_size} processes; "
+            "use a number of devices that divides the heads of a group, or generate_strategy='sequential'"
+        )
+    share = world_size // n_groups
+    group, part = divmod(rank, share)
+    size = per_group // share
+    return [group * per_group + part * size + h for h in range(size)], [group]
+
+
 def shard_tensor_parallel(model: GPT, rank: int, world_size: int) -> GPT:
     """Keep this rank's slice of every block; outputs of the row-parallel projections are summed over ranks."""
     import torch.distributed as dist
 
     config = model.config
     nh, ng, hs = config.n_head, config.n_query_groups, config.head_size
-    if nh % world_size or ng % world_size:
-        raise LitGPTError(
-            f"tensor parallelism over {world_size} processes needs n_head ({nh}) and n_query_groups ({ng}) "
-            f"divisible by {world_size}; use fewer devices or generate_strategy='sequential'"
-        )
     if config.norm_qk and config.norm_qk_type == "olmo2":
         raise LitGPTError("tensor parallelism does not support OLMo-2's whole-projection q/k norm yet; use 'sequential'")
-    local = dataclasses.replace(config, n_head=nh // world_size, n_query_groups=ng // world_size)
+    heads, groups = head_split(nh, ng, rank, world_size)
+    local = dataclasses.replace(config, n_head=len(heads), n_query_groups=len(groups))
+    q_rows = torch.cat([torch.arange(h * hs, (h + 1) * hs) for h in heads])
+    kv_rows = torch.cat([torch.arange(g * hs, (g + 1) * hs) for g in groups])
+    qkv_rows = torch.cat([q_rows, nh * hs + kv_rows, (nh + ng) * hs + kv_rows])
 
     def all_reduce(module, args, output):
         dist.all_reduce(output)
@@ -70,14 +90,9 @@ def shard_tensor_parallel(model: GPT, rank: int, world_size: int) -> GPT:
 
     for block in model.transformer.h:
         attn = block.attn
-        q, k, v = attn.qkv.weight.split((nh * hs, ng * hs, ng * hs))
-        parts = [_rows(t, rank, world_size) for t in (q, k, v)]
-        bias_parts = None
-        if attn.qkv.bias is not None:
-            qb, kb, vb = attn.qkv.bias.split((nh * hs, ng * hs, ng * hs))
-            bias_parts = [_rows(t, rank, world_size) for t in (qb, kb, vb)]
-        attn.qkv = _linear(torch.cat(parts), torch.cat(bias_parts) if bias_parts else None)
-        attn.proj = _row_parallel(attn.proj, rank, world_size)
+        bias = attn.qkv.bias[qkv_rows] if attn.qkv.bias is not None else None
+        attn.qkv = _linear(attn.qkv.weight[qkv_rows], bias)
+        attn.proj = _row_parallel(attn.proj, q_rows, rank)
         attn.proj.register_forward_hook(all_reduce)
         attn.config = local
         for mlp in block.mlp.experts if isinstance(block.mlp, LLaMAMoE) else [block.mlp]:
@@ -94,26 +109,19 @@ def _shard_mlp(mlp: nn.Module, rank: int, world_size: int) -> None:
     names = ("fc_1", "fc_2") if isinstance(mlp, LLaMAMLP) else ("fc",) if isinstance(mlp, GptNeoxMLP) else ()
     if not names:
         raise LitGPTError(f"tensor parallelism does not know how to split {type(mlp).__name__}")
+    rows = torch.arange(getattr(mlp, names[0]).out_features).tensor_split(world_size)[rank]
     for name in names:
         layer = getattr(mlp, name)
-        if layer.out_features % world_size:
-            raise LitGPTError(f"intermediate size {layer.out_features} is not divisible by {world_size} devices")
-        bias = _rows(layer.bias, rank, world_size) if layer.bias is not None else None
-        setattr(mlp, name, _linear(_rows(layer.weight, rank, world_size), bias))
-    mlp.proj = _row_parallel(mlp.proj, rank, world_size)
+        setattr(mlp, name, _linear(layer.weight[rows], layer.bias[rows] if layer.bias is not None else None))
+    mlp.proj = _row_parallel(mlp.proj, rows, rank)
 
 
-def _rows(t: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:
-    return t.chunk(world_size, dim=0)[rank]
-
-
-def _row_parallel(layer: nn.Linear, rank: int, world_size: int) -> nn.Linear:
+def _row_parallel(layer: nn.Linear, columns: torch.Tensor, rank: int) -> nn.Linear:
     """Keep this rank's input columns; the bias is added once (on rank 0) so the all-reduced sum is exact."""
-    weight = layer.weight.chunk(world_size, dim=1)[rank]
     bias = None
     if layer.bias is not None:
         bias = layer.bias if rank == 0 else torch.zeros_like(layer.bias)
-    return _linear(weight, bias)
+    return _linear(layer.weight[:, columns], bias)
 
 
 def _linear(weight: torch.Tensor, bias) -> nn.Linear:

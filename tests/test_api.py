@@ -63,7 +63,11 @@ def test_sequential_strategy_matches_single_device(tiny_checkpoint):
     assert hooks == [1, 1]  # every stage hands activations over to its device
 
 
-def test_tensor_parallel_two_processes_match_one(tiny_checkpoint, tmp_path):
+@pytest.mark.parametrize("groups", [2, 1], ids=["groups-split", "kv-replicated"])
+def test_tensor_parallel_two_processes_match_one(tmp_path, groups):
+    from tests.conftest import build_tiny_checkpoint
+
+    tiny_checkpoint = build_tiny_checkpoint(tmp_path / "tiny", n_query_groups=groups)
     ref = LLM.load(tiny_checkpoint).generate("Llamas eat", return_as_token_ids=True, **GREEDY)
     script = tmp_path / "tp.py"
     script.write_text(textwrap.dedent(f"""
@@ -104,3 +108,30 @@ def test_forward_returns_logits_and_shifted_loss(tiny_checkpoint):
     logits, loss = llm(ids, ids)
     expected = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.size(-1)), ids[:, 1:].reshape(-1))
     torch.testing.assert_close(loss, expected)
+
+
+def test_real_model_sequential_and_tensor_parallel_match_one_process(offline_workdir, tmp_path, monkeypatch):
+    """SmolLM2-135M-Instruct (9 heads in 3 groups: an uneven split over 2 processes)."""
+    from litgpt.loading import resolve_checkpoint
+
+    monkeypatch.chdir(offline_workdir)
+    checkpoint = (offline_workdir / resolve_checkpoint("HuggingFaceTB/SmolLM2-135M-Instruct")).resolve()
+    prompt = "What food do llamas eat?"
+    ref = LLM.load(checkpoint).generate(prompt, return_as_token_ids=True, **GREEDY).tolist()
+    llm = LLM.load(checkpoint, distribute=None)
+    llm.distribute(accelerator="cpu", devices=2, generate_strategy="sequential")
+    assert llm.generate(prompt, return_as_token_ids=True, **GREEDY).tolist() == ref
+    script = tmp_path / "tp_real.py"
+    script.write_text(textwrap.dedent(f"""
+        import torch.distributed as dist
+        from litgpt.api import LLM
+
+        if __name__ == "__main__":
+            llm = LLM.load({str(checkpoint)!r}, distribute=None)
+            llm.distribute(accelerator="cpu", devices=2, generate_strategy="tensor_parallel")
+            out = llm.generate({prompt!r}, temperature=0, max_new_tokens=20, return_as_token_ids=True)
+            with open({str(tmp_path)!r} + f"/real.{{dist.get_rank()}}", "w") as f:
+                f.write(repr(out.tolist()))
+    """))
+    subprocess.run([sys.executable, str(script)], cwd=tmp_path, check=True, timeout=600, capture_output=True)
+    assert [eval((tmp_path / f"real.{r}").read_text()) for r in (0, 1)] == [ref, ref]
