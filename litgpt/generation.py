@@ -118,7 +118,9 @@ def generate_batch(
         padding[:, :T] = valid
     # eager decoding reads only the filled part of the cache; a compiled step keeps fixed shapes instead
     eager = decode_fn is None
-    logits = model(ids, torch.arange(T, device=ids.device), input_pos_maxp1=T, key_padding_mask=padding)[:, -1]
+    # prefill: the head runs on the last position only (a large vocabulary makes the others expensive)
+    hidden = model(ids, torch.arange(T, device=ids.device), input_pos_maxp1=T, key_padding_mask=padding, return_hidden=True)
+    logits = model.project(hidden[:, -1])
     for i in range(max_new_tokens):
         token = sample(logits, params, generator)
         yield token
