@@ -394,3 +394,25 @@ def test_stream_rows_budgets_per_row(llm):
         tokens = [t for s in row_steps[:budget] for t in s.ids]
         alone = llm.generate(prompts[row], temperature=0, max_new_tokens=budget, return_as_token_ids=True)
         assert tokens == alone.tolist()
+
+
+# ---------------------------------------------------------------------------------------------- the official client
+def test_official_openai_client(api, llm):
+    """The `openai` package talks to the server as to OpenAI: chat and completions, streaming and not."""
+    openai = pytest.importorskip("openai")
+    client = openai.OpenAI(base_url=api.url + "/v1", api_key=API_KEY)
+    expected = llm.generate(CHAT, temperature=0, max_new_tokens=10)
+    reply = client.chat.completions.create(model="tiny-serve-test", messages=CHAT, max_tokens=10)
+    assert reply.choices[0].message.content == expected and reply.usage.completion_tokens == 10
+    stream = client.chat.completions.create(model="tiny-serve-test", messages=CHAT, max_tokens=10, stream=True)
+    assert "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices) == expected
+    raw = post(api, "/v1/completions", {"prompt": "Hello there", "max_tokens": 6}).json()["choices"][0]["text"]
+    completion = client.completions.create(model="tiny-serve-test", prompt="Hello there", max_tokens=6)
+    assert completion.choices[0].text == raw and completion.usage.completion_tokens == 6
+    pieces = client.completions.create(model="tiny-serve-test", prompt="Hello there", max_tokens=6, stream=True)
+    assert "".join(c.choices[0].text for c in pieces if c.choices) == raw
+    assert [m.id for m in client.models.list()] == ["tiny-serve-test"]
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=api.url + "/v1", api_key="wrong").chat.completions.create(
+            model="x", messages=CHAT, max_tokens=2
+        )
