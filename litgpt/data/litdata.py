@@ -24,6 +24,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from litgpt.data.base import DataModule
+from litgpt.data.tokens import TokenModule
 from litgpt.errors import LitGPTError
 from litgpt.tokenizer import Tokenizer
 
@@ -208,28 +209,13 @@ def streaming_blocks(input_dir: Union[str, Path], block_size: int, max_cache_siz
     )
 
 
-class StreamingModule(DataModule):
+class StreamingModule(TokenModule):
     """Shared loaders of the streaming modules (``LitData``, ``TinyLlama``)."""
 
     shuffle_in_loop = False  # the training loop reads in order; WindowShuffle shuffles locally
     shuffle_window: int = 4096
     seed: int = 42
     num_workers: int = 4
-
-    def _init_state(self) -> None:
-        self.tokenizer: Optional[Tokenizer] = None
-        self.batch_size = 1
-        self.max_seq_length = 2048
-        self.train_dataset: Optional[Dataset] = None
-        self.val_dataset: Optional[Dataset] = None
-
-    def connect(
-        self, tokenizer: Optional[Tokenizer] = None, batch_size: int = 1, max_seq_length: Optional[int] = None
-    ) -> None:
-        self.tokenizer = tokenizer
-        self.batch_size = batch_size
-        if max_seq_length is not None and max_seq_length > 0:
-            self.max_seq_length = max_seq_length
 
     def _loader(self, dataset: Optional[Dataset]) -> Optional[DataLoader]:
         if dataset is None:

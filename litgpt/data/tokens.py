@@ -135,12 +135,10 @@ class TokenBlocks(Dataset):
         return torch.from_numpy(np.asarray(self.tokens[start : start + self.block_size + 1], dtype=np.int64))
 
 
-class PretrainDataModule(DataModule):
-    """Base of the token-file pretraining modules: subclasses say where the train/val token files are
-    (``token_files``) and how to make them (``write_token_files``)."""
+class TokenModule(DataModule):
+    """What every pretraining module holds after ``connect``: tokenizer, batch size, block length, datasets."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def _init_state(self) -> None:
         self.tokenizer: Optional[Tokenizer] = None
         self.batch_size = 1
         self.max_seq_length = 2048
@@ -154,6 +152,15 @@ class PretrainDataModule(DataModule):
         self.batch_size = batch_size
         if max_seq_length is not None and max_seq_length > 0:
             self.max_seq_length = max_seq_length
+
+
+class PretrainDataModule(TokenModule):
+    """Base of the token-file pretraining modules: subclasses say where the train/val token files are
+    (``token_files``) and how to make them (``write_token_files``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._init_state()
 
     def _need_tokenizer(self) -> Tokenizer:
         if self.tokenizer is None:
