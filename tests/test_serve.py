@@ -4,19 +4,12 @@ SmolLM2's tokenizer and chat template. Greedy replies are compared with `LLM.gen
 from __future__ import annotations
 
 import json
-import os
-import re
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-import torch
+
+from tests.serve_helpers import Server, make_tiny_checkpoint
 
 requests = pytest.importorskip("requests")
 pytest.importorskip("litserve")
@@ -24,33 +17,11 @@ pytest.importorskip("litserve")
 API_KEY = "test-key-123"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 CHAT = [{"role": "user", "content": "What food do llamas eat?"}]
-TOKENIZER_FILES = (
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "chat_template.jinja",
-    "special_tokens_map.json",
-    "generation_config.json",
-)
 
 
 @pytest.fixture(scope="module")
 def tiny_checkpoint(smollm2_hf_dir, tmp_path_factory) -> Path:
-    from litgpt.config import Config
-    from litgpt.model import GPT
-
-    out = tmp_path_factory.mktemp("serve-tiny")
-    config = Config(
-        name="tiny-serve-test", block_size=128, vocab_size=49152, padded_vocab_size=49152, n_layer=2, n_head=4,
-        n_query_groups=2, n_embd=64, intermediate_size=128, norm_class_name="RMSNorm", mlp_class_name="LLaMAMLP",
-        bias=False, parallel_residual=False, rotary_percentage=1.0,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    torch.save(GPT(config).state_dict(), out / "lit_model.pth")
-    config.save(out / "model_config.yaml")
-    for name in TOKENIZER_FILES:
-        if (smollm2_hf_dir / name).is_file():
-            shutil.copy2(smollm2_hf_dir / name, out / name)
-    return out
+    return make_tiny_checkpoint(smollm2_hf_dir, tmp_path_factory.mktemp("serve-tiny"))
 
 
 @pytest.fixture(scope="module")
@@ -58,51 +29,6 @@ def llm(tiny_checkpoint):
     from litgpt.api import LLM
 
     return LLM.load(tiny_checkpoint)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    def __init__(self, checkpoint: Path, log: Path, *args: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = log
-        cmd = [sys.executable, "-m", "litgpt", "serve", str(checkpoint), "--port", str(self.port), *args]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.out = log.open("w")
-        self.proc = subprocess.Popen(
-            cmd, stdout=self.out, stderr=subprocess.STDOUT, start_new_session=True, env=env, cwd=log.parent
-        )
-
-    def wait_ready(self, timeout: float = 180) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log.read_text()}")
-            try:
-                if requests.get(self.url + "/health", timeout=2).status_code == 200:
-                    return
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.3)
-        raise TimeoutError(f"server not ready after {timeout}s:\n{self.log.read_text()}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        self.out.close()
-
-    def batch_sizes(self) -> list[int]:
-        return [int(n) for n in re.findall(r"batch of (\d+) request", self.log.read_text())]
 
 
 @pytest.fixture(scope="module")
