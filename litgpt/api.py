@@ -183,6 +183,10 @@ class LLM(torch.nn.Module):
                 dist.broadcast(seed, src=0)  # identical sampling on every rank
                 self.generator = torch.Generator(device).manual_seed(int(seed))
         self.model.eval()
+        if device.type == "cpu" and generate_strategy is None:
+            from litgpt.kernels import use_decode_kernels
+
+            use_decode_kernels(self.model)  # decode steps run our fused matrix-vector kernels
         self.preprocessor.device = device
         self.fixed_kv_cache_size = fixed_kv_cache_size
         if fixed_kv_cache_size is not None:

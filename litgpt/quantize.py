@@ -29,13 +29,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from litgpt import kernels
 from litgpt.errors import LitGPTError
 
 MODES = ("int8", "int4", "bnb.nf4", "bnb.nf4-dq", "bnb.fp4", "bnb.fp4-dq", "bnb.int8")
 DEFAULT_GROUP_SIZE = 32  # int4: measured as fast as 64/128 for decode here (within noise) and clearly more accurate
 GROUP_SIZES = (32, 64, 128, 256)
 SKIP = ("gate",)  # MoE routers: tiny, and their top-k choice is sensitive to noise
-KERNEL_DTYPE = torch.bfloat16  # activation dtype of the CPU kernels (float32 inputs take a slow path)
+KERNEL_DTYPE = torch.bfloat16  # activation dtype of PyTorch's CPU kernels (float32 inputs take a slow path)
+GEMV_ROWS = kernels.GEMV_ROWS  # up to this many input rows (decode steps, small batches) run our fused GEMV
 
 
 def check_mode(mode: str, device_type: str = "cpu", generate_strategy: str | None = None) -> None:
@@ -108,6 +110,8 @@ class Int8Linear(QuantizedLinear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x2 = x.reshape(-1, self.in_features)
         if self.use_kernel and x.device.type == "cpu":
+            if x2.shape[0] <= GEMV_ROWS and kernels.available():  # decoding: our fused kernel
+                return self._finish(kernels.gemv("i8", x2, self.qweight, self.scales.float().contiguous()), x)
             out = torch.ops.aten._weight_int8pack_mm(
                 x2.to(KERNEL_DTYPE).contiguous(), self.qweight, self.scales.to(KERNEL_DTYPE)
             )
@@ -122,9 +126,10 @@ class Int8Linear(QuantizedLinear):
 class Int4Linear(QuantizedLinear):
     """4-bit weights in groups of ``group_size`` input features, each group with a float scale and zero.
 
-    ``layout`` is "cpu-packed" (PyTorch's CPU kernel format; needs out_features % 16 == 0 and in_features divisible
-    by the group size) or "nibbles" (two values a byte, row-major, dequantized for each matmul; any shape, any
-    device).
+    ``layout`` is "gemv" (the layout of our decode kernel, :mod:`litgpt.kernels`: needs in_features and the group size
+    divisible by 32; larger inputs such as a prefill are multiplied with the dequantized weight), "cpu-packed"
+    (PyTorch's CPU kernel format; needs out_features % 16 == 0 and in_features divisible by the group size) or
+    "nibbles" (two values a byte, row-major, dequantized for each matmul; any shape, any device).
     """
 
     def __init__(
@@ -139,12 +144,21 @@ class Int4Linear(QuantizedLinear):
         out_features, in_features = weight.shape
         fits = out_features % 16 == 0
         group = kernel_group_size(in_features, group_size)
+        on_cpu = weight.device.type == "cpu"
         if use_kernel is None:
-            use_kernel = weight.device.type == "cpu" and has_op("_weight_int4pack_mm_for_cpu")
-        self.layout = "cpu-packed" if use_kernel and fits and group is not None else "nibbles"
+            use_kernel = on_cpu and has_op("_weight_int4pack_mm_for_cpu")
+        if use_kernel and on_cpu and in_features % 32 == 0 and group_size % 32 == 0 and kernels.available():
+            self.layout = "gemv"
+        else:
+            self.layout = "cpu-packed" if use_kernel and fits and group is not None else "nibbles"
         self.group_size = group if self.layout == "cpu-packed" else group_size
         q, scales, zeros = quantize_int4(weight, self.group_size)  # (N, Kp) uint8, (N, G), (N, G)
-        if self.layout == "cpu-packed":
+        if self.layout == "gemv":  # one scale and zero per 32 inputs, float32, as the kernel reads them
+            blocks = self.group_size // kernels.I4_GROUP
+            self.register_buffer("qweight", kernels.pack_i4(q))
+            self.register_buffer("scales", scales.repeat_interleave(blocks, dim=1).contiguous())
+            self.register_buffer("zeros", zeros.repeat_interleave(blocks, dim=1).contiguous())
+        elif self.layout == "cpu-packed":
             packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q.to(torch.int32).contiguous(), 1)
             self.register_buffer("qweight", packed)
             scales_and_zeros = torch.stack((scales, zeros), dim=-1).transpose(0, 1).contiguous()  # (G, N, 2)
@@ -155,15 +169,21 @@ class Int4Linear(QuantizedLinear):
             self.register_buffer("zeros", zeros)
 
     def _apply(self, fn, recurse: bool = True):
-        # ``model.to(dtype)`` must not change the kernel's scale dtype (the kernel wants it in KERNEL_DTYPE)
+        # ``model.to(dtype)`` must not change the scale dtype the kernels read
         super()._apply(fn, recurse)
         if self.layout == "cpu-packed" and self.scales_and_zeros.dtype != KERNEL_DTYPE:
             self.scales_and_zeros = self.scales_and_zeros.to(KERNEL_DTYPE)
+        if self.layout == "gemv" and self.scales.dtype != torch.float32:
+            self.scales, self.zeros = self.scales.float(), self.zeros.float()
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x2 = x.reshape(-1, self.in_features)
-        if self.layout == "cpu-packed":
+        if self.layout == "gemv" and x2.shape[0] <= GEMV_ROWS:
+            if x.device.type != "cpu":
+                raise LitGPTError("this int4 layer was packed for the CPU; quantize the model on the device it runs on")
+            out = kernels.gemv("i4", x2, self.qweight, self.scales, self.zeros)
+        elif self.layout == "cpu-packed":
             if x.device.type != "cpu":
                 raise LitGPTError("this int4 layer was packed for the CPU; quantize the model on the device it runs on")
             out = torch.ops.aten._weight_int4pack_mm_for_cpu(
@@ -181,7 +201,11 @@ class Int4Linear(QuantizedLinear):
             out = torch.ops.aten._weight_int4pack_mm_for_cpu(eye, self.qweight, g, self.scales_and_zeros.float())
             return out.t().contiguous()
         p = self.qweight
-        q = torch.stack((p & 15, p >> 4), dim=-1).reshape(N, -1).float()
+        if self.layout == "gemv":
+            g = kernels.I4_GROUP
+            q = kernels.unpack_i4(p).float()
+        else:
+            q = torch.stack((p & 15, p >> 4), dim=-1).reshape(N, -1).float()
         groups = q.view(N, -1, g)
         w = (groups - 8) * self.scales.float()[..., None] + self.zeros.float()[..., None]
         return w.reshape(N, -1)[:, :K]

@@ -35,12 +35,18 @@ def test_int8_linear_close_to_float(weights, use_kernel):
     assert layer.qweight.dtype == torch.int8 and layer.weight.dtype == torch.float32
 
 
-@pytest.mark.parametrize("use_kernel", [True, False], ids=["kernel", "fallback"])
+@pytest.mark.parametrize("layout", ["gemv", "cpu-packed", "nibbles"])
 @pytest.mark.parametrize("group_size", [32, 64, 128])
-def test_int4_linear_close_to_float(weights, use_kernel, group_size):
+def test_int4_linear_close_to_float(weights, layout, group_size, monkeypatch):
+    from litgpt import kernels
+
+    if layout == "gemv" and not kernels.available():
+        pytest.skip("litgpt's kernels need an x86-64 CPU with AVX2 and a C compiler")
+    if layout == "cpu-packed":  # PyTorch's kernel, as on a machine where ours cannot be built
+        monkeypatch.setattr(kernels, "available", lambda: False)
     W, b, x = weights
-    layer = Int4Linear(W, b, group_size=group_size, use_kernel=use_kernel)
-    assert layer.layout == ("cpu-packed" if use_kernel else "nibbles")
+    layer = Int4Linear(W, b, group_size=group_size, use_kernel=layout != "nibbles")
+    assert layer.layout == layout
     out = layer(x)
     assert out.shape == (3, 5, 96)
     ref = F.linear(x, W, b)
@@ -74,8 +80,14 @@ def test_int4_shapes_the_kernel_cannot_take_fall_back():
     assert q.shape == (10, 64) and scales.shape == (10, 2) and int(q.max()) <= 15
 
 
-def test_model_dtype_changes_keep_kernel_state(weights):
+def test_model_dtype_changes_keep_kernel_state(weights, monkeypatch):
+    from litgpt import kernels
+
     W, b, x = weights
+    gemv = Int4Linear(W, b)
+    gemv.to(torch.bfloat16)
+    assert gemv.layout != "gemv" or gemv.scales.dtype == gemv.zeros.dtype == torch.float32
+    monkeypatch.setattr(kernels, "available", lambda: False)
     layer = Int4Linear(W, b)
     layer.to(torch.bfloat16)
     assert layer.weight.dtype == torch.bfloat16 and layer.scales_and_zeros.dtype == torch.bfloat16

@@ -1,0 +1,191 @@
+"""Fused matrix-vector kernels for decoding on the CPU (``gemv.c``, AVX2 + FMA, OpenMP).
+
+A decode step multiplies each weight matrix with one activation row per sequence, so its speed is the rate at
+which the weights stream from memory. PyTorch's CPU kernels reach about a third of this machine's bandwidth on
+such shapes (and less for int8), so :func:`gemv` runs our own: one pass over each weight row for up to
+``MAX_ROWS`` activation rows, with bfloat16/int8/int4 weights converted to float32 in registers.
+
+The C source is compiled on first use with the system C compiler into ``~/.cache/litgpt/kernels`` (about a second;
+written under a temporary name and renamed, so concurrent processes never load half a file) and loaded with
+ctypes. Where that is impossible (no compiler, not x86-64 with AVX2, ``LITGPT_KERNELS=0``), :func:`available` is
+False and callers keep PyTorch's own path. Under ``torch.compile`` the kernel is a custom op (``litgpt::gemv``)
+so the compiled decode step stays one graph.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from functools import cache
+from pathlib import Path
+
+import torch
+
+SOURCE = Path(__file__).with_name("gemv.c")
+FLAGS = ["-O3", "-mavx2", "-mfma", "-fopenmp", "-fPIC", "-shared"]
+MAX_ROWS = 8  # activation rows per kernel call (the C side's MAX_M)
+KINDS = ("f32", "bf16", "i8", "i4")
+I4_GROUP = 32  # the int4 kernel's block of input features (scales may cover several blocks)
+
+
+def _cache_dir() -> Path:
+    root = os.environ.get("LITGPT_KERNEL_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "litgpt", "kernels"
+    )
+    return Path(root)
+
+
+def _cpu_ok() -> bool:
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return False
+    try:
+        return torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512")
+    except Exception:
+        return False
+
+
+def _compile() -> Path | None:
+    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        return None
+    source = SOURCE.read_bytes()
+    digest = hashlib.sha256(source + " ".join(FLAGS).encode()).hexdigest()[:16]
+    target = _cache_dir() / f"gemv-{digest}.so"
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+    os.close(fd)
+    try:
+        subprocess.run([compiler, *FLAGS, str(SOURCE), "-o", tmp], check=True, capture_output=True, timeout=120)
+        os.replace(tmp, target)
+    except (OSError, subprocess.SubprocessError):
+        Path(tmp).unlink(missing_ok=True)
+        return None
+    return target
+
+
+@cache
+def _library() -> ctypes.CDLL | None:
+    if os.environ.get("LITGPT_KERNELS", "1") == "0" or not _cpu_ok():
+        return None
+    path = _compile()
+    if path is None:
+        return None
+    lib = ctypes.CDLL(str(path))
+    p, i64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
+    for name in ("gemv_f32", "gemv_bf16"):
+        getattr(lib, name).argtypes = [p, p, p, i64, i64, i64, i32]
+    lib.gemv_i8.argtypes = [p, p, p, p, i64, i64, i64, i32]
+    lib.gemv_i4.argtypes = [p, p, p, p, p, i64, i64, i64, i32]
+    return lib
+
+
+def available() -> bool:
+    """True when the kernels are built (or can be) and this CPU runs them."""
+    return _library() is not None
+
+
+def _run(kind: str, x: torch.Tensor, w: torch.Tensor, scales, zeros) -> torch.Tensor:
+    lib = _library()
+    M, K = x.shape
+    N = w.shape[0]
+    y = torch.empty(M, N, dtype=torch.float32)
+    threads = torch.get_num_threads()
+    for start in range(0, M, MAX_ROWS):
+        rows = min(MAX_ROWS, M - start)
+        xp, yp = x[start].data_ptr(), y[start].data_ptr()
+        if kind == "f32":
+            lib.gemv_f32(xp, w.data_ptr(), yp, rows, N, K, threads)
+        elif kind == "bf16":
+            lib.gemv_bf16(xp, w.data_ptr(), yp, rows, N, K, threads)
+        elif kind == "i8":
+            lib.gemv_i8(xp, w.data_ptr(), scales.data_ptr(), yp, rows, N, K, threads)
+        else:
+            lib.gemv_i4(xp, w.data_ptr(), scales.data_ptr(), zeros.data_ptr(), yp, rows, N, K, threads)
+    return y
+
+
+@torch.library.custom_op("litgpt::gemv", mutates_args=())
+def _gemv_op(
+    x: torch.Tensor, w: torch.Tensor, scales: torch.Tensor | None, zeros: torch.Tensor | None, kind: str
+) -> torch.Tensor:
+    return _run(kind, x, w, scales, zeros)
+
+
+@_gemv_op.register_fake
+def _(x, w, scales, zeros, kind):
+    return x.new_empty(x.shape[0], w.shape[0], dtype=torch.float32)
+
+
+def gemv(
+    kind: str, x: torch.Tensor, w: torch.Tensor, scales: torch.Tensor | None = None, zeros: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``x (M, K) @ W.T`` in float32 for a weight ``w`` stored as ``kind`` (see ``gemv.c`` for the layouts).
+
+    ``x`` is converted to a contiguous float32 tensor; scales/zeros must be contiguous float32 (int8: (N,), int4:
+    (N, K / 32)). The caller checks :func:`available` and that everything is on the CPU.
+    """
+    x = x.to(torch.float32).contiguous()
+    if torch.compiler.is_compiling():
+        return _gemv_op(x, w, scales, zeros, kind)
+    return _run(kind, x, w, scales, zeros)
+
+
+def pack_i4(q: torch.Tensor) -> torch.Tensor:
+    """int4 codes (N, K) uint8 in [0, 15], K % 32 == 0 -> the kernel's (N, K / 2) bytes (see ``gemv.c``)."""
+    N, K = q.shape
+    blocks = q.view(N, K // I4_GROUP, 2, I4_GROUP // 2)
+    return (blocks[:, :, 0] | (blocks[:, :, 1] << 4)).reshape(N, K // 2).contiguous()
+
+
+def unpack_i4(packed: torch.Tensor) -> torch.Tensor:
+    """The inverse of :func:`pack_i4`."""
+    N, half = packed.shape
+    blocks = packed.view(N, -1, 1, I4_GROUP // 2)
+    return torch.cat((blocks & 15, blocks >> 4), dim=2).reshape(N, 2 * half)
+
+
+FLOAT_KINDS = {torch.float32: "f32", torch.bfloat16: "bf16"}
+
+
+class DecodeLinear(torch.nn.Linear):
+    """An ``nn.Linear`` (same parameters and state dict) whose small inference matmuls on the CPU run :func:`gemv`.
+
+    Training (anything with autograd on), large inputs (a long prefill) and other devices take ``F.linear``.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.weight
+        if (
+            x.device.type == "cpu"
+            and w.dtype in FLOAT_KINDS
+            and x.numel() <= GEMV_ROWS * self.in_features
+            and not (torch.is_grad_enabled() and (w.requires_grad or x.requires_grad))
+            and w.is_contiguous()
+        ):
+            out = gemv(FLOAT_KINDS[w.dtype], x.reshape(-1, self.in_features), w).to(x.dtype)
+            out = out.reshape(*x.shape[:-1], self.out_features)
+            return out if self.bias is None else out + self.bias
+        return super().forward(x)
+
+
+GEMV_ROWS = 32  # inputs of up to this many rows (decode steps, small batches) take the kernels
+
+
+def use_decode_kernels(model: torch.nn.Module, dtypes=tuple(FLOAT_KINDS)) -> int:
+    """Switch the model's float ``nn.Linear`` layers whose weights have one of ``dtypes`` to :class:`DecodeLinear`,
+    in place (no copy). Returns how many were switched; 0 where the kernels are unavailable."""
+    if not available():
+        return 0
+    switched = 0
+    for module in model.modules():
+        if type(module) is torch.nn.Linear and module.weight.device.type == "cpu" and module.weight.dtype in dtypes:
+            module.__class__ = DecodeLinear
+            switched += 1
+    return switched

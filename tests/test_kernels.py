@@ -1,0 +1,85 @@
+"""The fused decode kernels (litgpt/kernels) against plain PyTorch on the same weights."""
+
+import pytest
+import torch
+
+from litgpt import kernels
+from litgpt.quantize import Int4Linear, Int8Linear, quantize_int4, quantize_int8
+
+pytestmark = pytest.mark.skipif(not kernels.available(), reason="needs an x86-64 CPU with AVX2 and a C compiler")
+
+
+@pytest.mark.parametrize("rows", [1, 2, 8, 11])  # 11: more rows than one kernel call takes
+@pytest.mark.parametrize("in_features", [576, 100, 13])  # 100 and 13: tails that are not a multiple of 8 or 16
+def test_float_kernels_match_matmul(rows, in_features):
+    torch.manual_seed(0)
+    w, x = torch.randn(70, in_features), torch.randn(rows, in_features)
+    torch.testing.assert_close(kernels.gemv("f32", x, w), x @ w.T, atol=1e-4, rtol=1e-5)
+    wb = w.bfloat16()
+    torch.testing.assert_close(kernels.gemv("bf16", x, wb), x @ wb.float().T, atol=1e-4, rtol=1e-5)
+
+
+@pytest.mark.parametrize("rows", [1, 5, 9])
+def test_quantized_kernels_match_their_dequantized_weights(rows):
+    torch.manual_seed(0)
+    w, x = torch.randn(48, 96), torch.randn(rows, 96)
+    q, scales = quantize_int8(w)
+    expected = x @ (q.float() * scales[:, None]).T
+    torch.testing.assert_close(kernels.gemv("i8", x, q, scales.contiguous()), expected, atol=1e-4, rtol=1e-5)
+    q4, s4, z4 = quantize_int4(w, 32)
+    dequantized = ((q4.float().view(48, -1, 32) - 8) * s4[..., None] + z4[..., None]).view(48, 96)
+    got = kernels.gemv("i4", x, kernels.pack_i4(q4), s4.contiguous(), z4.contiguous())
+    torch.testing.assert_close(got, x @ dequantized.T, atol=1e-4, rtol=1e-5)
+    assert torch.equal(kernels.unpack_i4(kernels.pack_i4(q4)), q4)
+
+
+@pytest.mark.parametrize("group_size", [32, 64])
+def test_int4_layer_uses_the_kernel_for_decoding_and_dequantizes_for_prefill(group_size):
+    torch.manual_seed(0)
+    w = torch.randn(32, 128)
+    layer = Int4Linear(w, group_size=group_size)
+    assert layer.layout == "gemv"
+    reference = layer.dequantize()
+    assert (reference - w).abs().max() < 0.5 * (w.max() - w.min()) / 15  # within half a step of its group
+    for rows in (1, kernels.GEMV_ROWS + 3):  # the kernel, then the dequantized matmul
+        x = torch.randn(rows, 128)
+        torch.testing.assert_close(layer(x), x @ reference.T, atol=1e-4, rtol=1e-5)
+
+
+def test_int8_layer_kernel_matches_its_weights():
+    torch.manual_seed(0)
+    w, x = torch.randn(40, 64), torch.randn(2, 3, 64)
+    layer = Int8Linear(w, bias=torch.randn(40))
+    torch.testing.assert_close(layer(x), x @ layer.dequantize().T + layer.bias, atol=1e-4, rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_decode_linear_is_a_drop_in_linear(dtype):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.Linear(32, 16, bias=False)).to(dtype)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.randn(3, 64, dtype=dtype)
+    with torch.no_grad():
+        expected = model(x)
+        assert kernels.use_decode_kernels(model) == 2
+        assert all(type(m) is kernels.DecodeLinear for m in model)
+        got = model(x)
+    torch.testing.assert_close(got, expected, atol=1e-2 if dtype == torch.bfloat16 else 1e-5, rtol=1e-2)
+    assert model.state_dict().keys() == state.keys()
+    # autograd still works (the layer falls back to F.linear when gradients are needed)
+    model.float()
+    model(torch.randn(2, 64)).sum().backward()
+    assert model[0].weight.grad is not None
+
+
+def test_kernel_is_one_custom_op_under_compile():
+    torch.manual_seed(0)
+    w = torch.randn(16, 64).bfloat16()
+
+    def f(x):
+        return kernels.gemv("bf16", x, w) * 2
+
+    torch._dynamo.reset()
+    compiled = torch.compile(f, backend="eager", fullgraph=True)
+    x = torch.randn(1, 64)
+    torch.testing.assert_close(compiled(x), f(x))
