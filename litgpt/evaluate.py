@@ -4,9 +4,11 @@ The model is wrapped as an ``lm_eval.api.model.LM`` (:class:`LitEvalLM`) that sc
 with our generation core, so every architecture, precision and quantization mode that loads here can be evaluated,
 without converting to Hugging Face first.
 
-* ``loglikelihood``: ``context + continuation`` is encoded as one text and split where the context's own tokens end
-  (word pieces that merge across the boundary belong to the continuation); trailing spaces of the context move to the
-  continuation. Over-long inputs are cut from the left. Only the continuation positions go through ``lm_head``.
+* ``loglikelihood``: tokenized the way lm-eval's own Hugging Face backend does, so that both give the same scores on
+  the same weights: trailing whitespace of the context moves to the continuation, ``context + continuation`` is
+  encoded as one text and the continuation is what follows the length of the context's own encoding; the BOS leads
+  when the tokenizer adds one, and an empty context is the BOS (or EOS) token alone. Over-long inputs are cut from the
+  left. Only the continuation positions go through ``lm_head``.
 * ``loglikelihood_rolling``: the text's tokens are scored in consecutive windows of at most ``max_length`` tokens; each
   window predicts tokens no earlier window predicted, and the last one is filled with earlier tokens as context.
 * ``generate_until``: greedy (or sampled when a task asks for ``do_sample``) decoding, stopped at the EOS token or the
@@ -86,21 +88,30 @@ class LitEvalLM(_LMBase):
         """Tokens every model input starts with (the BOS when the tokenizer adds one)."""
         return [self.tokenizer.bos_id] if self.tokenizer.use_bos and self.tokenizer.bos_id is not None else []
 
-    def encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
-        """Context and continuation token ids, split at the context's boundary in the joint encoding."""
-        stripped = context.rstrip(" ")
-        continuation = context[len(stripped) :] + continuation
-        context = stripped
-        whole = self._encode(context + continuation)
-        ctx = self._encode(context)
-        if whole[: len(ctx)] == ctx and len(whole) > len(ctx):
-            cont = whole[len(ctx) :]
-        else:  # a merge across the boundary changed the context's own tokens: encode the parts apart
-            cont = self._encode(continuation)
+    def _with_leading(self, ids: list[int]) -> list[int]:
+        """``ids`` behind the leading tokens, unless the text itself already began with them (no doubled BOS)."""
         lead = self._leading()
-        if not lead and not ctx:
-            lead = [self.prefix_token_id]
-        return lead + ctx, cont
+        return ids if lead and ids[: len(lead)] == lead else lead + ids
+
+    def encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
+        """Context and continuation token ids, split at the context's boundary in the joint encoding.
+
+        The rules are those of lm-eval's Hugging Face backend (the reference that published numbers come from), so
+        that a task scores the same here and there: all trailing whitespace (newlines too) of the context moves to the
+        continuation; the continuation's ids are the joint encoding past the length of the context's own encoding,
+        even in the rare case where a word piece merges across the boundary; and an empty context is the prefix token
+        alone (or the continuation's first token when that already is the prefix token).
+        """
+        stripped = context.rstrip()
+        continuation = context[len(stripped) :] + continuation
+        if not stripped:  # (lm-eval leaves a whitespace-only context with no tokens at all: the prefix token is saner)
+            cont = self._encode(continuation)
+            if cont[:1] == [self.prefix_token_id]:
+                return cont[:1], cont[1:]
+            return [self.prefix_token_id], cont
+        ctx = self._with_leading(self._encode(stripped))
+        whole = self._with_leading(self._encode(stripped + continuation))
+        return ctx, whole[len(ctx) :]
 
     # ------------------------------------------------------------------ scoring
     @torch.inference_mode()
@@ -214,7 +225,7 @@ class LitEvalLM(_LMBase):
         max_new = max(1, min(max_new, self.max_length - 1))
         keep = self.max_length - max_new
         prompts = [
-            torch.tensor((self._leading() + self._encode(c))[-keep:] or [self.prefix_token_id], device=self.device)
+            torch.tensor(self._with_leading(self._encode(c))[-keep:] or [self.prefix_token_id], device=self.device)
             for c in contexts
         ]
         stop_ids = set(self.tokenizer.stop_ids)
