@@ -204,15 +204,20 @@ def test_tutorial_config_parses(capsys):
 
 
 def test_tiny_config_hub_file_trains(tiny, tmp_path):
-    """The local config-hub file drives a real run when its checkpoint and data are swapped for the fixtures."""
-    ckpt, data = tiny
+    """The local config-hub file drives a real run on its shipped data when its checkpoint is the tiny fixture."""
+    from litgpt.prompts import SmolLM2, load_prompt_style
+
+    ckpt, _ = tiny
     out = tmp_path / "out"
-    args = fast_args(ckpt, data, out, steps=2)
     main([
         "finetune", "lora", "--config", str(REPO / "config_hub/finetune/smollm2-135m/lora.yaml"),
-        "--checkpoint_dir", args[0], *args[1:], "--train.max_seq_length", "128",
+        "--checkpoint_dir", str(ckpt), "--out_dir", str(out), "--train.max_steps", "2", "--train.micro_batch_size", "4",
+        "--eval.max_iters", "1", "--eval.max_new_tokens", "4",
     ])  # fmt: skip
     assert (out / "final" / "lit_model.pth.lora").is_file()
+    assert load_prompt_style(out / "final") == SmolLM2()
+    hparams = yaml.safe_load((out / "final" / "hyperparameters.yaml").read_text())
+    assert hparams["data"]["class_path"] == "litgpt.data.Pirate"
 
 
 def test_qlora_without_cuda_is_a_clear_error(tiny, tmp_path, capsys):

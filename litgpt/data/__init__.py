@@ -13,6 +13,7 @@ from litgpt.data.lima import LIMA
 from litgpt.data.litdata import LitData
 from litgpt.data.longform import LongForm
 from litgpt.data.openwebtext import OpenWebText
+from litgpt.data.pirate import Pirate
 from litgpt.data.text_files import TextFiles
 from litgpt.data.tinyllama import TinyLlama
 from litgpt.data.tinystories import TinyStories
@@ -30,6 +31,7 @@ __all__ = [
     "LitData",
     "LongForm",
     "OpenWebText",
+    "Pirate",
     "SFTDataModule",
     "SFTDataset",
     "TextFiles",
