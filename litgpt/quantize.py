@@ -110,7 +110,7 @@ class Int8Linear(QuantizedLinear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x2 = x.reshape(-1, self.in_features)
         if self.use_kernel and x.device.type == "cpu":
-            if x2.shape[0] <= GEMV_ROWS and kernels.available():  # decoding: our fused kernel
+            if x2.shape[0] <= GEMV_ROWS and self.in_features % kernels.QUANT_BLOCK == 0 and kernels.available():
                 return self._finish(kernels.gemv("i8", x2, self.qweight, self.scales.float().contiguous()), x)
             out = torch.ops.aten._weight_int8pack_mm(
                 x2.to(KERNEL_DTYPE).contiguous(), self.qweight, self.scales.to(KERNEL_DTYPE)

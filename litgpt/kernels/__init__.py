@@ -31,6 +31,7 @@ FLAGS = ["-O3", "-mavx2", "-mfma", "-fopenmp", "-fPIC", "-shared"]
 MAX_ROWS = 8  # activation rows per kernel call (the C side's MAX_M)
 KINDS = ("f32", "bf16", "i8", "i4")
 I4_GROUP = 32  # the int4 kernel's block of input features (scales may cover several blocks)
+QUANT_BLOCK = 32  # i8/i4 round activations to int8 in blocks of this many features; in_features must divide
 
 
 def _cache_dir() -> Path:
@@ -83,9 +84,11 @@ def _library() -> ctypes.CDLL | None:
         getattr(lib, name).argtypes = [p, p, p, i64, i64, i64, i32]
     lib.gemv_i8.argtypes = [p, p, p, p, i64, i64, i64, i32]
     lib.gemv_i4.argtypes = [p, p, p, p, p, i64, i64, i64, i32]
+    lib.gemv_i8.restype = lib.gemv_i4.restype = i32
     return lib
 
 
+@torch.compiler.assume_constant_result  # decided once, outside any compiled graph
 def available() -> bool:
     """True when the kernels are built (or can be) and this CPU runs them."""
     return _library() is not None
@@ -105,9 +108,11 @@ def _run(kind: str, x: torch.Tensor, w: torch.Tensor, scales, zeros) -> torch.Te
         elif kind == "bf16":
             lib.gemv_bf16(xp, w.data_ptr(), yp, rows, N, K, threads)
         elif kind == "i8":
-            lib.gemv_i8(xp, w.data_ptr(), scales.data_ptr(), yp, rows, N, K, threads)
+            ok = lib.gemv_i8(xp, w.data_ptr(), scales.data_ptr(), yp, rows, N, K, threads)
         else:
-            lib.gemv_i4(xp, w.data_ptr(), scales.data_ptr(), zeros.data_ptr(), yp, rows, N, K, threads)
+            ok = lib.gemv_i4(xp, w.data_ptr(), scales.data_ptr(), zeros.data_ptr(), yp, rows, N, K, threads)
+        if kind in ("i8", "i4") and not ok:
+            raise RuntimeError(f"the {kind} kernel needs in_features divisible by {QUANT_BLOCK} (got {K})")
     return y
 
 
@@ -129,7 +134,8 @@ def gemv(
     """``x (M, K) @ W.T`` in float32 for a weight ``w`` stored as ``kind`` (see ``gemv.c`` for the layouts).
 
     ``x`` is converted to a contiguous float32 tensor; scales/zeros must be contiguous float32 (int8: (N,), int4:
-    (N, K / 32)). The caller checks :func:`available` and that everything is on the CPU.
+    (N, K / 32)). "i8" and "i4" round ``x`` to int8 in blocks of 32 (see ``gemv.c``) and need K % 32 == 0. The
+    caller checks :func:`available` and that everything is on the CPU.
     """
     x = x.to(torch.float32).contiguous()
     if torch.compiler.is_compiling():

@@ -7,13 +7,16 @@
      - i4:    4-bit codes in groups of 32 input features, (N, K / 2) bytes; in group g, byte j holds feature
               32 g + j in its low nibble and feature 32 g + 16 + j in its high nibble;
               W[n, k] = (q - 8) * scale[n, g] + zero[n, g]
-   x and y are float32. Decoding reads every weight once per token, so these kernels are bound by memory
+   x and y are float32 (i8 and i4 round x to int8 blocks first, see below; they return 0 when they cannot run:
+   K % 32 != 0, M > MAX_M or no memory). Decoding reads every weight once per token, so these kernels are bound by memory
    bandwidth: each weight row is loaded once and multiplied with all M rows of x, the dequantization is fused
    into the multiply, and rows are split across OpenMP threads (the process's libgomp, shared with PyTorch).
-   Tails of K that are not a multiple of 8 are handled by scalar code (i4 requires K % 32 == 0). */
+   For f32/bf16, tails of K that are not a multiple of 8 are handled by scalar code. */
 
 #include <immintrin.h>
 #include <stdint.h>
+#include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define MAX_M 8
@@ -90,59 +93,116 @@ void gemv_f32(const float *x, const float *w, float *y, int64_t M, int64_t N, in
     }
 }
 
-void gemv_i8(const float *x, const int8_t *w, const float *scales, float *y, int64_t M, int64_t N, int64_t K,
-             int threads) {
+/* Quantized weights take integer dot products, as llama.cpp does: each row of x is first rounded to int8 in blocks
+   of 32 with one float scale per block (xq, xd), then 32 weight codes at a time are multiplied with maddubs
+   (unsigned x signed bytes -> 16-bit pair sums) and madd (-> 32-bit sums); one float multiply-add per block
+   applies the scales. This does a quarter of the work of converting every weight to float, which is what limits
+   int8/int4 on a CPU with two cores; the cost is rounding the activations to 8 bits (a relative error of about
+   0.2%, far below the weights' own). Needs K % 32 == 0. */
+typedef struct {
+    int8_t *q;    /* (M, K) */
+    float *d;     /* (M, K / 32): scale of each block */
+    float *sum;   /* (M, K / 32): sum of the rounded x over each block (int4's zero term; using the rounded
+                     values keeps that term consistent with the codes' term, whose weights are all positive,
+                     so rounding errors do not add up into an offset shared by every output) */
+} QuantX;
+
+static int quantize_x(const float *x, int64_t M, int64_t K, QuantX *out) {
+    const int64_t B = K / 32;
+    out->q = (int8_t *)malloc((size_t)(M * K));
+    out->d = (float *)malloc(sizeof(float) * (size_t)(M * B));
+    out->sum = (float *)malloc(sizeof(float) * (size_t)(M * B));
+    if (!out->q || !out->d || !out->sum) return 0;
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t b = 0; b < B; b++) {
+            const float *xb = x + m * K + b * 32;
+            float amax = 0.0f;
+            for (int t = 0; t < 32; t++) {
+                float a = xb[t] < 0 ? -xb[t] : xb[t];
+                amax = a > amax ? a : amax;
+            }
+            float d = amax / 127.0f, inv = amax > 0 ? 127.0f / amax : 0.0f;
+            int8_t *qb = out->q + m * K + b * 32;
+            int total = 0;
+            for (int t = 0; t < 32; t++) {
+                qb[t] = (int8_t)lrintf(xb[t] * inv);
+                total += qb[t];
+            }
+            out->d[m * B + b] = d;
+            out->sum[m * B + b] = (float)total * d;
+        }
+    return 1;
+}
+
+static void free_x(QuantX *x) {
+    free(x->q);
+    free(x->d);
+    free(x->sum);
+}
+
+static inline __m256 block_dot(__m256i w_unsigned_or_signed, __m256i xq, int signed_weights) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i pairs;
+    if (signed_weights) /* maddubs wants its first operand unsigned: move x's sign onto w */
+        pairs = _mm256_maddubs_epi16(_mm256_sign_epi8(xq, xq), _mm256_sign_epi8(w_unsigned_or_signed, xq));
+    else
+        pairs = _mm256_maddubs_epi16(w_unsigned_or_signed, xq);
+    return _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, ones));
+}
+
+int gemv_i8(const float *x, const int8_t *w, const float *scales, float *y, int64_t M, int64_t N, int64_t K,
+            int threads) {
+    QuantX xq;
+    if (K % 32 || M > MAX_M || !quantize_x(x, M, K, &xq)) return 0;
+    const int64_t B = K / 32;
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t n = 0; n < N; n++) {
         const int8_t *row = w + n * K;
-        float out[MAX_M];
-        ROW_DOT(load8_i8, AS_FLOAT);
-        for (int m = 0; m < M; m++) y[m * N + n] = out[m] * scales[n];
+        __m256 acc[MAX_M];
+        for (int m = 0; m < M; m++) acc[m] = _mm256_setzero_ps();
+        for (int64_t b = 0; b < B; b++) {
+            __m256i wv = _mm256_loadu_si256((const __m256i *)(row + b * 32));
+            for (int m = 0; m < M; m++) {
+                __m256i xv = _mm256_loadu_si256((const __m256i *)(xq.q + m * K + b * 32));
+                acc[m] = _mm256_fmadd_ps(block_dot(wv, xv, 1), _mm256_set1_ps(xq.d[m * B + b]), acc[m]);
+            }
+        }
+        for (int m = 0; m < M; m++) y[m * N + n] = hsum(acc[m]) * scales[n];
     }
+    free_x(&xq);
+    return 1;
 }
 
-void gemv_i4(const float *x, const uint8_t *w, const float *scales, const float *zeros, float *y, int64_t M,
-             int64_t N, int64_t K, int threads) {
-    const int64_t G = K / 32;
-    float sums[MAX_M * 512]; /* sums[m * G + g]: x[m] summed over group g (the Python side keeps K <= 16384) */
-    if (G > 512) return;
-    for (int m = 0; m < M; m++)
-        for (int64_t g = 0; g < G; g++) {
-            float s = 0.0f;
-            for (int t = 0; t < 32; t++) s += x[m * K + g * 32 + t];
-            sums[m * G + g] = s;
-        }
+int gemv_i4(const float *x, const uint8_t *w, const float *scales, const float *zeros, float *y, int64_t M,
+            int64_t N, int64_t K, int threads) {
+    QuantX xq;
+    if (K % 32 || M > MAX_M || !quantize_x(x, M, K, &xq)) return 0;
+    const int64_t B = K / 32;
     const __m128i low = _mm_set1_epi8(0x0F);
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t n = 0; n < N; n++) {
         const uint8_t *row = w + n * (K / 2);
-        const float *sc = scales + n * G, *ze = zeros + n * G;
+        const float *sc = scales + n * B, *ze = zeros + n * B;
         __m256 acc[MAX_M];
         float bias[MAX_M];
         for (int m = 0; m < M; m++) {
             acc[m] = _mm256_setzero_ps();
             bias[m] = 0.0f;
         }
-        for (int64_t g = 0; g < G; g++) {
-            __m128i bytes = _mm_loadu_si128((const __m128i *)(row + g * 16));
-            __m128i lo = _mm_and_si128(bytes, low);
-            __m128i hi = _mm_and_si128(_mm_srli_epi16(bytes, 4), low);
-            __m256 q0 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo));
-            __m256 q1 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8)));
-            __m256 q2 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi));
-            __m256 q3 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8)));
-            __m256 scale = _mm256_set1_ps(sc[g]);
-            float offset = ze[g] - 8.0f * sc[g];
+        for (int64_t b = 0; b < B; b++) {
+            __m128i bytes = _mm_loadu_si128((const __m128i *)(row + b * 16));
+            __m128i lo = _mm_and_si128(bytes, low), hi = _mm_and_si128(_mm_srli_epi16(bytes, 4), low);
+            __m256i codes = _mm256_set_m128i(hi, lo); /* features 0..15, then 16..31 of the block */
+            float offset = ze[b] - 8.0f * sc[b];
             for (int m = 0; m < M; m++) {
-                const float *xg = x + m * K + g * 32;
-                __m256 d = _mm256_mul_ps(q0, _mm256_loadu_ps(xg));
-                d = _mm256_fmadd_ps(q1, _mm256_loadu_ps(xg + 8), d);
-                d = _mm256_fmadd_ps(q2, _mm256_loadu_ps(xg + 16), d);
-                d = _mm256_fmadd_ps(q3, _mm256_loadu_ps(xg + 24), d);
-                acc[m] = _mm256_fmadd_ps(scale, d, acc[m]);
-                bias[m] += offset * sums[m * G + g];
+                __m256i xv = _mm256_loadu_si256((const __m256i *)(xq.q + m * K + b * 32));
+                __m256 scale = _mm256_set1_ps(sc[b] * xq.d[m * B + b]);
+                acc[m] = _mm256_fmadd_ps(block_dot(codes, xv, 0), scale, acc[m]);
+                bias[m] += offset * xq.sum[m * B + b];
             }
         }
         for (int m = 0; m < M; m++) y[m * N + n] = hsum(acc[m]) + bias[m];
     }
+    free_x(&xq);
+    return 1;
 }
