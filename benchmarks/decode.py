@@ -89,7 +89,8 @@ def llama_cpp(path: Path, new_tokens: int):
     def run():
         start = time.perf_counter()
         first, n = None, 0
-        for _ in llm(PROMPT, max_tokens=new_tokens, temperature=0, stream=True):
+        no_eos = {llm.token_eos(): -1e9}  # the full number of tokens, as for the others
+        for _ in llm(PROMPT, max_tokens=new_tokens, temperature=0, stream=True, logit_bias=no_eos):
             first = first or time.perf_counter() - start
             n += 1
         return first, n, time.perf_counter() - start
@@ -117,7 +118,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--compile", action="store_true", help="also measure litgpt with a compiled decode step")
     parser.add_argument("--quantize", nargs="*", default=["int8", "int4"], help="litgpt's weight-only modes to add "
-                        "(measured with the last of --dtypes as the compute dtype)")  # fmt: skip
+                        "(on the CPU with float32 activations)")  # fmt: skip
     parser.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "litgpt-bench"))
     args = parser.parse_args()
     from transformers import AutoModelForCausalLM
@@ -140,13 +141,15 @@ def main() -> None:
             ids = llm.prompt_ids(PROMPT).to(device)
             ours(llm, 8)()  # warm-up
             variants = [("litgpt", ours(llm, args.new_tokens))]
-            extra = [(f"litgpt {q}", q, False) for q in args.quantize if dtype_name == args.dtypes[-1]]
+            last = dtype_name == args.dtypes[-1]
+            extra = [(f"litgpt {q} (float32 activations)", q, False) for q in args.quantize if last]
             if args.compile:
                 extra.append(("litgpt compiled", None, True))
-                extra += [(f"litgpt {q} compiled", q, True) for q in args.quantize if dtype_name == args.dtypes[-1]]
             for name, quantize, compile_ in extra:
                 other = LLM.load(checkpoint, distribute=None)
-                other.distribute(accelerator=device, precision=precision, quantize=quantize)
+                # weight-only modes compute in float32 on the CPU: AVX2 has no bfloat16 arithmetic
+                other_precision = "32-true" if quantize and device == "cpu" else precision
+                other.distribute(accelerator=device, precision=other_precision, quantize=quantize)
                 other.prompt_style.stop_tokens = lambda tokenizer: ()
                 if compile_:
                     other.compile()

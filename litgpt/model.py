@@ -37,6 +37,9 @@ class GPT(nn.Module):
         self.rope_table_of = [distinct.index(v) for v in variants]
         self.rope_layers = [variants.index(v) for v in distinct]  # a representative layer per table
         self._max_seq_length = config.block_size
+        # activations (and the KV cache) in this dtype instead of the weights' own; set by LLM.distribute on CPUs,
+        # which store bfloat16 weights but have no bfloat16 arithmetic (see litgpt.kernels)
+        self.activation_dtype: torch.dtype | None = None
         self.register_buffer("rope_cos", torch.empty(0), persistent=False)
         self.register_buffer("rope_sin", torch.empty(0), persistent=False)
 
@@ -95,7 +98,7 @@ class GPT(nn.Module):
             cfg = block.attn.config  # tensor parallelism keeps a share of the query groups per process
             block.attn.kv_cache = KVCache(
                 batch_size, cfg.n_query_groups, self.max_seq_length, cfg.head_size, device or param.device,
-                dtype or param.dtype,
+                dtype or self.activation_dtype or param.dtype,
             )  # fmt: skip
 
     def clear_kv_cache(self) -> None:
@@ -143,6 +146,8 @@ class GPT(nn.Module):
             mask = build_mask(positions, S, key_padding_mask)
 
         x = self.transformer.wte(idx)
+        if self.activation_dtype is not None:
+            x = x.to(self.activation_dtype)
         if self.config.scale_embeddings:
             x = x * torch.tensor(self.config.n_embd**0.5, dtype=x.dtype)
         for i, block in enumerate(self.transformer.h):

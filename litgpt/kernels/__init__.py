@@ -25,6 +25,7 @@ from functools import cache
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 SOURCE = Path(__file__).with_name("gemv.c")
 FLAGS = ["-O3", "-mavx2", "-mfma", "-fopenmp", "-fPIC", "-shared"]
@@ -178,6 +179,8 @@ class DecodeLinear(torch.nn.Linear):
             out = gemv(FLOAT_KINDS[w.dtype], x.reshape(-1, self.in_features), w).to(x.dtype)
             out = out.reshape(*x.shape[:-1], self.out_features)
             return out if self.bias is None else out + self.bias
+        if x.dtype != w.dtype:  # float32 activations with bfloat16 weights (GPT.activation_dtype)
+            return F.linear(x.to(w.dtype), w, self.bias).to(x.dtype)
         return super().forward(x)
 
 
@@ -186,7 +189,12 @@ GEMV_ROWS = 32  # inputs of up to this many rows (decode steps, small batches) t
 
 def use_decode_kernels(model: torch.nn.Module, dtypes=tuple(FLOAT_KINDS)) -> int:
     """Switch the model's float ``nn.Linear`` layers whose weights have one of ``dtypes`` to :class:`DecodeLinear`,
-    in place (no copy). Returns how many were switched; 0 where the kernels are unavailable."""
+    in place (no copy). Returns how many were switched; 0 where the kernels are unavailable.
+
+    A model with bfloat16 weights and nothing but plain or quantized linear layers (no LoRA/adapter wrappers) also
+    gets float32 activations (``GPT.activation_dtype``): the weights stay bfloat16 in memory and are read as such
+    by the kernels, while norms, attention and the KV cache run in float32, which these CPUs compute much faster
+    than bfloat16 (and more accurately)."""
     if not available():
         return 0
     switched = 0
@@ -194,4 +202,9 @@ def use_decode_kernels(model: torch.nn.Module, dtypes=tuple(FLOAT_KINDS)) -> int
         if type(module) is torch.nn.Linear and module.weight.device.type == "cpu" and module.weight.dtype in dtypes:
             module.__class__ = DecodeLinear
             switched += 1
+    wrapped = any(type(m).__module__ in ("litgpt.lora", "litgpt.adapter") for m in model.modules())
+    weights = [m.weight for m in model.modules() if isinstance(m, DecodeLinear)]
+    if hasattr(model, "activation_dtype") and weights and not wrapped:
+        if all(w.dtype == torch.bfloat16 for w in weights):
+            model.activation_dtype = torch.float32
     return switched
