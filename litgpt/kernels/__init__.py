@@ -179,8 +179,10 @@ class DecodeLinear(torch.nn.Linear):
             out = gemv(FLOAT_KINDS[w.dtype], x.reshape(-1, self.in_features), w).to(x.dtype)
             out = out.reshape(*x.shape[:-1], self.out_features)
             return out if self.bias is None else out + self.bias
-        if x.dtype != w.dtype:  # float32 activations with bfloat16 weights (GPT.activation_dtype)
-            return F.linear(x.to(w.dtype), w, self.bias).to(x.dtype)
+        if x.dtype != w.dtype:  # float32 activations with bfloat16 weights (GPT.activation_dtype): a prefill
+            # converts the weight for one float32 matmul, much faster here than a bfloat16 one
+            bias = None if self.bias is None else self.bias.to(x.dtype)
+            return F.linear(x, w.to(x.dtype), bias)
         return super().forward(x)
 
 
