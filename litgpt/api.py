@@ -209,6 +209,9 @@ class LLM(torch.nn.Module):
         self._require_model()
         if mode is None and self.preprocessor.device.type == "cuda" and backend == "inductor":
             mode = "reduce-overhead"
+        from litgpt import kernels
+
+        kernels.register_for_compile()  # our CPU kernels as a custom op inside the graph
         self.decode_fn = torch.compile(self.model, mode=mode, backend=backend, dynamic=False, fullgraph=True)
 
     def _require_model(self) -> None:

@@ -99,6 +99,7 @@ def test_kernel_is_one_custom_op_under_compile():
         return kernels.gemv("bf16", x, w) * 2
 
     torch._dynamo.reset()
+    kernels.register_for_compile()
     compiled = torch.compile(f, backend="eager", fullgraph=True)
     x = torch.randn(1, 64)
     torch.testing.assert_close(compiled(x), f(x))

@@ -8,8 +8,8 @@ such shapes (and less for int8), so :func:`gemv` runs our own: one pass over eac
 The C source is compiled on first use with the system C compiler into ``~/.cache/litgpt/kernels`` (about a second;
 written under a temporary name and renamed, so concurrent processes never load half a file) and loaded with
 ctypes. Where that is impossible (no compiler, not x86-64 with AVX2, ``LITGPT_KERNELS=0``), :func:`available` is
-False and callers keep PyTorch's own path. Under ``torch.compile`` the kernel is a custom op (``litgpt::gemv``)
-so the compiled decode step stays one graph.
+False and callers keep PyTorch's own path. Under ``torch.compile`` the kernel is a custom op (``litgpt::gemv``,
+see :func:`register_for_compile`) so the compiled decode step stays one graph.
 """
 
 from __future__ import annotations
@@ -89,10 +89,18 @@ def _library() -> ctypes.CDLL | None:
     return lib
 
 
-@torch.compiler.assume_constant_result  # decided once, outside any compiled graph
+_AVAILABLE: bool | None = None
+
+
 def available() -> bool:
-    """True when the kernels are built (or can be) and this CPU runs them."""
-    return _library() is not None
+    """True when the kernels are built (or can be) and this CPU runs them.
+
+    Decided once and kept in a plain global, which ``torch.compile`` reads as a constant (it is decided before any
+    tracing: by :func:`use_decode_kernels` or :func:`register_for_compile`)."""
+    global _AVAILABLE
+    if _AVAILABLE is None:
+        _AVAILABLE = _library() is not None
+    return _AVAILABLE
 
 
 def _run(kind: str, x: torch.Tensor, w: torch.Tensor, scales, zeros) -> torch.Tensor:
@@ -117,16 +125,29 @@ def _run(kind: str, x: torch.Tensor, w: torch.Tensor, scales, zeros) -> torch.Te
     return y
 
 
-@torch.library.custom_op("litgpt::gemv", mutates_args=())
-def _gemv_op(
-    x: torch.Tensor, w: torch.Tensor, scales: torch.Tensor | None, zeros: torch.Tensor | None, kind: str
-) -> torch.Tensor:
-    return _run(kind, x, w, scales, zeros)
+_COMPILE_OP = None
 
 
-@_gemv_op.register_fake
-def _(x, w, scales, zeros, kind):
-    return x.new_empty(x.shape[0], w.shape[0], dtype=torch.float32)
+def register_for_compile():
+    """Register the kernels as the custom op ``litgpt::gemv`` so that ``torch.compile`` keeps them inside one
+    graph; returns the op. Done on demand (by :meth:`litgpt.api.LLM.compile`) because defining a custom op
+    imports much of torch's compiler stack, about 1.5 s of start-up that plain decoding does not need."""
+    global _COMPILE_OP
+    available()
+    if _COMPILE_OP is None:
+
+        @torch.library.custom_op("litgpt::gemv", mutates_args=())
+        def op(
+            x: torch.Tensor, w: torch.Tensor, scales: torch.Tensor | None, zeros: torch.Tensor | None, kind: str
+        ) -> torch.Tensor:
+            return _run(kind, x, w, scales, zeros)
+
+        @op.register_fake
+        def _(x, w, scales, zeros, kind):
+            return x.new_empty(x.shape[0], w.shape[0], dtype=torch.float32)
+
+        _COMPILE_OP = op
+    return _COMPILE_OP
 
 
 def gemv(
@@ -140,7 +161,9 @@ def gemv(
     """
     x = x.to(torch.float32).contiguous()
     if torch.compiler.is_compiling():
-        return _gemv_op(x, w, scales, zeros, kind)
+        if _COMPILE_OP is None:  # compiled without register_for_compile(): a graph break around the kernel
+            return torch.compiler.disable(_run)(kind, x, w, scales, zeros)
+        return _COMPILE_OP(x, w, scales, zeros, kind)
     return _run(kind, x, w, scales, zeros)
 
 
