@@ -5,6 +5,8 @@ fixtures in tests/conftest.py build them) it reports, per mode:
 
 * perplexity on ``benchmarks/data/public_domain.txt`` (Lincoln's Gettysburg Address and the opening of Lewis Carroll's
   "Alice's Adventures in Wonderland"), scored in one window;
+* the same text's first 256 tokens scored one decode step at a time (the path of the int8/int4 decode kernels, which
+  round activations to int8 blocks; the one-window score runs the prefill path);
 * greedy decode speed at batch size 1: 100 new tokens after a warm-up, prefill excluded;
 * the bytes held by the model's weights.
 
@@ -56,11 +58,14 @@ def checkpoint(name: str, cache: Path) -> Path:
 
 def build(folder: Path, mode: str):
     """The model for one table row: float32, bf16, int8 or int4[-gN] (quantized models compute in float32)."""
+    from litgpt.kernels import use_decode_kernels
     from litgpt.loading import load_model
     from litgpt.quantize import load_quantized
 
-    if mode in ("float32", "bf16"):
-        return load_model(folder, dtype=torch.float32 if mode == "float32" else torch.bfloat16)
+    if mode in ("float32", "bf16"):  # as LLM.distribute prepares them on a CPU
+        model = load_model(folder, dtype=torch.float32 if mode == "float32" else torch.bfloat16)
+        use_decode_kernels(model)
+        return model
     base, _, group = mode.partition("-g")
     kwargs = {"group_size": int(group)} if group else {}
     return load_quantized(folder, base, device="cpu", dtype=torch.float32, **kwargs)
@@ -76,6 +81,21 @@ def perplexity(model, tokenizer) -> tuple[float, int]:
     total = sum(logprob for logprob, _ in lm.score(windows, disable_tqdm=True))
     n = len(tokens) - 1
     return math.exp(-total / n), n
+
+
+@torch.inference_mode()
+def stepwise_perplexity(model, tokenizer, n_tokens: int) -> float:
+    """Perplexity of the text's first ``n_tokens`` fed one token at a time through the KV cache: the decode path
+    (where the int8/int4 kernels round activations to int8 blocks), unlike the one-window score of a prefill."""
+    tokens = tokenizer.encode(TEXT.read_text(), bos=True).tolist()[: n_tokens + 1]
+    model.set_kv_cache(1, max_seq_length=len(tokens))
+    total = 0.0
+    for i in range(len(tokens) - 1):
+        pos = torch.tensor([i])
+        logits = model(torch.tensor([[tokens[i]]]), input_pos=pos, input_pos_maxp1=i + 1)
+        total += float(torch.log_softmax(logits[0, -1].float(), dim=-1)[tokens[i + 1]])
+    model.clear_kv_cache()
+    return math.exp(-total / (len(tokens) - 1))
 
 
 @torch.inference_mode()
@@ -101,6 +121,7 @@ def main() -> None:
     parser.add_argument("--group_sizes", default="", help="extra int4 group sizes, e.g. 32,128")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--new_tokens", type=int, default=100)
+    parser.add_argument("--step_tokens", type=int, default=256, help="tokens scored through decode steps")
     parser.add_argument("--cache", type=Path, default=Path(os.environ.get("LITGPT_TEST_CACHE", ROOT / ".bench-cache")))
     args = parser.parse_args()
     if args.threads:
@@ -116,16 +137,18 @@ def main() -> None:
         for mode in modes:
             model = build(folder, mode).eval()
             ppl, n = perplexity(model, tokenizer)
+            step_ppl = stepwise_perplexity(model, tokenizer, args.step_tokens)
             speed = decode_speed(model, tokenizer, args.new_tokens)
             size = quantized_bytes(model) / 2**20
             label = "int4 (g32)" if mode == "int4" else mode.replace("-g", " (g") + (")" if "-g" in mode else "")
-            rows.append(f"| {NAMES[name]} | {label} | {ppl:.3f} ({n} tokens) | {speed:.1f} | {size:.0f} |")
+            rows.append(f"| {NAMES[name]} | {label} | {ppl:.3f} ({n} tokens) | {step_ppl:.3f} | {speed:.1f} | {size:.0f} |")
             print(rows[-1], file=sys.stderr, flush=True)
             del model
     print(f"\nPerplexity on {TEXT.name}; decode: greedy, batch 1, {args.new_tokens} new tokens after "
           f"a warm-up, prefill excluded; torch threads: {torch.get_num_threads()}\n")  # fmt: skip
-    print("| model | mode | perplexity | decode tokens/s | weights MiB |")
-    print("|---|---|---|---|---|")
+    print(f"| model | mode | perplexity (one window) | perplexity (first {args.step_tokens} tokens, one decode step each) "
+          "| decode tokens/s | weights MiB |")  # fmt: skip
+    print("|---|---|---|---|---|---|")
     print("\n".join(rows))
 
 
