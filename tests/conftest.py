@@ -105,3 +105,15 @@ def offline_workdir(tmp_path_factory) -> Path:
     path = Path(cache) / "docs" if cache else tmp_path_factory.mktemp("offline")
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@pytest.fixture(scope="session")
+def smollm2_lit(smollm2_hf_dir, tmp_path_factory) -> Path:
+    """The SmolLM2 reference folder (linked, not copied) converted to a LitGPT checkpoint, once per session."""
+    from litgpt.convert_hf import convert_to_litgpt
+
+    folder = tmp_path_factory.mktemp("smollm2-lit")
+    for f in smollm2_hf_dir.iterdir():
+        (folder / f.name).symlink_to(f)
+    convert_to_litgpt(folder)
+    return folder

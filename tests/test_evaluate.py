@@ -163,17 +163,6 @@ def test_listing_and_unknown_tasks(tiny_checkpoint, tmp_path, capsys):
         main(["evaluate", str(tiny_checkpoint), "--tasks", "tiny_mcq", "--include_path", str(tasks)])
 
 
-@pytest.fixture(scope="module")
-def smollm2_lit(smollm2_hf_dir, tmp_path_factory) -> Path:
-    from litgpt.convert_hf import convert_to_litgpt
-
-    folder = tmp_path_factory.mktemp("smollm2-eval")
-    for f in smollm2_hf_dir.iterdir():
-        (folder / f.name).symlink_to(f)
-    convert_to_litgpt(folder)
-    return folder
-
-
 def test_loglikelihood_matches_transformers_on_smollm2(smollm2_lit, smollm2_hf_dir):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

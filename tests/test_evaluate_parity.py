@@ -41,18 +41,6 @@ def write_task(folder: Path) -> Path:
     return folder
 
 
-@pytest.fixture(scope="module")
-def smollm2_lit(smollm2_hf_dir, tmp_path_factory) -> Path:
-    """The SmolLM2 reference folder (linked, not copied) converted to a LitGPT checkpoint."""
-    from litgpt.convert_hf import convert_to_litgpt
-
-    folder = tmp_path_factory.mktemp("smollm2-parity")
-    for f in smollm2_hf_dir.iterdir():
-        (folder / f.name).symlink_to(f)
-    convert_to_litgpt(folder)
-    return folder
-
-
 def req(*args):
     return SimpleNamespace(args=args)
 

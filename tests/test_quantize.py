@@ -215,18 +215,6 @@ def test_cli_generate_quantize_int8(tiny_checkpoint):
     assert "Traceback" not in bad.stderr
 
 
-@pytest.fixture(scope="module")
-def smollm2_lit(smollm2_hf_dir, tmp_path_factory) -> Path:
-    """The SmolLM2 reference folder (linked, not copied) converted to a LitGPT checkpoint in a temporary folder."""
-    from litgpt.convert_hf import convert_to_litgpt
-
-    folder = tmp_path_factory.mktemp("smollm2-lit")
-    for f in smollm2_hf_dir.iterdir():
-        (folder / f.name).symlink_to(f)
-    convert_to_litgpt(folder)
-    return folder
-
-
 @pytest.mark.parametrize("mode, min_agree, max_err", [("int8", 0.8, 0.06), ("int4", 0.6, 0.35)])
 def test_smollm2_greedy_tokens_mostly_equal(smollm2_lit, mode, min_agree, max_err):
     """The float model's greedy continuation, teacher-forced through the quantized model: the quantized argmax
