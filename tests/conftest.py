@@ -117,3 +117,16 @@ def smollm2_lit(smollm2_hf_dir, tmp_path_factory) -> Path:
         (folder / f.name).symlink_to(f)
     convert_to_litgpt(folder)
     return folder
+
+
+def mc_task_yaml(task: str, data: Path, metrics: tuple[str, ...] = ("acc",)) -> str:
+    """An lm-eval multiple-choice task over a local JSON Lines file of {question, choices, answer} rows."""
+    import json
+
+    metric_list = "".join(f"  - metric: {m}\n    aggregation: mean\n    higher_is_better: true\n" for m in metrics)
+    return (
+        f"task: {task}\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {json.dumps(str(data))}\n"
+        "test_split: test\noutput_type: multiple_choice\n"
+        'doc_to_text: "Question: {{question}}\\nAnswer:"\ndoc_to_target: answer\ndoc_to_choice: choices\n'
+        f"metric_list:\n{metric_list}metadata:\n  version: 1.0\n"
+    )

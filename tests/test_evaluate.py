@@ -9,6 +9,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from tests.conftest import mc_task_yaml
+
 pytest.importorskip("lm_eval", reason="lm-eval is not installed (pip install lm-eval)")
 
 from litgpt.evaluate import LitEvalLM  # noqa: E402
@@ -117,20 +119,7 @@ def write_local_task(folder: Path) -> Path:
     ]
     data = folder / "tiny_mc.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    (folder / "tiny_mc.yaml").write_text(
-        "task: tiny_mc\n"
-        "dataset_path: json\n"
-        "dataset_kwargs:\n"
-        f"  data_files:\n    test: {data}\n"
-        "test_split: test\n"
-        "output_type: multiple_choice\n"
-        'doc_to_text: "Question: {{question}}\\nAnswer:"\n'
-        "doc_to_target: answer\n"
-        "doc_to_choice: choices\n"
-        "metric_list:\n"
-        "  - metric: acc\n    aggregation: mean\n    higher_is_better: true\n"
-        "metadata:\n  version: 1.0\n"
-    )
+    (folder / "tiny_mc.yaml").write_text(mc_task_yaml("tiny_mc", data))
     return folder
 
 

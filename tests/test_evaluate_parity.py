@@ -13,6 +13,8 @@ from types import SimpleNamespace
 
 import pytest
 
+from tests.conftest import mc_task_yaml
+
 pytest.importorskip("lm_eval", reason="lm-eval is not installed (pip install lm-eval)")
 
 DATA = Path(__file__).parent / "fixtures" / "mc_task" / "general_knowledge.jsonl"
@@ -23,21 +25,7 @@ TOLERANCE = 1e-3  # float32 on both sides (seen: 3e-5); the kernels differ (SDPA
 def write_task(folder: Path) -> Path:
     """The lm-eval task definition, pointing at the local JSON Lines file (read offline)."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{TASK}.yaml").write_text(
-        f"task: {TASK}\n"
-        "dataset_path: json\n"
-        "dataset_kwargs:\n"
-        f"  data_files:\n    test: {json.dumps(str(DATA))}\n"
-        "test_split: test\n"
-        "output_type: multiple_choice\n"
-        'doc_to_text: "Question: {{question}}\\nAnswer:"\n'
-        "doc_to_target: answer\n"
-        "doc_to_choice: choices\n"
-        "metric_list:\n"
-        "  - metric: acc\n    aggregation: mean\n    higher_is_better: true\n"
-        "  - metric: acc_norm\n    aggregation: mean\n    higher_is_better: true\n"
-        "metadata:\n  version: 1.0\n"
-    )
+    (folder / f"{TASK}.yaml").write_text(mc_task_yaml(TASK, DATA, ("acc", "acc_norm")))
     return folder
 
 
