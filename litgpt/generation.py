@@ -15,6 +15,7 @@ from typing import Optional
 import torch
 
 from litgpt.errors import LitGPTError
+from litgpt.kernels.fused import fused_decoder
 from litgpt.model import GPT
 
 
@@ -121,13 +122,17 @@ def generate_batch(
     # prefill: the head runs on the last position only (a large vocabulary makes the others expensive)
     hidden = model(ids, torch.arange(T, device=ids.device), input_pos_maxp1=T, key_padding_mask=padding, return_hidden=True)
     logits = model.project(hidden[:, -1])
+    # one sequence on the CPU: the whole decode step in one C call where the architecture allows (litgpt.kernels)
+    fused = fused_decoder(model) if eager and B == 1 and max_new_tokens > 1 and ids.device.type == "cpu" else None
     for i in range(max_new_tokens):
         token = sample(logits, params, generator)
         yield token
         if i + 1 == max_new_tokens:
             break
         pos = torch.tensor([T + i], device=ids.device)
-        if eager:
+        if fused is not None:
+            logits = fused(token.item(), T + i)
+        elif eager:
             logits = model(token[:, None], pos, input_pos_maxp1=T + i + 1, key_padding_mask=padding)[:, -1]
         else:
             logits = decode_fn(token[:, None], pos, key_padding_mask=padding)[:, -1]

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-SOURCE = Path(__file__).with_name("gemv.c")
+SOURCES = [Path(__file__).with_name("gemv.c"), Path(__file__).with_name("step.c")]  # step.c: fused.py
 FLAGS = ["-O3", "-mavx2", "-mfma", "-fopenmp", "-fPIC", "-shared"]
 MAX_ROWS = 8  # activation rows per kernel call (the C side's MAX_M)
 KINDS = ("f32", "bf16", "i8", "i4")
@@ -55,7 +55,7 @@ def _compile() -> Path | None:
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if compiler is None:
         return None
-    source = SOURCE.read_bytes()
+    source = b"".join(path.read_bytes() for path in SOURCES)
     digest = hashlib.sha256(source + " ".join(FLAGS).encode()).hexdigest()[:16]
     target = _cache_dir() / f"gemv-{digest}.so"
     if target.is_file():
@@ -64,7 +64,7 @@ def _compile() -> Path | None:
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
     os.close(fd)
     try:
-        subprocess.run([compiler, *FLAGS, str(SOURCE), "-o", tmp], check=True, capture_output=True, timeout=120)
+        subprocess.run([compiler, *FLAGS, *map(str, SOURCES), "-o", tmp], check=True, capture_output=True, timeout=120)
         os.replace(tmp, target)
     except (OSError, subprocess.SubprocessError):
         Path(tmp).unlink(missing_ok=True)
@@ -85,7 +85,8 @@ def _library() -> ctypes.CDLL | None:
         getattr(lib, name).argtypes = [p, p, p, i64, i64, i64, i32]
     lib.gemv_i8.argtypes = [p, p, p, p, i64, i64, i64, i32]
     lib.gemv_i4.argtypes = [p, p, p, p, p, i64, i64, i64, i32]
-    lib.gemv_i8.restype = lib.gemv_i4.restype = i32
+    lib.gemv_i8.restype = lib.gemv_i4.restype = lib.decode_step.restype = i32
+    lib.decode_step.argtypes = [p, i64, i64, p]
     return lib
 
 

@@ -1,0 +1,166 @@
+"""The whole decode step of one sequence in one C call (``step.c``), for the architectures it covers.
+
+:func:`fused_decoder` inspects a :class:`litgpt.model.GPT` and, when every piece of it is something ``step.c``
+computes (RMSNorm, sequential residual, gated MLP, dense attention with rotate-half RoPE, weights that
+:mod:`litgpt.kernels` multiplies, a float32 KV cache for one sequence), returns a :class:`FusedDecoder` bound to the
+model's own parameters and cache; otherwise None and the caller keeps ``model.forward``. Nothing is copied except
+the norm weights (float32, with Gemma's unit offset applied), so the fused step and PyTorch's forward share the cache
+and can alternate: PyTorch prefills, C decodes, and a later PyTorch call sees every position written.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+
+import torch
+
+from litgpt import kernels
+
+c_i64, c_double, c_ptr = ctypes.c_int64, ctypes.c_double, ctypes.c_void_p
+KIND_CODES = {"f32": 0, "bf16": 1, "i8": 2, "i4": 3}
+ACTIVATIONS = {("LLaMAMLP", None): 0, ("GemmaMLP", "tanh"): 1, ("GemmaMLP", "none"): 2}
+
+
+class Mat(ctypes.Structure):
+    _fields_ = [("kind", c_i64), ("N", c_i64), ("K", c_i64), ("w", c_ptr), ("scales", c_ptr), ("zeros", c_ptr),
+                ("bias", c_ptr)]  # fmt: skip
+
+
+class Layer(ctypes.Structure):
+    _fields_ = [
+        *((name, c_ptr) for name in ("norm_1", "post_attention_norm", "norm_2", "post_mlp_norm", "norm_q", "norm_k")),
+        *((name, Mat) for name in ("qkv", "proj", "fc_1", "fc_2", "mlp_proj")),
+        *((name, c_ptr) for name in ("k_cache", "v_cache", "cos", "sin")),
+        ("window", c_i64),
+    ]
+
+
+class Model(ctypes.Structure):
+    _fields_ = [
+        *((name, c_i64) for name in ("n_layer", "n_embd", "n_head", "n_groups", "head_size", "rope_n_elem",
+                                     "intermediate", "S", "activation", "qk_norm_full", "threads", "wte_kind")),
+        *((name, c_double) for name in ("eps", "embedding_scale", "attn_scale", "attn_softcap", "final_softcap")),
+        ("layers", ctypes.POINTER(Layer)), ("wte", c_ptr), ("ln_f", c_ptr), ("head", Mat),
+    ]  # fmt: skip
+
+
+class Unsupported(Exception):
+    """Something in the model that step.c does not compute (the caller falls back to PyTorch)."""
+
+
+def _mat(linear: torch.nn.Module, keep: list) -> Mat:
+    """The kernel's view of a linear layer: a plain float, DecodeLinear, Int8Linear or gemv-layout Int4Linear."""
+    from litgpt.quantize import Int4Linear, Int8Linear
+
+    bias = getattr(linear, "bias", None)
+    if bias is not None:
+        bias = bias.detach().float().contiguous()
+        keep.append(bias)
+    bias_ptr = None if bias is None else bias.data_ptr()
+    if type(linear) in (torch.nn.Linear, kernels.DecodeLinear):
+        w = linear.weight
+        if w.dtype not in kernels.FLOAT_KINDS or not w.is_contiguous() or w.device.type != "cpu":
+            raise Unsupported(f"weight of dtype {w.dtype}")
+        kind = kernels.FLOAT_KINDS[w.dtype]
+        return Mat(KIND_CODES[kind], w.shape[0], w.shape[1], w.data_ptr(), None, None, bias_ptr)
+    if type(linear) is Int8Linear and linear.use_kernel and linear.in_features % kernels.QUANT_BLOCK == 0:
+        scales = linear.scales.float().contiguous()
+        keep.append(scales)
+        q = linear.qweight
+        return Mat(KIND_CODES["i8"], q.shape[0], q.shape[1], q.data_ptr(), scales.data_ptr(), None, bias_ptr)
+    if type(linear) is Int4Linear and linear.layout == "gemv":
+        q = linear.qweight
+        return Mat(KIND_CODES["i4"], linear.out_features, linear.in_features, q.data_ptr(), linear.scales.data_ptr(),
+                   linear.zeros.data_ptr(), bias_ptr)  # fmt: skip
+    raise Unsupported(f"layer {type(linear).__name__}")
+
+
+def _norm(module: torch.nn.Module, keep: list) -> int | None:
+    from litgpt.model import RMSNorm
+
+    if isinstance(module, torch.nn.Identity):
+        return None
+    if type(module) is not RMSNorm:
+        raise Unsupported(f"norm {type(module).__name__}")
+    w = module.weight.detach().float() + (1.0 if module.unit_offset else 0.0)
+    w = w.contiguous()
+    keep.append(w)
+    return w.data_ptr()
+
+
+class FusedDecoder:
+    """``decoder(token, pos)`` -> float32 logits (1, vocab) of a one-token decode step at ``pos``, in one C call.
+
+    Holds raw pointers into the model: valid while the model's parameters and KV cache are not replaced (build a
+    new one after ``set_kv_cache`` or ``model.to``)."""
+
+    def __init__(self, model, keep: list, struct: Model, layers) -> None:
+        self.model, self._keep, self._struct, self._layers = model, keep, struct, layers
+        self.vocab = struct.head.N
+        self._lib = kernels._library()
+
+    def __call__(self, token: int, pos: int) -> torch.Tensor:
+        logits = torch.empty(1, self.vocab, dtype=torch.float32)
+        if not self._lib.decode_step(ctypes.byref(self._struct), int(token), int(pos), logits.data_ptr()):
+            raise RuntimeError("the fused decode step could not run (position outside the KV cache, or no memory)")
+        return logits
+
+
+def fused_decoder(model) -> FusedDecoder | None:
+    """A :class:`FusedDecoder` for ``model`` (a GPT with a KV cache for one sequence), or None where ``step.c``
+    does not cover it, the kernels are unavailable, or ``LITGPT_FUSED_DECODE=0``."""
+    if os.environ.get("LITGPT_FUSED_DECODE", "1") == "0" or not kernels.available():
+        return None
+    try:
+        return _build(model)
+    except Unsupported:
+        return None
+
+
+def _build(model) -> FusedDecoder:
+    cfg = model.config
+    activation = ACTIVATIONS.get((cfg.mlp_class_name, None if cfg.mlp_class_name == "LLaMAMLP" else cfg.gelu_approximate))
+    if activation is None or cfg.parallel_residual or cfg.n_expert:
+        raise Unsupported("architecture")
+    if torch.is_grad_enabled() and any(p.requires_grad for p in model.parameters()):
+        raise Unsupported("autograd")
+    cache = model.transformer.h[0].attn.kv_cache
+    if cache is None or cache.k.shape[0] != 1:
+        raise Unsupported("cache")
+    wte = model.transformer.wte.weight
+    if wte.dtype not in kernels.FLOAT_KINDS or not wte.is_contiguous() or wte.device.type != "cpu":
+        raise Unsupported("embedding")
+    cos, sin = model._rope(wte.device)
+    keep: list = [cos, sin]
+    S = cache.k.shape[2]
+    layers = (Layer * cfg.n_layer)()
+    for i, block in enumerate(model.transformer.h):
+        attn, mlp, kv = block.attn, block.mlp, block.attn.kv_cache
+        for t in (kv.k, kv.v):
+            if t.dtype != torch.float32 or not t.is_contiguous() or t.shape[0] != 1 or t.shape[2] != S:
+                raise Unsupported("cache")
+        if cfg.norm_qk:
+            norm_q, norm_k = _norm(attn.norm_q, keep), _norm(attn.norm_k, keep)
+        else:
+            norm_q = norm_k = None
+        table = model.rope_table_of[i]
+        layers[i] = Layer(
+            _norm(block.norm_1, keep), _norm(block.post_attention_norm, keep), _norm(block.norm_2, keep),
+            _norm(block.post_mlp_norm, keep), norm_q, norm_k,
+            _mat(attn.qkv, keep), _mat(attn.proj, keep), _mat(mlp.fc_1, keep), _mat(mlp.fc_2, keep),
+            _mat(mlp.proj, keep), kv.k.data_ptr(), kv.v.data_ptr(), cos[table].data_ptr(), sin[table].data_ptr(),
+            cfg.sliding_window_size if cfg.is_sliding(i) else 0,
+        )  # fmt: skip
+    if cos.shape[1] < S or cos.dtype != torch.float32:
+        raise Unsupported("rope table")
+    struct = Model(
+        cfg.n_layer, cfg.n_embd, cfg.n_head, cfg.n_query_groups, cfg.head_size, cfg.rope_n_elem,
+        model.transformer.h[0].mlp.fc_1.out_features, S, activation,
+        int(bool(cfg.norm_qk) and cfg.norm_qk_type == "olmo2"), torch.get_num_threads(),
+        KIND_CODES[kernels.FLOAT_KINDS[wte.dtype]],
+        cfg.norm_eps, cfg.n_embd**0.5 if cfg.scale_embeddings else 1.0, model.transformer.h[0].attn.scale,
+        cfg.attention_logit_softcapping or 0.0, cfg.final_logit_softcapping or 0.0,
+        layers, wte.data_ptr(), _norm(model.transformer.ln_f, keep), _mat(model.lm_head, keep),
+    )  # fmt: skip
+    return FusedDecoder(model, keep, struct, layers)

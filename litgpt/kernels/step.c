@@ -1,0 +1,192 @@
+/* One whole decode step of a single sequence in C: embedding row -> every block -> final norm -> logits.
+
+   Eager PyTorch spends about 20 small operator calls per block on a decode step (norms, rotary embedding, cache
+   writes, attention, residuals), tens of microseconds each on a small CPU: for a 30-layer model that is more time
+   than reading the weights. This file runs the same arithmetic as litgpt/model.py for the architectures it
+   describes (RMSNorm, sequential residual, optional post norms, q/k norms, rotate-half RoPE, grouped-query attention
+   with sliding windows and soft-capping, gated MLP), with the matrix products done by gemv.c's kernels. Python
+   (litgpt/kernels/fused.py) fills the structs below once per generation with pointers into the model's own
+   parameters and KV cache, so this step and PyTorch's forward read and write the same memory and can alternate
+   (PyTorch prefills, C decodes). Everything is float32 except the weights (see gemv.c for their kinds). */
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+void gemv_f32(const float *x, const float *w, float *y, int64_t M, int64_t N, int64_t K, int threads);
+void gemv_bf16(const float *x, const uint16_t *w, float *y, int64_t M, int64_t N, int64_t K, int threads);
+int gemv_i8(const float *x, const int8_t *w, const float *scales, float *y, int64_t M, int64_t N, int64_t K,
+            int threads);
+int gemv_i4(const float *x, const uint8_t *w, const float *scales, const float *zeros, float *y, int64_t M,
+            int64_t N, int64_t K, int threads);
+
+enum { KIND_F32 = 0, KIND_BF16 = 1, KIND_I8 = 2, KIND_I4 = 3 };
+enum { ACT_SILU = 0, ACT_GELU_TANH = 1, ACT_GELU = 2 };
+
+typedef struct {
+    int64_t kind, N, K;
+    const void *w;
+    const float *scales, *zeros, *bias; /* scales/zeros: quantized kinds only; bias: NULL when absent */
+} Mat;
+
+typedef struct {
+    /* norm weights as applied (Gemma's 1 + w already added), float32; NULL when the model has no such norm */
+    const float *norm_1, *post_attention_norm, *norm_2, *post_mlp_norm, *norm_q, *norm_k;
+    Mat qkv, proj, fc_1, fc_2, mlp_proj;
+    float *k_cache, *v_cache; /* (n_groups, S, head_size): batch row 0 of the model's KV cache */
+    const float *cos, *sin;   /* (S, rope_n_elem): this layer's rotary table */
+    int64_t window;           /* sliding window length; 0 = every earlier position */
+} Layer;
+
+typedef struct {
+    int64_t n_layer, n_embd, n_head, n_groups, head_size, rope_n_elem, intermediate, S, activation, qk_norm_full,
+        threads, wte_kind;
+    double eps, embedding_scale, attn_scale, attn_softcap, final_softcap; /* softcaps: 0 = none */
+    const Layer *layers;
+    const void *wte; /* (vocab, n_embd) float32 or bfloat16 */
+    const float *ln_f;
+    Mat head;
+} Model;
+
+static int matvec(const Mat *m, const float *x, float *y, int threads) {
+    int ok = 1;
+    switch (m->kind) {
+    case KIND_F32: gemv_f32(x, (const float *)m->w, y, 1, m->N, m->K, threads); break;
+    case KIND_BF16: gemv_bf16(x, (const uint16_t *)m->w, y, 1, m->N, m->K, threads); break;
+    case KIND_I8: ok = gemv_i8(x, (const int8_t *)m->w, m->scales, y, 1, m->N, m->K, threads); break;
+    case KIND_I4: ok = gemv_i4(x, (const uint8_t *)m->w, m->scales, m->zeros, y, 1, m->N, m->K, threads); break;
+    default: return 0;
+    }
+    if (m->bias)
+        for (int64_t n = 0; n < m->N; n++) y[n] += m->bias[n];
+    return ok;
+}
+
+static void rmsnorm(const float *x, const float *w, float *out, int64_t n, double eps) {
+    double ss = 0.0;
+    for (int64_t i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    float r = (float)(1.0 / sqrt(ss / (double)n + eps));
+    for (int64_t i = 0; i < n; i++) out[i] = x[i] * r * w[i];
+}
+
+/* rotate-half RoPE on the first n features of one head, at one position */
+static void rope(float *v, const float *cos, const float *sin, int64_t n) {
+    const int64_t half = n / 2;
+    for (int64_t i = 0; i < half; i++) {
+        float a = v[i], b = v[i + half];
+        v[i] = a * cos[i] - b * sin[i];
+        v[i + half] = b * cos[i + half] + a * sin[i + half];
+    }
+}
+
+static float activation(float v, int64_t kind) {
+    if (kind == ACT_SILU) return v / (1.0f + expf(-v));
+    if (kind == ACT_GELU_TANH) return 0.5f * v * (1.0f + tanhf(0.7978845608f * (v + 0.044715f * v * v * v)));
+    return 0.5f * v * (1.0f + erff(v * 0.70710678f));
+}
+
+/* q: (n_head, hs) at position pos; keys/values read from the cache up to pos; out: (n_head, hs) */
+static void attend(const Model *md, const Layer *L, const float *q, int64_t pos, float *scores, float *out) {
+    const int64_t hs = md->head_size, S = md->S, per_group = md->n_head / md->n_groups;
+    const int64_t lo = L->window > 0 && pos - L->window + 1 > 0 ? pos - L->window + 1 : 0;
+#pragma omp parallel for num_threads((int)md->threads) schedule(static)
+    for (int64_t h = 0; h < md->n_head; h++) {
+        const float *qh = q + h * hs;
+        const float *K = L->k_cache + (h / per_group) * S * hs, *V = L->v_cache + (h / per_group) * S * hs;
+        float *s = scores + h * S, *o = out + h * hs;
+        float best = -INFINITY;
+        for (int64_t j = lo; j <= pos; j++) {
+            float dot = 0.0f;
+            for (int64_t d = 0; d < hs; d++) dot += qh[d] * K[j * hs + d];
+            dot *= (float)md->attn_scale;
+            if (md->attn_softcap > 0) dot = tanhf(dot / (float)md->attn_softcap) * (float)md->attn_softcap;
+            s[j] = dot;
+            best = dot > best ? dot : best;
+        }
+        float total = 0.0f;
+        for (int64_t j = lo; j <= pos; j++) total += (s[j] = expf(s[j] - best));
+        for (int64_t d = 0; d < hs; d++) o[d] = 0.0f;
+        for (int64_t j = lo; j <= pos; j++) {
+            const float p = s[j] / total, *vj = V + j * hs;
+            for (int64_t d = 0; d < hs; d++) o[d] += p * vj[d];
+        }
+    }
+}
+
+/* Logits (vocab) for `token` at position `pos` (< S); writes this position's keys and values into every layer's
+   cache. Returns 1, or 0 when a kernel could not run (a shape the Python side should have refused) or on no memory. */
+int decode_step(const Model *md, int64_t token, int64_t pos, float *logits) {
+    const int64_t E = md->n_embd, hs = md->head_size, nh = md->n_head, ng = md->n_groups, I = md->intermediate;
+    const int64_t qsize = nh * hs, kvsize = ng * hs, n = md->rope_n_elem;
+    const int threads = (int)md->threads;
+    const int64_t total = 3 * E + (qsize + 2 * kvsize) + qsize + 2 * I + nh * md->S;
+    float *buf = (float *)malloc(sizeof(float) * (size_t)total);
+    if (!buf || pos < 0 || pos >= md->S) {
+        free(buf);
+        return 0;
+    }
+    float *x = buf, *xn = x + E, *tmp = xn + E, *qkv = tmp + E, *att = qkv + qsize + 2 * kvsize;
+    float *h1 = att + qsize, *h2 = h1 + I, *scores = h2 + I;
+    int ok = 1;
+
+    if (md->wte_kind == KIND_BF16) {
+        const uint16_t *row = (const uint16_t *)md->wte + token * E;
+        for (int64_t i = 0; i < E; i++) {
+            uint32_t bits = (uint32_t)row[i] << 16;
+            memcpy(x + i, &bits, sizeof(float));
+        }
+    } else {
+        memcpy(x, (const float *)md->wte + token * E, sizeof(float) * (size_t)E);
+    }
+    if (md->embedding_scale != 1.0)
+        for (int64_t i = 0; i < E; i++) x[i] *= (float)md->embedding_scale;
+
+    for (int64_t l = 0; l < md->n_layer && ok; l++) {
+        const Layer *L = md->layers + l;
+        if (L->norm_1) rmsnorm(x, L->norm_1, xn, E, md->eps);
+        else memcpy(xn, x, sizeof(float) * (size_t)E);
+        ok &= matvec(&L->qkv, xn, qkv, threads);
+        float *q = qkv, *k = qkv + qsize, *v = k + kvsize;
+        if (L->norm_q && md->qk_norm_full) {
+            rmsnorm(q, L->norm_q, q, qsize, md->eps);
+            rmsnorm(k, L->norm_k, k, kvsize, md->eps);
+        } else if (L->norm_q) {
+            for (int64_t h = 0; h < nh; h++) rmsnorm(q + h * hs, L->norm_q, q + h * hs, hs, md->eps);
+            for (int64_t g = 0; g < ng; g++) rmsnorm(k + g * hs, L->norm_k, k + g * hs, hs, md->eps);
+        }
+        if (n > 0) {
+            const float *c = L->cos + pos * n, *s = L->sin + pos * n;
+            for (int64_t h = 0; h < nh; h++) rope(q + h * hs, c, s, n);
+            for (int64_t g = 0; g < ng; g++) rope(k + g * hs, c, s, n);
+        }
+        for (int64_t g = 0; g < ng; g++) {
+            memcpy(L->k_cache + (g * md->S + pos) * hs, k + g * hs, sizeof(float) * (size_t)hs);
+            memcpy(L->v_cache + (g * md->S + pos) * hs, v + g * hs, sizeof(float) * (size_t)hs);
+        }
+        attend(md, L, q, pos, scores, att);
+        ok &= matvec(&L->proj, att, tmp, threads);
+        if (L->post_attention_norm) rmsnorm(tmp, L->post_attention_norm, tmp, E, md->eps);
+        for (int64_t i = 0; i < E; i++) x[i] += tmp[i];
+
+        if (L->norm_2) rmsnorm(x, L->norm_2, xn, E, md->eps);
+        else memcpy(xn, x, sizeof(float) * (size_t)E);
+        ok &= matvec(&L->fc_1, xn, h1, threads);
+        ok &= matvec(&L->fc_2, xn, h2, threads);
+        for (int64_t i = 0; i < I; i++) h1[i] = activation(h1[i], md->activation) * h2[i];
+        ok &= matvec(&L->mlp_proj, h1, tmp, threads);
+        if (L->post_mlp_norm) rmsnorm(tmp, L->post_mlp_norm, tmp, E, md->eps);
+        for (int64_t i = 0; i < E; i++) x[i] += tmp[i];
+    }
+    if (ok) {
+        if (md->ln_f) rmsnorm(x, md->ln_f, xn, E, md->eps);
+        else memcpy(xn, x, sizeof(float) * (size_t)E);
+        ok &= matvec(&md->head, xn, logits, threads);
+        if (ok && md->final_softcap > 0) {
+            const float cap = (float)md->final_softcap;
+            for (int64_t i = 0; i < md->head.N; i++) logits[i] = tanhf(logits[i] / cap) * cap;
+        }
+    }
+    free(buf);
+    return ok;
+}

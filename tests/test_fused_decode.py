@@ -1,0 +1,125 @@
+"""The one-call C decode step (litgpt/kernels/step.c via fused.py) against the PyTorch forward on the same weights.
+
+PyTorch's forward is itself checked against transformers (test_convert.py, test_real_generation.py, which now
+decodes through the fused step), so agreement here carries that parity over to every architecture listed."""
+
+import pytest
+import torch
+
+from litgpt import kernels
+from litgpt.generation import generate
+from litgpt.kernels.fused import fused_decoder
+from litgpt.quantize import quantize_model
+from tests.test_model import tiny
+
+pytestmark = pytest.mark.skipif(not kernels.available(), reason="needs an x86-64 CPU with AVX2 and a C compiler")
+
+COVERED = {
+    "SmolLM2-135M": dict(n_layer=2, n_query_groups=2),  # GQA
+    "Llama-3.1-8B": dict(n_layer=2, n_query_groups=2),  # frequency-dependent RoPE scaling
+    "Mistral-7B-v0.1": dict(n_layer=2, n_query_groups=1, sliding_window_size=5, sliding_window_indices=[1, 1]),  # every layer windowed
+    "Gemma-2-2b": dict(n_layer=2, n_query_groups=2, sliding_window_size=5, sliding_window_indices=[1, 0]),
+    "gemma-3-270m": dict(
+        n_layer=3, n_query_groups=1, sliding_window_size=5, sliding_window_indices=[1, 1, 0], rope_indices=[1, 1, 0]
+    ),
+    "Qwen2.5-0.5B": dict(n_layer=2, n_query_groups=2),  # biased q/k/v
+    "Qwen3-8B": dict(n_layer=2, n_query_groups=2),  # per-head q/k norms
+    "OLMo-2-1124-7B": dict(n_layer=2, n_query_groups=4),  # q/k norms over all heads, post norms only
+    "phi-4-mini-instruct": dict(n_layer=2, n_query_groups=2, sliding_window_indices=[1, 1]),  # partial rotary
+}
+NOT_COVERED = {
+    "pythia-14m": dict(n_layer=2),  # LayerNorm, parallel residual
+    "Mixtral-8x7B-v0.1": dict(n_layer=2, n_query_groups=2, n_expert=4, n_expert_per_token=2),
+}
+
+
+def prepared(name: str, overrides: dict, weights: str):
+    model = tiny(name, **overrides)
+    if weights == "bf16":
+        model = model.to(torch.bfloat16)
+        kernels.use_decode_kernels(model)  # bfloat16 weights, float32 activations and cache
+    elif weights in ("int8", "int4"):
+        quantize_model(model, weights, group_size=32)
+    return model
+
+
+def decode_both_ways(model, prompt: torch.Tensor, tokens: torch.Tensor):
+    """Logits of each step after a PyTorch prefill: (PyTorch steps, fused steps), and the two final caches."""
+    out, caches = [], []
+    for use_fused in (False, True):
+        model.set_kv_cache(1, max_seq_length=32)
+        T = prompt.shape[1]
+        with torch.inference_mode():
+            model(prompt, torch.arange(T), input_pos_maxp1=T)
+            fused = fused_decoder(model) if use_fused else None
+            steps = []
+            for i, token in enumerate(tokens.tolist()):
+                pos = T + i
+                if fused is None:
+                    steps.append(model(torch.tensor([[token]]), torch.tensor([pos]), input_pos_maxp1=pos + 1)[:, -1])
+                else:
+                    steps.append(fused(token, pos))
+        out.append(torch.cat(steps).float())
+        caches.append([b.attn.kv_cache.k.clone() for b in model.transformer.h])
+    return out, caches
+
+
+@pytest.mark.parametrize("weights", ["f32", "bf16", "int8", "int4"])
+@pytest.mark.parametrize("name", sorted(COVERED))
+def test_fused_step_matches_pytorch_forward(name, weights):
+    model = prepared(name, COVERED[name], weights)
+    torch.manual_seed(1)
+    prompt, tokens = torch.randint(0, 97, (1, 6)), torch.randint(0, 97, (18,))  # past every sliding window above
+    (reference, got), (ref_cache, got_cache) = decode_both_ways(model, prompt, tokens)
+    if weights in ("f32", "bf16"):
+        torch.testing.assert_close(got, reference, atol=1e-5 * reference.abs().max().item(), rtol=0)
+        for a, b in zip(got_cache, ref_cache):  # every position written, the same way
+            torch.testing.assert_close(a, b, atol=1e-5 * b.abs().max().item(), rtol=0)
+    else:
+        # both round the activations to int8 blocks before each product; a float32 difference in the last bit can
+        # move one rounding, which the next layers carry on: compare the error over all values instead
+        def error(a, b):
+            return ((a - b).norm() / b.norm()).item()
+
+        assert error(got, reference) < 1e-2
+        assert max(error(a, b) for a, b in zip(got_cache, ref_cache)) < 1e-2
+
+
+@pytest.mark.parametrize("name", sorted(NOT_COVERED))
+def test_uncovered_architectures_keep_the_pytorch_step(name):
+    model = tiny(name, **NOT_COVERED[name])
+    model.set_kv_cache(1, max_seq_length=16)
+    with torch.inference_mode():
+        assert fused_decoder(model) is None
+
+
+def test_fused_step_needs_a_float32_cache_for_one_sequence():
+    model = tiny("SmolLM2-135M", **COVERED["SmolLM2-135M"])
+    with torch.inference_mode():
+        model.set_kv_cache(2, max_seq_length=16)
+        assert fused_decoder(model) is None  # a batch: the PyTorch step
+        model.set_kv_cache(1, max_seq_length=16, dtype=torch.bfloat16)
+        assert fused_decoder(model) is None
+        model.set_kv_cache(1, max_seq_length=16)
+        assert fused_decoder(model) is not None
+    assert fused_decoder(model) is None  # gradients enabled for trainable parameters: never the fused step
+
+
+def test_generate_is_the_same_with_and_without_the_fused_step(monkeypatch):
+    model = tiny("gemma-3-270m", **COVERED["gemma-3-270m"])
+    prompt = torch.tensor([3, 17, 42, 5])
+    torch.manual_seed(0)
+    calls = []
+    from litgpt.kernels import fused as fused_module
+
+    original = fused_module.FusedDecoder.__call__
+    monkeypatch.setattr(fused_module.FusedDecoder, "__call__", lambda self, *a: calls.append(a) or original(self, *a))
+    for sampling in (dict(temperature=0.0), dict(temperature=0.8, top_k=20, top_p=0.9)):
+        with_fused = generate(model, prompt, 20, generator=torch.Generator().manual_seed(3), **sampling)
+        assert len(calls) == 19
+        calls.clear()
+        monkeypatch.setenv("LITGPT_FUSED_DECODE", "0")
+        without = generate(model, prompt, 20, generator=torch.Generator().manual_seed(3), **sampling)
+        monkeypatch.delenv("LITGPT_FUSED_DECODE")
+        assert not calls
+        assert torch.equal(with_fused, without)
