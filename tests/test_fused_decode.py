@@ -72,9 +72,11 @@ def test_fused_step_matches_pytorch_forward(name, weights):
     prompt, tokens = torch.randint(0, 97, (1, 6)), torch.randint(0, 97, (18,))  # past every sliding window above
     (reference, got), (ref_cache, got_cache) = decode_both_ways(model, prompt, tokens)
     if weights in ("f32", "bf16"):
-        torch.testing.assert_close(got, reference, atol=1e-5 * reference.abs().max().item(), rtol=0)
+        # bfloat16 weights: with AVX512-BF16 the kernels keep about 16 bits of x, summed in another order
+        tolerance = 1e-5 if weights == "f32" else 1e-4
+        torch.testing.assert_close(got, reference, atol=tolerance * reference.abs().max().item(), rtol=0)
         for a, b in zip(got_cache, ref_cache):  # every position written, the same way
-            torch.testing.assert_close(a, b, atol=1e-5 * b.abs().max().item(), rtol=0)
+            torch.testing.assert_close(a, b, atol=tolerance * b.abs().max().item(), rtol=0)
     else:
         # both round the activations to int8 blocks before each product; a float32 difference in the last bit can
         # move one rounding, which the next layers carry on: compare the error over all values instead

@@ -87,6 +87,7 @@ def _library() -> ctypes.CDLL | None:
     lib.gemv_i4.argtypes = [p, p, p, p, p, i64, i64, i64, i32]
     lib.gemv_i8.restype = lib.gemv_i4.restype = lib.decode_step.restype = i32
     lib.decode_step.argtypes = [p, i64, i64, p]
+    lib.has_avx512_bf16.restype = i32
     return lib
 
 
@@ -102,6 +103,12 @@ def available() -> bool:
     if _AVAILABLE is None:
         _AVAILABLE = _library() is not None
     return _AVAILABLE
+
+
+@cache
+def native_bf16() -> bool:
+    """True on CPUs with AVX512-BF16, where bfloat16 matrix products (oneDNN's, and ours) are fast."""
+    return available() and bool(_library().has_avx512_bf16())
 
 
 def _run(kind: str, x: torch.Tensor, w: torch.Tensor, scales, zeros) -> torch.Tensor:
@@ -204,7 +211,9 @@ class DecodeLinear(torch.nn.Linear):
             out = out.reshape(*x.shape[:-1], self.out_features)
             return out if self.bias is None else out + self.bias
         if x.dtype != w.dtype:  # float32 activations with bfloat16 weights (GPT.activation_dtype): a prefill
-            # converts the weight for one float32 matmul, much faster here than a bfloat16 one
+            if w.dtype == torch.bfloat16 and native_bf16():  # one bfloat16 product (oneDNN), 4x faster here
+                return F.linear(x.to(w.dtype), w, self.bias).to(x.dtype)
+            # elsewhere converting the weight for one float32 product is much faster than a bfloat16 one
             bias = None if self.bias is None else self.bias.to(x.dtype)
             return F.linear(x, w.to(x.dtype), bias)
         return super().forward(x)
