@@ -25,6 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from litgpt import kernels  # noqa: E402
 from litgpt.api import LLM  # noqa: E402
 from litgpt.loading import resolve_checkpoint  # noqa: E402
 from litgpt.reference import OFFLINE_MODELS, gguf_source, hf_reference_folder  # noqa: E402
@@ -128,8 +129,9 @@ def main() -> None:
     os.chdir(work)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     print(f"# Decode benchmark: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {device}\n")  # fmt: skip
-    rows, batch_rows = [], []
+          f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {device}, CPU capability "
+          f"{torch.backends.cpu.get_cpu_capability()}, AVX512-BF16 {kernels.native_bf16()}\n")  # fmt: skip
+    rows, batch_rows, llama_speed = [], [], {}
     for key in args.models:
         checkpoint = resolve_checkpoint(OFFLINE_MODELS[key])
         hf_dir = hf_reference_folder(key, work / f"hf-{key}")
@@ -142,7 +144,7 @@ def main() -> None:
             ours(llm, 8)()  # warm-up
             variants = [("litgpt", ours(llm, args.new_tokens))]
             last = dtype_name == args.dtypes[-1]
-            extra = [(f"litgpt {q} (float32 activations)", q, False) for q in args.quantize if last]
+            extra = [(f"litgpt {q}", q, False) for q in args.quantize if last]
             if args.compile:
                 extra.append(("litgpt compiled", None, True))
             for name, quantize, compile_ in extra:
@@ -162,7 +164,9 @@ def main() -> None:
             rows.append((key, dtype_name, "transformers", ref_speed, ref_ttft, 1.0))
             for name, fn in variants:
                 ttft, speed = timed(fn, args.repeats)
-                rows.append((key, dtype_name, name, speed, ttft, speed / ref_speed))
+                # quantized variants: weights int8/int4, activations float32; compared with transformers' last dtype
+                weights = name.split()[1] if name.split()[1:2] in (["int8"], ["int4"]) else dtype_name
+                rows.append((key, weights, name, speed, ttft, speed / ref_speed))
             if dtype_name == args.dtypes[0]:
                 batch, loop = batched_vs_loop(llm, args.new_tokens)
                 batch_rows.append((key, dtype_name, batch, loop, loop / batch))
@@ -171,13 +175,16 @@ def main() -> None:
             run = llama_cpp(gguf_source(key), args.new_tokens)
             run()
             ttft, speed = timed(run, args.repeats)
-            rows.append((key, "GGUF as shipped", "llama-cpp-python", speed, ttft, float("nan")))
+            rows.append((key, "GGUF as shipped", "llama-cpp-python", speed, ttft, None))
+            llama_speed[key] = speed
         except ImportError:
             pass
-    print("| model | weights | implementation | tokens/s | time to first token (s) | ratio vs transformers |")
-    print("|---|---|---|---|---|---|")
+    print("| model | weights | implementation | tokens/s | time to first token (s) | vs transformers | vs llama.cpp |")
+    print("|---|---|---|---|---|---|---|")
     for key, dtype_name, name, speed, ttft, ratio in rows:
-        print(f"| {OFFLINE_MODELS[key]} | {dtype_name} | {name} | {speed:.1f} | {ttft:.3f} | {ratio:.2f}x |")
+        vs_tf = "" if ratio is None else f"{ratio:.2f}x"
+        vs_llama = f"{speed / llama_speed[key]:.2f}x" if key in llama_speed else ""
+        print(f"| {OFFLINE_MODELS[key]} | {dtype_name} | {name} | {speed:.1f} | {ttft:.3f} | {vs_tf} | {vs_llama} |")
     print(f"\nBatched generation: 4 prompts, {args.new_tokens} new tokens each, greedy\n")
     print("| model | weights | one batch (s) | one by one (s) | speed-up |")
     print("|---|---|---|---|---|")

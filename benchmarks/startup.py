@@ -17,16 +17,29 @@ import time
 from pathlib import Path
 
 
+def generate_command(checkpoint: Path, new_tokens: int) -> list[str]:
+    return [sys.executable, "-m", "litgpt", "generate", str(checkpoint), "--max_new_tokens", str(new_tokens),
+            "--temperature", "0"]  # fmt: skip
+
+
 def first_token_seconds(checkpoint: Path, cwd: Path) -> float:
     start = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "litgpt", "generate", str(checkpoint), "--max_new_tokens", "8", "--temperature", "0"],
-        cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    proc = subprocess.Popen(generate_command(checkpoint, 8), cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     proc.stdout.read(1)  # the first character the model writes
     elapsed = time.perf_counter() - start
+    proc.stdout.read()
     proc.wait()
     return elapsed
+
+
+def peak_rss_mb(command: list[str], cwd: Path) -> float:
+    """Peak resident memory of one process running ``command`` (Linux: ru_maxrss in KiB)."""
+    proc = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise SystemExit(f"{' '.join(command)} failed with exit code {proc.returncode}")
+    return usage.ru_maxrss / 1024
 
 
 def main() -> None:
@@ -47,6 +60,17 @@ def main() -> None:
     print("| model | cold process to first token (s), median | min | max |")
     print("|---|---|---|---|")
     print(f"| {args.model} | {statistics.median(times):.2f} | {min(times):.2f} | {max(times):.2f} |")
+    weights = sum(f.stat().st_size for f in checkpoint.glob("*.safetensors")) or sum(
+        f.stat().st_size for f in checkpoint.glob("*.pth")
+    )
+    load = [sys.executable, "-c", f"from litgpt.api import LLM; LLM.load({str(checkpoint)!r})"]
+    baseline = [sys.executable, "-c", "import torch, litgpt.api"]
+    print("\n| process | peak resident memory (MB) |")
+    print("|---|---|")
+    print(f"| weights on disk | {weights / 2**20:.0f} |")
+    print(f"| python + torch + litgpt imported, no model | {peak_rss_mb(baseline, work):.0f} |")
+    print(f"| `LLM.load` (memory-mapped weights) | {peak_rss_mb(load, work):.0f} |")
+    print(f"| `litgpt generate`, 128 new tokens | {peak_rss_mb(generate_command(checkpoint, 128), work):.0f} |")
 
 
 if __name__ == "__main__":
