@@ -125,3 +125,21 @@ def test_generate_is_the_same_with_and_without_the_fused_step(monkeypatch):
         monkeypatch.delenv("LITGPT_FUSED_DECODE")
         assert not calls
         assert torch.equal(with_fused, without)
+
+
+@pytest.mark.parametrize("wrap", ["adapter", "adapter_v2", "lora"])
+def test_finetuned_wrappers_keep_the_pytorch_step(wrap):
+    """Adapter prefixes, adapter-v2 scales and unmerged LoRA are computed by their PyTorch modules, never skipped."""
+    from litgpt.adapter import add_adapter, add_adapter_v2
+    from litgpt.lora import LoRASettings, add_lora
+
+    model = tiny("SmolLM2-135M", **COVERED["SmolLM2-135M"])
+    if wrap == "adapter":
+        add_adapter(model, prompt_length=4, start_layer=0)
+    elif wrap == "adapter_v2":
+        add_adapter_v2(model, prompt_length=4, start_layer=0)
+    else:
+        add_lora(model, LoRASettings(r=4, alpha=8))
+    model.set_kv_cache(1, max_seq_length=16)
+    with torch.inference_mode():
+        assert fused_decoder(model) is None

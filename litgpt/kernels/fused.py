@@ -135,8 +135,15 @@ def _build(model) -> FusedDecoder:
     keep: list = [cos, sin]
     S = cache.k.shape[2]
     layers = (Layer * cfg.n_layer)()
+    from litgpt.model import GPT, Block, CausalSelfAttention, GemmaMLP, LLaMAMLP
+
+    if type(model) is not GPT:
+        raise Unsupported("model class")
     for i, block in enumerate(model.transformer.h):
         attn, mlp, kv = block.attn, block.mlp, block.attn.kv_cache
+        # exact classes: a subclass (an adapter's attention, say) computes something step.c does not
+        if type(block) is not Block or type(attn) is not CausalSelfAttention or type(mlp) not in (LLaMAMLP, GemmaMLP):
+            raise Unsupported("module class")
         for t in (kv.k, kv.v):
             if t.dtype != torch.float32 or not t.is_contiguous() or t.shape[0] != 1 or t.shape[2] != S:
                 raise Unsupported("cache")
