@@ -64,9 +64,21 @@ def decode_both_ways(model, prompt: torch.Tensor, tokens: torch.Tensor):
     return out, caches
 
 
-@pytest.mark.parametrize("weights", ["f32", "bf16", "int8", "int4"])
+@pytest.mark.parametrize("weights", ["f32", "bf16-avx512", "bf16-avx2", "int8", "int4"])
 @pytest.mark.parametrize("name", sorted(COVERED))
 def test_fused_step_matches_pytorch_forward(name, weights):
+    if weights.startswith("bf16"):  # each bfloat16 kernel this CPU can run
+        if weights == "bf16-avx512" and not kernels.native_bf16():
+            pytest.skip("this CPU has no AVX512-BF16; its AVX2 path is the one tested")
+        kernels.allow_avx512(weights == "bf16-avx512")
+        weights = "bf16"
+    try:
+        check_fused_step(name, weights)
+    finally:
+        kernels.allow_avx512(True)
+
+
+def check_fused_step(name, weights):
     model = prepared(name, COVERED[name], weights)
     torch.manual_seed(1)
     prompt, tokens = torch.randint(0, 97, (1, 6)), torch.randint(0, 97, (18,))  # past every sliding window above
@@ -142,4 +154,19 @@ def test_finetuned_wrappers_keep_the_pytorch_step(wrap):
         add_lora(model, LoRASettings(r=4, alpha=8))
     model.set_kv_cache(1, max_seq_length=16)
     with torch.inference_mode():
+        assert fused_decoder(model) is None
+
+
+def test_hooked_or_resized_models_keep_the_pytorch_step():
+    """Hooks (tensor parallelism's all-reduce, pipeline placement) and layers whose shapes differ from the config
+    (a tensor-parallel shard) are never handed to step.c."""
+    model = tiny("SmolLM2-135M", **COVERED["SmolLM2-135M"])
+    model.set_kv_cache(1, max_seq_length=16)
+    with torch.inference_mode():
+        handle = model.transformer.h[1].attn.proj.register_forward_hook(lambda module, args, out: out * 2)
+        assert fused_decoder(model) is None
+        handle.remove()
+        assert fused_decoder(model) is not None
+        mlp = model.transformer.h[0].mlp
+        mlp.fc_1 = torch.nn.Linear(mlp.fc_1.in_features, mlp.fc_1.out_features // 2, bias=False)
         assert fused_decoder(model) is None

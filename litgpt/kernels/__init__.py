@@ -9,7 +9,9 @@ The C source is compiled on first use with the system C compiler into ``~/.cache
 written under a temporary name and renamed, so concurrent processes never load half a file) and loaded with
 ctypes. Where that is impossible (no compiler, not x86-64 with AVX2, ``LITGPT_KERNELS=0``), :func:`available` is
 False and callers keep PyTorch's own path. Under ``torch.compile`` the kernel is a custom op (``litgpt::gemv``,
-see :func:`register_for_compile`) so the compiled decode step stays one graph.
+see :func:`register_for_compile`) so the compiled decode step stays one graph. On CPUs with AVX512-BF16 the
+bfloat16 kernel multiplies bfloat16 pairs natively (``LITGPT_KERNELS_AVX512=0`` or :func:`allow_avx512` keeps the
+AVX2 path). The same library holds ``step.c``, the whole decode step of one sequence (see :mod:`.fused`).
 """
 
 from __future__ import annotations
@@ -88,6 +90,8 @@ def _library() -> ctypes.CDLL | None:
     lib.gemv_i8.restype = lib.gemv_i4.restype = lib.decode_step.restype = i32
     lib.decode_step.argtypes = [p, i64, i64, p]
     lib.has_avx512_bf16.restype = i32
+    lib.allow_avx512.argtypes = [i32]
+    lib.allow_avx512(int(os.environ.get("LITGPT_KERNELS_AVX512", "1") != "0"))
     return lib
 
 
@@ -105,10 +109,16 @@ def available() -> bool:
     return _AVAILABLE
 
 
-@cache
 def native_bf16() -> bool:
-    """True on CPUs with AVX512-BF16, where bfloat16 matrix products (oneDNN's, and ours) are fast."""
+    """True on CPUs with AVX512-BF16 (unless ``LITGPT_KERNELS_AVX512=0`` or ``allow_avx512(False)``), where
+    bfloat16 matrix products (oneDNN's, and ours) are fast."""
     return available() and bool(_library().has_avx512_bf16())
+
+
+def allow_avx512(on: bool) -> None:
+    """Let the kernels use AVX-512 where the CPU has it (the default), or keep them to their AVX2 paths."""
+    if available():
+        _library().allow_avx512(int(on))
 
 
 def _run(kind: str, x: torch.Tensor, w: torch.Tensor, scales, zeros) -> torch.Tensor:

@@ -139,13 +139,16 @@ def _build(model) -> FusedDecoder:
 
     if type(model) is not GPT:
         raise Unsupported("model class")
+    # hooks change what a module computes (tensor parallelism all-reduces, pipeline placement moves tensors)
+    if any(m._forward_hooks or m._forward_pre_hooks for m in model.modules()):
+        raise Unsupported("hooks")
     for i, block in enumerate(model.transformer.h):
         attn, mlp, kv = block.attn, block.mlp, block.attn.kv_cache
         # exact classes: a subclass (an adapter's attention, say) computes something step.c does not
         if type(block) is not Block or type(attn) is not CausalSelfAttention or type(mlp) not in (LLaMAMLP, GemmaMLP):
             raise Unsupported("module class")
         for t in (kv.k, kv.v):
-            if t.dtype != torch.float32 or not t.is_contiguous() or t.shape[0] != 1 or t.shape[2] != S:
+            if t.dtype != torch.float32 or not t.is_contiguous() or t.shape != (1, cfg.n_query_groups, S, cfg.head_size):
                 raise Unsupported("cache")
         if cfg.norm_qk:
             norm_q, norm_k = _norm(attn.norm_q, keep), _norm(attn.norm_k, keep)
@@ -161,6 +164,19 @@ def _build(model) -> FusedDecoder:
         )  # fmt: skip
     if cos.shape[1] < S or cos.dtype != torch.float32:
         raise Unsupported("rope table")
+    # every shape as step.c assumes it (a sharded or otherwise altered layer must never be read out of bounds)
+    E, hs, inner = cfg.n_embd, cfg.head_size, model.transformer.h[0].mlp.fc_1.out_features
+    q, kv = cfg.n_head * hs, cfg.n_query_groups * hs
+    expected = {"qkv": (q + 2 * kv, E), "proj": (E, q), "fc_1": (inner, E), "fc_2": (inner, E), "mlp_proj": (E, inner)}
+    for layer in layers:
+        for field, shape in expected.items():
+            mat = getattr(layer, field)
+            if (mat.N, mat.K) != shape:
+                raise Unsupported(f"{field} shape")
+    if wte.shape[1] != E or model.lm_head.in_features != E:
+        raise Unsupported("embedding or head shape")
+    if any(block.attn.config is not cfg for block in model.transformer.h):
+        raise Unsupported("per-layer config")
     struct = Model(
         cfg.n_layer, cfg.n_embd, cfg.n_head, cfg.n_query_groups, cfg.head_size, cfg.rope_n_elem,
         model.transformer.h[0].mlp.fc_1.out_features, S, activation,

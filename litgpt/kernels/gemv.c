@@ -114,10 +114,14 @@ static void gemv_bf16_pairs(const float *x, const uint16_t *w, float *y, int64_t
    instructions of converting every weight to float32. Needs K % 32 == 0. */
 #define AVX512_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
 
+static int avx512_allowed = 1;
+
+void allow_avx512(int on) { avx512_allowed = on; } /* 0: the AVX2 paths only (tests, LITGPT_KERNELS_AVX512=0) */
+
 int has_avx512_bf16(void) {
     static int known = -1;
     if (known < 0) known = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16");
-    return known;
+    return known && avx512_allowed;
 }
 
 AVX512_BF16 static void gemv_bf16_avx512(const float *x, const uint16_t *w, float *y, int64_t M, int64_t N,
