@@ -64,14 +64,14 @@ def decode_both_ways(model, prompt: torch.Tensor, tokens: torch.Tensor):
     return out, caches
 
 
-@pytest.mark.parametrize("weights", ["f32", "bf16-avx512", "bf16-avx2", "int8", "int4"])
+@pytest.mark.parametrize("weights", ["f32", "bf16-avx512", "bf16-avx2", "int8-avx512", "int8-avx2", "int4"])
 @pytest.mark.parametrize("name", sorted(COVERED))
 def test_fused_step_matches_pytorch_forward(name, weights):
-    if weights.startswith("bf16"):  # each bfloat16 kernel this CPU can run
-        if weights == "bf16-avx512" and not kernels.native_bf16():
-            pytest.skip("this CPU has no AVX512-BF16; its AVX2 path is the one tested")
-        kernels.allow_avx512(weights == "bf16-avx512")
-        weights = "bf16"
+    if "-" in weights:  # each kernel this CPU can run
+        weights, instructions = weights.split("-")
+        if instructions == "avx512" and not kernels.native_bf16():
+            pytest.skip("this CPU has no AVX512-BF16/VNNI; its AVX2 path is the one tested")
+        kernels.allow_avx512(instructions == "avx512")
     try:
         check_fused_step(name, weights)
     finally:

@@ -11,7 +11,7 @@ pytestmark = pytest.mark.skipif(not kernels.available(), reason="needs an x86-64
 
 @pytest.fixture(params=["avx512", "avx2"])
 def instruction_set(request):
-    """Each bfloat16 path this CPU can run: AVX512-BF16 where it has it, and the AVX2 one everywhere."""
+    """Each path this CPU can run: AVX-512 (BF16, VNNI) where it has it, and the AVX2 one everywhere."""
     if request.param == "avx512" and not kernels.native_bf16():
         pytest.skip("this CPU has no AVX512-BF16; its AVX2 path is the one tested")
     kernels.allow_avx512(request.param == "avx512")
@@ -39,7 +39,7 @@ def rounded_activations(x: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("rows", [1, 5, 9])
-def test_quantized_kernels_match_their_dequantized_weights(rows):
+def test_quantized_kernels_match_their_dequantized_weights(rows, instruction_set):
     torch.manual_seed(0)
     w, x = torch.randn(48, 96), torch.randn(rows, 96)
     xr = rounded_activations(x)
