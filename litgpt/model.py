@@ -161,7 +161,9 @@ class GPT(nn.Module):
         if return_hidden:
             return x
         if lm_head_chunk_size > 0:
-            return [self.project(chunk) for chunk in x.split(lm_head_chunk_size, dim=1)]
+            # contiguous chunks: a strided 3-D input makes F.linear fall back to a batched matmul that copies the
+            # (vocab, n_embd) weight once per sequence, and transposes the logits, forward and backward
+            return [self.project(chunk.contiguous()) for chunk in x.split(lm_head_chunk_size, dim=1)]
         return self.project(x)
 
     def project(self, x: torch.Tensor) -> torch.Tensor:
