@@ -17,7 +17,9 @@ pytestmark = pytest.mark.skipif(not kernels.available(), reason="needs an x86-64
 COVERED = {
     "SmolLM2-135M": dict(n_layer=2, n_query_groups=2),  # GQA
     "Llama-3.1-8B": dict(n_layer=2, n_query_groups=2),  # frequency-dependent RoPE scaling
-    "Mistral-7B-v0.1": dict(n_layer=2, n_query_groups=1, sliding_window_size=5, sliding_window_indices=[1, 1]),  # every layer windowed
+    "Mistral-7B-v0.1": dict(
+        n_layer=2, n_query_groups=1, sliding_window_size=5, sliding_window_indices=[1, 1]
+    ),  # every layer windowed
     "Gemma-2-2b": dict(n_layer=2, n_query_groups=2, sliding_window_size=5, sliding_window_indices=[1, 0]),
     "gemma-3-270m": dict(
         n_layer=3, n_query_groups=1, sliding_window_size=5, sliding_window_indices=[1, 1, 0], rope_indices=[1, 1, 0]
@@ -64,7 +66,9 @@ def decode_both_ways(model, prompt: torch.Tensor, tokens: torch.Tensor):
     return out, caches
 
 
-@pytest.mark.parametrize("weights", ["f32", "bf16-avx512", "bf16-avx2", "int8-avx512", "int8-avx2", "int4"])
+@pytest.mark.parametrize(
+    "weights", ["f32", "bf16-avx512", "bf16-avx2", "int8-avx512", "int8-avx2", "int4-avx512", "int4-avx2"]
+)
 @pytest.mark.parametrize("name", sorted(COVERED))
 def test_fused_step_matches_pytorch_forward(name, weights):
     if "-" in weights:  # each kernel this CPU can run

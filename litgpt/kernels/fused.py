@@ -120,7 +120,9 @@ def fused_decoder(model) -> FusedDecoder | None:
 
 def _build(model) -> FusedDecoder:
     cfg = model.config
-    activation = ACTIVATIONS.get((cfg.mlp_class_name, None if cfg.mlp_class_name == "LLaMAMLP" else cfg.gelu_approximate))
+    activation = ACTIVATIONS.get(
+        (cfg.mlp_class_name, None if cfg.mlp_class_name == "LLaMAMLP" else cfg.gelu_approximate)
+    )
     if activation is None or cfg.parallel_residual or cfg.n_expert:
         raise Unsupported("architecture")
     if torch.is_grad_enabled() and any(p.requires_grad for p in model.parameters()):
@@ -148,7 +150,11 @@ def _build(model) -> FusedDecoder:
         if type(block) is not Block or type(attn) is not CausalSelfAttention or type(mlp) not in (LLaMAMLP, GemmaMLP):
             raise Unsupported("module class")
         for t in (kv.k, kv.v):
-            if t.dtype != torch.float32 or not t.is_contiguous() or t.shape != (1, cfg.n_query_groups, S, cfg.head_size):
+            if (
+                t.dtype != torch.float32
+                or not t.is_contiguous()
+                or t.shape != (1, cfg.n_query_groups, S, cfg.head_size)
+            ):
                 raise Unsupported("cache")
         if cfg.norm_qk:
             norm_q, norm_k = _norm(attn.norm_q, keep), _norm(attn.norm_k, keep)

@@ -360,11 +360,63 @@ int gemv_i8(const float *x, const int8_t *w, const float *scales, float *y, int6
     return 1;
 }
 
+/* int4 on CPUs with AVX512-VNNI, one row of x: the 32 bytes of two blocks are split into their nibbles and laid out
+   in feature order (block 2p: low nibbles then high nibbles, then block 2p+1), so that one vpdpbusd multiplies 64
+   codes (unsigned, 0-15) with 64 int8 x values. Lanes 0-7 hold block 2p's sums and lanes 8-15 block 2p+1's; each is
+   scaled by its weight scale times x's block scale. The zero-point term is the AVX2 path's. */
+AVX512_VNNI static int gemv_i4_vnni(const QuantX *xq, const uint8_t *w, const float *scales, const float *zeros,
+                                    float *y, int64_t N, int64_t K, int threads) {
+    const int64_t B = K / 32, P = (B + 1) / 2, L = 16 * P;
+    float *dlane = (float *)aligned_alloc(64, sizeof(float) * (size_t)L);
+    int8_t *xs = (int8_t *)aligned_alloc(64, (size_t)(64 * P));
+    if (!dlane || !xs) {
+        free(dlane);
+        free(xs);
+        return 0;
+    }
+    memset(xs, 0, (size_t)(64 * P));
+    memcpy(xs, xq->q, (size_t)K);
+    for (int64_t lane = 0; lane < L; lane++) dlane[lane] = lane / 8 < B ? xq->d[lane / 8] : 0.0f;
+    const __m256i low = _mm256_set1_epi8(0x0F);
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t n = 0; n < N; n++) {
+        const uint8_t *row = w + n * (K / 2);
+        const float *sc = scales + n * B, *ze = zeros + n * B;
+        __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0;
+        for (int64_t p = 0; p < P; p++) {
+            const int full = 2 * p + 1 < B;
+            __m256i v = full ? _mm256_loadu_si256((const __m256i *)(row + 32 * p))
+                             : _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)(row + 32 * p)));
+            __m256i lo = _mm256_and_si256(v, low), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
+            __m512i codes = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_permute2x128_si256(lo, hi, 0x20)),
+                                               _mm256_permute2x128_si256(lo, hi, 0x31), 1);
+            __m512i sums = _mm512_dpbusd_epi32(_mm512_setzero_si512(), codes,
+                                               _mm512_load_si512((const void *)(xs + 64 * p)));
+            __m512 rs = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_set1_ps(sc[2 * p])),
+                                                            _mm256_castps_pd(_mm256_set1_ps(full ? sc[2 * p + 1] : 0.0f)), 1));
+            __m512 term = _mm512_mul_ps(_mm512_cvtepi32_ps(sums), _mm512_mul_ps(rs, _mm512_load_ps(dlane + 16 * p)));
+            if (p & 1) acc1 = _mm512_add_ps(acc1, term);
+            else acc0 = _mm512_add_ps(acc0, term);
+        }
+        float bias = 0.0f;
+        for (int64_t b = 0; b < B; b++) bias += (ze[b] - 8.0f * sc[b]) * xq->sum[b];
+        y[n] = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + bias;
+    }
+    free(dlane);
+    free(xs);
+    return 1;
+}
+
 int gemv_i4(const float *x, const uint8_t *w, const float *scales, const float *zeros, float *y, int64_t M,
             int64_t N, int64_t K, int threads) {
     QuantX xq;
     if (K % 32 || M > MAX_M || !quantize_x(x, M, K, &xq)) return 0;
     const int64_t B = K / 32;
+    if (M == 1 && has_avx512_vnni()) {
+        int ok = gemv_i4_vnni(&xq, w, scales, zeros, y, N, K, threads);
+        free_x(&xq);
+        return ok;
+    }
     const __m128i low = _mm_set1_epi8(0x0F);
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t n = 0; n < N; n++) {
