@@ -142,7 +142,7 @@ def main() -> None:
             llm.prompt_style.stop_tokens = lambda tokenizer: ()  # always the full number of tokens
             ids = llm.prompt_ids(PROMPT).to(device)
             ours(llm, 8)()  # warm-up
-            variants = [("litgpt", ours(llm, args.new_tokens))]
+            variants = [("litgpt", dtype_name, ours(llm, args.new_tokens))]
             last = dtype_name == args.dtypes[-1]
             extra = [(f"litgpt {q}", q, False) for q in args.quantize if last]
             if args.compile:
@@ -156,16 +156,15 @@ def main() -> None:
                 if compile_:
                     other.compile()
                 ours(other, args.new_tokens)()  # warm-up (compiles)
-                variants.append((name, ours(other, args.new_tokens)))
+                # quantized variants: int8/int4 weights, float32 activations
+                variants.append((name, quantize or dtype_name, ours(other, args.new_tokens)))
             hf = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=dtype).to(device).eval()
             with torch.inference_mode():
                 theirs(hf, ids, 8)()
                 ref_ttft, ref_speed = timed(theirs(hf, ids, args.new_tokens), args.repeats)
             rows.append((key, dtype_name, "transformers", ref_speed, ref_ttft, 1.0))
-            for name, fn in variants:
+            for name, weights, fn in variants:  # each compared with transformers in this loop's dtype
                 ttft, speed = timed(fn, args.repeats)
-                # quantized variants: weights int8/int4, activations float32; compared with transformers' last dtype
-                weights = name.split()[1] if name.split()[1:2] in (["int8"], ["int4"]) else dtype_name
                 rows.append((key, weights, name, speed, ttft, speed / ref_speed))
             if dtype_name == args.dtypes[0]:
                 batch, loop = batched_vs_loop(llm, args.new_tokens)

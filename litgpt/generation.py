@@ -129,10 +129,11 @@ def generate_batch(
         yield token
         if i + 1 == max_new_tokens:
             break
-        pos = torch.tensor([T + i], device=ids.device)
         if fused is not None:
             logits = fused(token.item(), T + i)
-        elif eager:
+            continue
+        pos = torch.tensor([T + i], device=ids.device)
+        if eager:
             logits = model(token[:, None], pos, input_pos_maxp1=T + i + 1, key_padding_mask=padding)[:, -1]
         else:
             logits = decode_fn(token[:, None], pos, key_padding_mask=padding)[:, -1]

@@ -184,8 +184,7 @@ def _build(model) -> FusedDecoder:
     if any(block.attn.config is not cfg for block in model.transformer.h):
         raise Unsupported("per-layer config")
     struct = Model(
-        cfg.n_layer, cfg.n_embd, cfg.n_head, cfg.n_query_groups, cfg.head_size, cfg.rope_n_elem,
-        model.transformer.h[0].mlp.fc_1.out_features, S, activation,
+        cfg.n_layer, cfg.n_embd, cfg.n_head, cfg.n_query_groups, cfg.head_size, cfg.rope_n_elem, inner, S, activation,
         int(bool(cfg.norm_qk) and cfg.norm_qk_type == "olmo2"), torch.get_num_threads(),
         KIND_CODES[kernels.FLOAT_KINDS[wte.dtype]],
         cfg.norm_eps, cfg.n_embd**0.5 if cfg.scale_embeddings else 1.0, model.transformer.h[0].attn.scale,

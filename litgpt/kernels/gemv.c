@@ -289,24 +289,44 @@ static int has_avx512_vnni(void) {
     return known && avx512_allowed;
 }
 
+/* The rounded row of x laid out for the VNNI kernels: its int8 values zero-padded to whole pairs of blocks (P pairs,
+   64 bytes each) and, per int32 lane of a pair (16 lanes, 8 per block), its block's scale (0 past the end). */
+typedef struct {
+    int8_t *q;
+    float *d;
+} PairedX;
+
+static int pair_x(const QuantX *xq, int64_t K, PairedX *out) {
+    const int64_t B = K / 32, P = (B + 1) / 2;
+    out->q = (int8_t *)aligned_alloc(64, (size_t)(64 * P));
+    out->d = (float *)aligned_alloc(64, sizeof(float) * (size_t)(16 * P));
+    if (!out->q || !out->d) return 0;
+    memset(out->q, 0, (size_t)(64 * P));
+    memcpy(out->q, xq->q, (size_t)K);
+    for (int64_t lane = 0; lane < 16 * P; lane++) out->d[lane] = lane / 8 < B ? xq->d[lane / 8] : 0.0f;
+    return 1;
+}
+
+static void free_paired(PairedX *x) {
+    free(x->q);
+    free(x->d);
+}
+
 AVX512_VNNI static int gemv_i8_vnni(const QuantX *xq, const int8_t *w, const float *scales, float *y, int64_t N,
                                     int64_t K, int threads) {
     const int64_t B = K / 32, P = (B + 1) / 2, L = 16 * P; /* pairs of blocks; lanes (the last pair may be half) */
+    PairedX px = {0};
     int32_t *start = (int32_t *)aligned_alloc(64, sizeof(int32_t) * (size_t)L);
-    float *scale = (float *)aligned_alloc(64, sizeof(float) * (size_t)L);
-    int8_t *xs = (int8_t *)aligned_alloc(64, (size_t)(64 * P));
-    if (!start || !scale || !xs) {
+    if (!start || !pair_x(xq, K, &px)) {
         free(start);
-        free(scale);
-        free(xs);
+        free_paired(&px);
         return 0;
     }
-    memset(xs, 0, (size_t)(64 * P));
-    memcpy(xs, xq->q, (size_t)K);
+    const int8_t *xs = px.q;
+    const float *scale = px.d;
     for (int64_t lane = 0; lane < L; lane++) {
         const int8_t *four = xs + 4 * lane;
         start[lane] = -128 * (four[0] + four[1] + four[2] + four[3]);
-        scale[lane] = lane / 8 < B ? xq->d[lane / 8] : 0.0f;
     }
     const __m512i flip = _mm512_set1_epi8((char)0x80);
     const __mmask64 half = 0xFFFFFFFFull; /* the last pair of an odd number of blocks */
@@ -327,8 +347,7 @@ AVX512_VNNI static int gemv_i8_vnni(const QuantX *xq, const int8_t *w, const flo
         y[n] = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) * scales[n];
     }
     free(start);
-    free(scale);
-    free(xs);
+    free_paired(&px);
     return 1;
 }
 
@@ -366,17 +385,14 @@ int gemv_i8(const float *x, const int8_t *w, const float *scales, float *y, int6
    scaled by its weight scale times x's block scale. The zero-point term is the AVX2 path's. */
 AVX512_VNNI static int gemv_i4_vnni(const QuantX *xq, const uint8_t *w, const float *scales, const float *zeros,
                                     float *y, int64_t N, int64_t K, int threads) {
-    const int64_t B = K / 32, P = (B + 1) / 2, L = 16 * P;
-    float *dlane = (float *)aligned_alloc(64, sizeof(float) * (size_t)L);
-    int8_t *xs = (int8_t *)aligned_alloc(64, (size_t)(64 * P));
-    if (!dlane || !xs) {
-        free(dlane);
-        free(xs);
+    const int64_t B = K / 32, P = (B + 1) / 2;
+    PairedX px = {0};
+    if (!pair_x(xq, K, &px)) {
+        free_paired(&px);
         return 0;
     }
-    memset(xs, 0, (size_t)(64 * P));
-    memcpy(xs, xq->q, (size_t)K);
-    for (int64_t lane = 0; lane < L; lane++) dlane[lane] = lane / 8 < B ? xq->d[lane / 8] : 0.0f;
+    const int8_t *xs = px.q;
+    const float *dlane = px.d;
     const __m256i low = _mm256_set1_epi8(0x0F);
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t n = 0; n < N; n++) {
@@ -402,8 +418,7 @@ AVX512_VNNI static int gemv_i4_vnni(const QuantX *xq, const uint8_t *w, const fl
         for (int64_t b = 0; b < B; b++) bias += (ze[b] - 8.0f * sc[b]) * xq->sum[b];
         y[n] = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + bias;
     }
-    free(dlane);
-    free(xs);
+    free_paired(&px);
     return 1;
 }
 
