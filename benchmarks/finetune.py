@@ -37,7 +37,7 @@ def run_ours(method: str, args) -> float:
     from litgpt.finetune import LoRA
     from litgpt.loading import load_model, resolve_checkpoint
     from litgpt.lora import LoRASettings
-    from litgpt.training import Method, sequence_loss
+    from litgpt.training import Method, make_optimizer
 
     checkpoint = resolve_checkpoint("HuggingFaceTB/SmolLM2-135M-Instruct")
     model = load_model(checkpoint, dtype=DTYPES[args.dtype])
@@ -47,12 +47,12 @@ def run_ours(method: str, args) -> float:
     if args.compile:
         model = torch.compile(model)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=2e-4, foreach=True)
+    optimizer = make_optimizer("AdamW", params, lr=2e-4)  # what `litgpt finetune` builds: fused AdamW
     data = batches(49152, args.steps + 2, args.micro_batch, args.seq)
 
     def step(batch):
         inputs, targets = batch[:, :-1], batch[:, 1:]
-        loss = sequence_loss(model(inputs, lm_head_chunk_size=128), targets)
+        loss = model(inputs, targets=targets)  # the training loop's loss (litgpt.loss)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -75,7 +75,7 @@ def run_theirs(method: str, args) -> float:
         )
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=2e-4, foreach=True)
+    optimizer = torch.optim.AdamW(params, lr=2e-4, fused=True)  # transformers.Trainer's default, adamw_torch_fused
     data = batches(49152, args.steps + 2, args.micro_batch, args.seq)
 
     def step(batch):

@@ -115,6 +115,7 @@ class GPT(nn.Module):
         key_padding_mask: torch.Tensor | None = None,
         lm_head_chunk_size: int = 0,
         return_hidden: bool = False,
+        targets: torch.Tensor | None = None,
     ) -> torch.Tensor | list[torch.Tensor]:
         """Logits for ``idx`` of shape (B, T).
 
@@ -122,6 +123,8 @@ class GPT(nn.Module):
         sequence is processed causally from position 0. ``input_pos_maxp1`` bounds how much of the cache is read.
         ``key_padding_mask`` (B, S) marks valid cache positions (False for left padding in batched generation).
         ``lm_head_chunk_size`` > 0 returns a list of logits chunks along T (saves memory with chunked losses).
+        With ``targets`` (B, T), the token each position should predict (-100: none), it returns the mean cross
+        entropy instead, with the output layer run on the supervised positions only (:mod:`litgpt.loss`).
         """
         B, T = idx.shape
         device = self.transformer.wte.weight.device
@@ -160,6 +163,11 @@ class GPT(nn.Module):
         x = self.transformer.ln_f(x)
         if return_hidden:
             return x
+        if targets is not None:
+            from litgpt.loss import output_loss
+
+            cap = self.config.final_logit_softcapping
+            return output_loss(self.lm_head, x, targets.to(device), softcap=cap, project=self.project)
         if lm_head_chunk_size > 0:
             # contiguous chunks: a strided 3-D input makes F.linear fall back to a batched matmul that copies the
             # (vocab, n_embd) weight once per sequence, and transposes the logits, forward and backward

@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-SOURCES = [Path(__file__).with_name("gemv.c"), Path(__file__).with_name("step.c")]  # step.c: fused.py
+SOURCES = [Path(__file__).with_name(n) for n in ("gemv.c", "step.c", "xent.c")]  # step.c: fused.py; xent.c: loss
 FLAGS = ["-O3", "-mavx2", "-mfma", "-fopenmp", "-fPIC", "-shared"]
 MAX_ROWS = 8  # activation rows per kernel call (the C side's MAX_M)
 KINDS = ("f32", "bf16", "i8", "i4")
@@ -89,6 +89,8 @@ def _library() -> ctypes.CDLL | None:
     lib.gemv_i4.argtypes = [p, p, p, p, p, i64, i64, i64, i32]
     lib.gemv_i8.restype = lib.gemv_i4.restype = lib.decode_step.restype = i32
     lib.decode_step.argtypes = [p, i64, i64, p]
+    lib.xent_rows.argtypes = [p, i32, i64, i64, i64, p, p, i32]
+    lib.xent_rows.restype = i32
     lib.has_avx512_bf16.restype = i32
     lib.allow_avx512.argtypes = [i32]
     lib.allow_avx512(int(os.environ.get("LITGPT_KERNELS_AVX512", "1") != "0"))
@@ -183,6 +185,27 @@ def gemv(
             return torch.compiler.disable(_run)(kind, x, w, scales, zeros)
         return _COMPILE_OP(x, w, scales, zeros, kind)
     return _run(kind, x, w, scales, zeros)
+
+
+def cross_entropy_rows_(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor | None:
+    """Per-row cross entropy of float32/bfloat16 CPU ``logits`` (N, V) against ``targets`` (N,), overwriting
+    ``logits`` with its gradient ``softmax - onehot`` (see ``xent.c``); float32 losses, or None (nothing written)
+    when the kernels cannot take it (unavailable, other dtype or device, rows not contiguous, target out of range)."""
+    if (
+        not available()
+        or logits.device.type != "cpu"
+        or logits.dtype not in (torch.float32, torch.bfloat16)
+        or logits.dim() != 2
+        or logits.stride(1) != 1
+    ):
+        return None
+    targets = targets.to(torch.int64).contiguous()
+    loss = torch.empty(logits.shape[0], dtype=torch.float32)
+    ok = _library().xent_rows(
+        logits.data_ptr(), int(logits.dtype == torch.bfloat16), logits.shape[0], logits.shape[1], logits.stride(0),
+        targets.data_ptr(), loss.data_ptr(), torch.get_num_threads(),
+    )  # fmt: skip
+    return loss if ok else None
 
 
 def pack_i4(q: torch.Tensor) -> torch.Tensor:

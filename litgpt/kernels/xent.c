@@ -1,0 +1,136 @@
+// Cross entropy of logit rows, forward and backward in one pass over each row (AVX2 + FMA, OpenMP).
+//
+// For each row r of `logits` (float32 or bfloat16, `vocab` wide, rows `stride` elements apart) and its target t:
+//     loss[r] = logsumexp(z) - z[t]
+// and the row is overwritten, in its own dtype, with the gradient of that loss:
+//     softmax(z) - onehot(t)
+// A row is read three times (maximum; exponentials into a float scratch row; normalise and store), but a row of
+// 49152 bfloat16 logits is 96 KB and the scratch 192 KB, so all but the first read come from the core's L2 cache.
+// PyTorch's log_softmax + backward on a float32 copy of the logits makes about eight passes through main memory.
+// Targets outside [0, vocab) are refused (return 0) before anything is written.
+
+#include <immintrin.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+// e^x for x <= 0 (inputs below -87 are clamped there: their e^x is below 1e-38 and vanishes in any sum with 1).
+// x = n ln2 + r with |r| <= ln2 / 2; e^r by its Taylor series to degree 7 (relative error < 1e-8).
+static inline __m256 exp_nonpositive(__m256 x) {
+    x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);  // ln2 split in two for an exact product
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.0f / 5040);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    __m256i scale = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(scale));
+}
+
+static inline __m256 load_bf16(const uint16_t *p) {
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p)), 16));
+}
+
+static inline void store_bf16(uint16_t *p, __m256 v) {  // round to nearest even (values here are finite)
+    __m256i bits = _mm256_castps_si256(v);
+    __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(bits, 16), _mm256_set1_epi32(1));
+    bits = _mm256_srli_epi32(_mm256_add_epi32(bits, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7fff))), 16);
+    __m128i packed = _mm_packus_epi32(_mm256_castsi256_si128(bits), _mm256_extracti128_si256(bits, 1));
+    _mm_storeu_si128((__m128i *)p, packed);
+}
+
+static inline float bf16_value(uint16_t b) {
+    union { uint32_t u; float f; } v = {.u = (uint32_t)b << 16};
+    return v.f;
+}
+
+static inline uint16_t bf16_bits(float f) {
+    union { uint32_t u; float f; } v = {.f = f};
+    return (uint16_t)((v.u + 0x7fff + ((v.u >> 16) & 1)) >> 16);
+}
+
+static inline float hmax(__m256 v) {
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    return _mm_cvtss_f32(m);
+}
+
+static inline float hadd(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+// One row: `z` holds `vocab` logits (bf16 when `is_bf16`), `e` is float scratch of at least `vocab`.
+static float xent_row(void *z, int is_bf16, int64_t vocab, int64_t target, float *e) {
+    const uint16_t *zb = (const uint16_t *)z;
+    const float *zf = (const float *)z;
+    int64_t body = vocab & ~(int64_t)7, j;
+    __m256 vmax = _mm256_set1_ps(-INFINITY);
+    for (j = 0; j < body; j += 8) vmax = _mm256_max_ps(vmax, is_bf16 ? load_bf16(zb + j) : _mm256_loadu_ps(zf + j));
+    float max = hmax(vmax);
+    for (; j < vocab; j++) max = fmaxf(max, is_bf16 ? bf16_value(zb[j]) : zf[j]);
+
+    __m256 vm = _mm256_set1_ps(max), vsum = _mm256_setzero_ps();
+    for (j = 0; j < body; j += 8) {
+        __m256 x = is_bf16 ? load_bf16(zb + j) : _mm256_loadu_ps(zf + j);
+        __m256 ex = exp_nonpositive(_mm256_sub_ps(x, vm));
+        _mm256_storeu_ps(e + j, ex);
+        vsum = _mm256_add_ps(vsum, ex);
+    }
+    float sum = hadd(vsum);
+    for (; j < vocab; j++) {
+        e[j] = expf((is_bf16 ? bf16_value(zb[j]) : zf[j]) - max);
+        sum += e[j];
+    }
+    float target_logit = is_bf16 ? bf16_value(zb[target]) : zf[target];
+    float loss = max + logf(sum) - target_logit;
+
+    float inv = 1.0f / sum;
+    __m256 vinv = _mm256_set1_ps(inv);
+    e[target] -= sum;  // (e[t] - sum) / sum = softmax[t] - 1, rounded once
+    if (is_bf16) {
+        uint16_t *out = (uint16_t *)z;
+        for (j = 0; j < body; j += 8) store_bf16(out + j, _mm256_mul_ps(_mm256_loadu_ps(e + j), vinv));
+        for (; j < vocab; j++) out[j] = bf16_bits(e[j] * inv);
+    } else {
+        float *out = (float *)z;
+        for (j = 0; j < body; j += 8) _mm256_storeu_ps(out + j, _mm256_mul_ps(_mm256_loadu_ps(e + j), vinv));
+        for (; j < vocab; j++) out[j] = e[j] * inv;
+    }
+    return loss;
+}
+
+// Returns 1, or 0 (nothing written) when a target is out of range or scratch memory is short.
+int xent_rows(void *logits, int is_bf16, int64_t rows, int64_t vocab, int64_t stride, const int64_t *targets,
+              float *loss, int threads) {
+    for (int64_t r = 0; r < rows; r++)
+        if (targets[r] < 0 || targets[r] >= vocab) return 0;
+    int failed = 0;
+    int64_t elt = is_bf16 ? 2 : 4;
+#pragma omp parallel num_threads(threads)
+    {
+        float *e = (float *)aligned_alloc(64, ((vocab * sizeof(float) + 63) / 64) * 64);
+        if (e == NULL) {
+#pragma omp atomic write
+            failed = 1;
+        }
+#pragma omp barrier
+        if (!failed) {
+#pragma omp for schedule(static)
+            for (int64_t r = 0; r < rows; r++)
+                loss[r] = xent_row((char *)logits + r * stride * elt, is_bf16, vocab, targets[r], e);
+        }
+        free(e);
+    }
+    return !failed;
+}

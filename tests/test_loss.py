@@ -1,0 +1,135 @@
+"""The training loss (litgpt.loss) against F.cross_entropy on full logits: values and gradients, every path."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from litgpt import kernels, loss
+from litgpt.config import Config
+from litgpt.lora import LoRASettings, add_lora, mark_only_lora_as_trainable
+from litgpt.model import GPT
+from litgpt.training import make_optimizer
+
+
+@pytest.fixture(params=["kernel", "torch"])
+def row_path(request, monkeypatch):
+    """The C kernel where it is available, and PyTorch's path everywhere."""
+    if request.param == "kernel" and not kernels.available():
+        pytest.skip("the C kernels are not available on this machine (no compiler or no AVX2)")
+    if request.param == "torch":
+        monkeypatch.setattr(kernels, "cross_entropy_rows_", lambda logits, targets: None)
+    return request.param
+
+
+def reference(head, hidden, targets, cap=None):
+    logits = head(hidden).float()
+    if cap is not None:
+        logits = cap * torch.tanh(logits / cap)
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100)
+
+
+def grads_of(head, hidden, targets, fn, scale):
+    hidden = hidden.clone().requires_grad_()
+    head.zero_grad(set_to_none=True)
+    value = fn(hidden)
+    (value * scale).backward()
+    out = [value.detach(), hidden.grad, head.weight.grad] + ([head.bias.grad] if head.bias is not None else [])
+    head.zero_grad(set_to_none=True)
+    return out
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("vocab, bias", [(1003, False), (4096, True)])  # 1003: rows not a multiple of 8 wide
+@pytest.mark.parametrize("scale", [1.0, 0.25])  # 0.25: the loss divided for gradient accumulation
+def test_output_loss_matches_cross_entropy(dtype, vocab, bias, scale, row_path, monkeypatch):
+    torch.manual_seed(0)
+    monkeypatch.setattr(loss, "CHUNK_BYTES", 40 * vocab * 4)  # several row chunks (the gradient accumulates)
+    head = torch.nn.Linear(48, vocab, bias=bias).to(dtype)
+    hidden = torch.randn(3, 50, 48, dtype=dtype) * 2
+    targets = torch.randint(0, vocab, (3, 50))
+    targets[0, :7] = -100  # a masked prompt
+    targets[2, 30:] = -100  # padding
+    ours = grads_of(head, hidden, targets, lambda h: loss.output_loss(head, h, targets), scale)
+    theirs = grads_of(head, hidden, targets, lambda h: reference(head, h, targets), scale)
+    tol = dict(atol=1e-5, rtol=1e-4) if dtype == torch.float32 else dict(atol=2e-3, rtol=2e-2)
+    torch.testing.assert_close(ours[0], theirs[0], **tol)
+    for a, b in zip(ours[1:], theirs[1:]):
+        assert a.dtype == b.dtype == dtype
+        torch.testing.assert_close(a.float(), b.float(), atol=tol["atol"] * b.abs().max().item(), rtol=tol["rtol"])
+
+
+def test_frozen_head_gets_no_gradient_and_no_grad_mode_works():
+    torch.manual_seed(0)
+    head = torch.nn.Linear(16, 300).requires_grad_(False)
+    hidden = torch.randn(2, 9, 16, requires_grad=True)
+    targets = torch.randint(0, 300, (2, 9))
+    value = loss.output_loss(head, hidden, targets)
+    value.backward()
+    assert head.weight.grad is None and hidden.grad is not None
+    with torch.no_grad():
+        torch.testing.assert_close(loss.output_loss(head, hidden, targets), reference(head, hidden, targets))
+
+
+def test_everything_ignored_gives_zero_loss():
+    head = torch.nn.Linear(8, 20)
+    hidden = torch.randn(1, 4, 8, requires_grad=True)
+    value = loss.output_loss(head, hidden, torch.full((1, 4), -100))
+    value.backward()
+    assert value.item() == 0.0 and hidden.grad.abs().sum() == 0
+
+
+def test_kernel_refuses_out_of_range_targets():
+    if not kernels.available():
+        pytest.skip("the C kernels are not available on this machine (no compiler or no AVX2)")
+    logits = torch.randn(3, 10)
+    before = logits.clone()
+    assert kernels.cross_entropy_rows_(logits, torch.tensor([1, 10, 2])) is None
+    assert torch.equal(logits, before)  # nothing written
+
+
+def test_softcapped_and_lora_heads_take_the_generic_path():
+    """Heads the fused function cannot take (softcapping, LoRA on the head) still give the exact loss."""
+    torch.manual_seed(0)
+    config = Config(name="tiny", vocab_size=97, padded_vocab_size=97, n_layer=1, n_head=2, n_embd=16, block_size=32,
+                    final_logit_softcapping=3.0)  # fmt: skip
+    model = GPT(config)
+    idx = torch.randint(0, 97, (2, 12))
+    targets = torch.randint(0, 97, (2, 12))
+    targets[:, :3] = -100
+    expected = F.cross_entropy(model(idx).reshape(-1, 97), targets.reshape(-1), ignore_index=-100)
+    torch.testing.assert_close(model(idx, targets=targets), expected)
+
+    lora_model = GPT(Config(name="tiny", vocab_size=97, padded_vocab_size=97, n_layer=1, n_head=2, n_embd=16, block_size=32))
+    add_lora(lora_model, LoRASettings(r=2, alpha=4, dropout=0.0, head=True))
+    mark_only_lora_as_trainable(lora_model)
+    torch.nn.init.normal_(lora_model.lm_head.lora_B)  # a head that differs from its base weight
+    expected = F.cross_entropy(lora_model(idx).reshape(-1, 97), targets.reshape(-1), ignore_index=-100)
+    got = lora_model(idx, targets=targets)
+    torch.testing.assert_close(got, expected)
+    got.backward()
+    assert lora_model.lm_head.lora_B.grad is not None
+
+
+def test_model_loss_equals_loss_of_its_logits():
+    torch.manual_seed(0)
+    model = GPT(Config(name="tiny", vocab_size=211, padded_vocab_size=224, n_layer=2, n_head=4, n_embd=32, block_size=64))
+    idx = torch.randint(0, 211, (3, 20))
+    targets = torch.randint(0, 211, (3, 20))
+    targets[1, 15:] = -100
+    expected = F.cross_entropy(model(idx).reshape(-1, 224), targets.reshape(-1), ignore_index=-100)
+    expected.backward()
+    want = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    got = model(idx, targets=targets)
+    got.backward()
+    torch.testing.assert_close(got, expected)
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, want[name], atol=1e-6, rtol=1e-4, msg=name)
+
+
+def test_optimizers_are_fused_unless_told_otherwise():
+    params = [torch.nn.Parameter(torch.randn(4))]
+    assert make_optimizer("AdamW", params).defaults["fused"] is True
+    assert not make_optimizer("AdamW", params, foreach=True).defaults["fused"]
+    assert not make_optimizer({"class_path": "AdamW", "init_args": {"fused": False}}, params).defaults["fused"]
+    assert "fused" not in make_optimizer("RMSprop", params).defaults  # a class without fused kernels is left as is
