@@ -133,3 +133,28 @@ def test_optimizers_are_fused_unless_told_otherwise():
     assert not make_optimizer("AdamW", params, foreach=True).defaults["fused"]
     assert not make_optimizer({"class_path": "AdamW", "init_args": {"fused": False}}, params).defaults["fused"]
     assert "fused" not in make_optimizer("RMSprop", params).defaults  # a class without fused kernels is left as is
+
+
+@pytest.mark.parametrize("n_head, n_query_groups", [(4, 4), (6, 2), (4, 1)])
+def test_materialized_attention_matches_sdpa(n_head, n_query_groups, monkeypatch):
+    """The bfloat16 CPU training attention: outputs and gradients equal SDPA's (same bfloat16 rounding scale)."""
+    from litgpt import model as model_module
+
+    torch.manual_seed(0)
+    q = torch.randn(2, n_head, 33, 16, dtype=torch.bfloat16, requires_grad=True)
+    k, v = (torch.randn(2, n_query_groups, 33, 16, dtype=torch.bfloat16, requires_grad=True) for _ in range(2))
+    assert model_module.use_materialized_attention(q, k, v)
+    with torch.no_grad():
+        assert not model_module.use_materialized_attention(q, k, v)  # inference keeps SDPA
+    grad_out = torch.randn(2, n_head, 33, 16, dtype=torch.bfloat16)
+    results = []
+    for fn in (
+        lambda: model_module.materialized_causal_attention(q, k, v, 0.25),
+        lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=0.25, enable_gqa=n_head != n_query_groups),
+    ):
+        out = fn()
+        out.backward(grad_out)
+        results.append([out.detach().float()] + [t.grad.float() for t in (q, k, v)])
+        q.grad = k.grad = v.grad = None
+    for ours, theirs in zip(*results):
+        torch.testing.assert_close(ours, theirs, atol=0.02 * theirs.abs().max().item(), rtol=0.02)
