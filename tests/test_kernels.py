@@ -141,3 +141,25 @@ def test_bfloat16_weights_run_with_float32_activations(tmp_path):
     assert (mixed - full).abs().max() < (plain - full).abs().max()
     tokens = {p: llm.generate("hello", max_new_tokens=6, temperature=0) for p, llm in outputs.items()}
     assert isinstance(tokens["bf16-true"], str)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_lora_dropout_masks(dtype):
+    """The kernel's dropout: the drop rate is p (within 5 sigma), kept values are scaled like torch's, the same
+    seed gives the same mask, the gradient is the mask, and eval mode changes nothing."""
+    from litgpt.lora import Dropout
+
+    p, n = 0.3, 1_000_001  # odd: the last element has no pair partner
+    layer = Dropout(p)
+    x = torch.ones(n, dtype=dtype, requires_grad=True)
+    torch.manual_seed(0)
+    y = layer(x)
+    dropped = (y == 0).double().mean().item()
+    assert abs(dropped - p) < 5 * (p * (1 - p) / n) ** 0.5
+    assert set(y.unique().tolist()) == {0.0, torch.tensor(1 / (1 - p), dtype=dtype).item()}
+    torch.manual_seed(0)
+    assert torch.equal(layer(x), y)
+    y.sum().backward()
+    assert torch.equal(x.grad, y.detach())
+    layer.eval()
+    assert torch.equal(layer(x), x)

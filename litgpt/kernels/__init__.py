@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-SOURCES = [Path(__file__).with_name(n) for n in ("gemv.c", "step.c", "xent.c")]  # step.c: fused.py; xent.c: loss
+SOURCES = [Path(__file__).with_name(n) for n in ("gemv.c", "step.c", "train.c")]  # step.c: fused.py; train.c: loss, dropout
 FLAGS = ["-O3", "-mavx2", "-mfma", "-fopenmp", "-fPIC", "-shared"]
 MAX_ROWS = 8  # activation rows per kernel call (the C side's MAX_M)
 KINDS = ("f32", "bf16", "i8", "i4")
@@ -91,6 +91,7 @@ def _library() -> ctypes.CDLL | None:
     lib.decode_step.argtypes = [p, i64, i64, p]
     lib.xent_rows.argtypes = [p, i32, i64, i64, i64, p, p, i32]
     lib.xent_rows.restype = i32
+    lib.dropout_mask.argtypes = [p, i32, i64, ctypes.c_double, ctypes.c_uint64, i32]
     lib.has_avx512_bf16.restype = i32
     lib.allow_avx512.argtypes = [i32]
     lib.allow_avx512(int(os.environ.get("LITGPT_KERNELS_AVX512", "1") != "0"))
@@ -189,7 +190,7 @@ def gemv(
 
 def cross_entropy_rows_(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor | None:
     """Per-row cross entropy of float32/bfloat16 CPU ``logits`` (N, V) against ``targets`` (N,), overwriting
-    ``logits`` with its gradient ``softmax - onehot`` (see ``xent.c``); float32 losses, or None (nothing written)
+    ``logits`` with its gradient ``softmax - onehot`` (see ``train.c``); float32 losses, or None (nothing written)
     when the kernels cannot take it (unavailable, other dtype or device, rows not contiguous, target out of range)."""
     if (
         not available()
@@ -206,6 +207,20 @@ def cross_entropy_rows_(logits: torch.Tensor, targets: torch.Tensor) -> torch.Te
         targets.data_ptr(), loss.data_ptr(), torch.get_num_threads(),
     )  # fmt: skip
     return loss if ok else None
+
+
+def dropout_mask(like: torch.Tensor, p: float) -> torch.Tensor | None:
+    """A dropout mask shaped and typed like the float32/bfloat16 CPU tensor ``like``: 0 with probability ``p``,
+    else ``1 / (1 - p)``; the seed is drawn from torch's generator, so runs repeat under ``torch.manual_seed``.
+    None where the kernels cannot make it (callers use ``F.dropout``)."""
+    if not available() or like.device.type != "cpu" or like.dtype not in (torch.float32, torch.bfloat16):
+        return None
+    seed = int(torch.randint(0, 2**62, (), dtype=torch.int64))
+    mask = torch.empty(like.shape, dtype=like.dtype)
+    _library().dropout_mask(
+        mask.data_ptr(), int(like.dtype == torch.bfloat16), mask.numel(), float(p), seed, torch.get_num_threads()
+    )
+    return mask
 
 
 def pack_i4(q: torch.Tensor) -> torch.Tensor:

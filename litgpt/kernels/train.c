@@ -134,3 +134,34 @@ int xent_rows(void *logits, int is_bf16, int64_t rows, int64_t vocab, int64_t st
     }
     return !failed;
 }
+
+// ------------------------------------------------------------------------------------------------------- dropout
+// splitmix64: a counter-based generator, so element i's draw depends on (seed, i) only, not on threads or order.
+static inline uint64_t splitmix64(uint64_t z) {
+    z += 0x9e3779b97f4a7c15ULL;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+// Fill `mask` (n float32 or bfloat16 values) with 0 for a dropped element and 1 / (1 - p) for a kept one. Element
+// 2k uses the low 32 bits of splitmix64(seed + k), element 2k + 1 the high ones; it is dropped when they are
+// below p * 2^32.
+void dropout_mask(void *mask, int is_bf16, int64_t n, double p, uint64_t seed, int threads) {
+    uint32_t threshold = p >= 1.0 ? 0xffffffffu : (uint32_t)(p * 4294967296.0);
+    float keep = (float)(1.0 / (1.0 - p));
+    uint16_t keep_bf16 = bf16_bits(keep);
+    int64_t pairs = (n + 1) / 2;
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t k = 0; k < pairs; k++) {
+        uint64_t bits = splitmix64(seed + (uint64_t)k);
+        uint32_t draw[2] = {(uint32_t)bits, (uint32_t)(bits >> 32)};
+        for (int h = 0; h < 2 && 2 * k + h < n; h++) {
+            int kept = draw[h] >= threshold;
+            if (is_bf16)
+                ((uint16_t *)mask)[2 * k + h] = kept ? keep_bf16 : 0;
+            else
+                ((float *)mask)[2 * k + h] = kept ? keep : 0.0f;
+        }
+    }
+}
