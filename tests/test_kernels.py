@@ -163,3 +163,30 @@ def test_lora_dropout_masks(dtype):
     assert torch.equal(x.grad, y.detach())
     layer.eval()
     assert torch.equal(layer(x), x)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("unit_offset", [False, True])
+def test_training_rms_norm_kernel_matches_torch(dtype, unit_offset, monkeypatch):
+    """RMSNorm's training kernel: output, input and weight gradients equal the PyTorch expression's."""
+    from litgpt.model import RMSNorm
+
+    torch.manual_seed(0)
+    norm = RMSNorm(100, eps=1e-5, unit_offset=unit_offset)  # 100: not a multiple of the vector width
+    torch.nn.init.normal_(norm.weight)
+    norm = norm.to(dtype)
+    x = torch.randn(3, 7, 100, dtype=dtype) * 3
+    grad_out = torch.randn(3, 7, 100, dtype=dtype)
+    results = []
+    for use_kernel in (True, False):
+        if not use_kernel:
+            monkeypatch.setattr(kernels, "rms_norm", lambda *args: None)
+        inp = x.clone().requires_grad_()
+        out = norm(inp)
+        out.backward(grad_out)
+        results.append((out.detach(), inp.grad, norm.weight.grad))
+        norm.weight.grad = None
+    tol = dict(atol=1e-5, rtol=1e-5) if dtype == torch.float32 else dict(atol=0.02, rtol=0.02)
+    for ours, theirs in zip(*results):
+        assert ours.dtype == theirs.dtype == dtype
+        torch.testing.assert_close(ours.float(), theirs.float(), **tol)

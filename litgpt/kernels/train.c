@@ -10,6 +10,7 @@
 // Targets outside [0, vocab) are refused (return 0) before anything is written.
 
 #include <immintrin.h>
+#include <omp.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -162,6 +163,69 @@ void dropout_mask(void *mask, int is_bf16, int64_t n, double p, uint64_t seed, i
                 ((uint16_t *)mask)[2 * k + h] = kept ? keep_bf16 : 0;
             else
                 ((float *)mask)[2 * k + h] = kept ? keep : 0.0f;
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------------------ RMSNorm
+// y = x * rstd * w with rstd = 1 / sqrt(mean(x^2) + eps) per row, computed in float32 for float32 or bfloat16 x
+// (`w` is float32 and already holds 1 + weight for Gemma's offset norm). One pass to reduce, one to write.
+static inline float load_one(const void *p, int is_bf16, int64_t i) {
+    return is_bf16 ? bf16_value(((const uint16_t *)p)[i]) : ((const float *)p)[i];
+}
+
+static inline void store_one(void *p, int is_bf16, int64_t i, float v) {
+    if (is_bf16)
+        ((uint16_t *)p)[i] = bf16_bits(v);
+    else
+        ((float *)p)[i] = v;
+}
+
+void rmsnorm_forward(const void *x, const float *w, void *y, float *rstd, int is_bf16, int64_t rows, int64_t dim,
+                     float eps, int threads) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+        const void *xr = (const char *)x + r * dim * (is_bf16 ? 2 : 4);
+        void *yr = (char *)y + r * dim * (is_bf16 ? 2 : 4);
+        float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+        for (int64_t j = 0; j < dim; j++) {
+            float v = load_one(xr, is_bf16, j);
+            sum += v * v;
+        }
+        float s = 1.0f / sqrtf(sum / (float)dim + eps);
+        rstd[r] = s;
+#pragma omp simd
+        for (int64_t j = 0; j < dim; j++) store_one(yr, is_bf16, j, load_one(xr, is_bf16, j) * s * w[j]);
+    }
+}
+
+// Gradients of the above for an upstream gradient gy: with g = gy * w and c = mean(g * x) per row,
+//     gx = rstd * g - x * rstd^3 * c,        gw += gy * x * rstd (summed over rows)
+// `gw_partial` is (threads, dim) float32, zeroed by the caller, one row per thread: the caller sums them.
+void rmsnorm_backward(const void *gy, const void *x, const float *w, const float *rstd, void *gx, float *gw_partial,
+                      int is_bf16, int64_t rows, int64_t dim, int threads) {
+    int64_t elt = is_bf16 ? 2 : 4;
+#pragma omp parallel num_threads(threads)
+    {
+        float *gw = gw_partial == NULL ? NULL : gw_partial + (int64_t)omp_get_thread_num() * dim;
+#pragma omp for schedule(static)
+        for (int64_t r = 0; r < rows; r++) {
+            const void *gyr = (const char *)gy + r * dim * elt, *xr = (const char *)x + r * dim * elt;
+            void *gxr = (char *)gx + r * dim * elt;
+            float s = rstd[r], dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+            for (int64_t j = 0; j < dim; j++) dot += load_one(gyr, is_bf16, j) * w[j] * load_one(xr, is_bf16, j);
+            float c = dot / (float)dim * s * s * s;
+#pragma omp simd
+            for (int64_t j = 0; j < dim; j++) {
+                float xv = load_one(xr, is_bf16, j), gv = load_one(gyr, is_bf16, j);
+                store_one(gxr, is_bf16, j, s * gv * w[j] - xv * c);
+            }
+            if (gw != NULL) {
+#pragma omp simd
+                for (int64_t j = 0; j < dim; j++) gw[j] += load_one(gyr, is_bf16, j) * load_one(xr, is_bf16, j) * s;
+            }
         }
     }
 }
