@@ -1,11 +1,13 @@
 """Finetuning throughput and peak memory: litgpt vs transformers + PEFT on the same model, data and settings.
 
-    python benchmarks/finetune.py [--model smollm2] [--methods lora full] [--steps 8] [--micro_batch 4] [--seq 256]
+    python benchmarks/finetune.py [--methods lora full] [--dtype bfloat16|float32] [--steps 8] [--micro_batch 4] [--seq 256]
 
 Each variant runs in a fresh process (so peak resident memory is its own): load SmolLM2-135M-Instruct (dequantized
 from the GGUF shipped on PyPI), wrap it (litgpt: ``litgpt.finetune.LoRA``'s preparation / all parameters; peers:
 ``peft.LoraConfig`` on q_proj and v_proj with the same r/alpha/dropout / all parameters), then time optimizer steps
-(forward, loss, backward, AdamW) after two warm-up steps on fixed random token batches.
+(forward, loss, backward, AdamW) after two warm-up steps on fixed random token batches. Each side uses its own
+defaults: litgpt the training loop's loss (``model(inputs, targets=...)``) and optimizer (``make_optimizer``, fused
+AdamW); transformers ``labels=`` and fused AdamW (``transformers.Trainer``'s default, ``adamw_torch_fused``).
 """
 
 from __future__ import annotations
@@ -107,7 +109,7 @@ def child(args) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--methods", nargs="+", default=["lora", "full"], choices=["lora", "full"])
-    parser.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
+    parser.add_argument("--dtype", default="bfloat16", choices=sorted(DTYPES))
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--micro_batch", type=int, default=4)
     parser.add_argument("--seq", type=int, default=256)

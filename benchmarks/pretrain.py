@@ -3,8 +3,8 @@
     python benchmarks/pretrain.py [--model_name pythia-14m|SmolLM2-135M] [--steps 6] [--micro_batch 4] [--seq 256]
 
 Both models are built from the same registry architecture with random weights (transformers' config is written by
-litgpt's converter, so the two are the same network), trained on the same fixed random batches with AdamW: forward,
-loss, backward, step. Two warm-up steps, then timed steps; each implementation runs in its own process.
+litgpt's converter, so the two are the same network), trained on the same fixed random batches with fused AdamW (each
+side's default): forward, loss, backward, step. Two warm-up steps, then timed steps; each implementation runs in its own process.
 """
 
 from __future__ import annotations
@@ -36,13 +36,14 @@ def child(args) -> None:
     data = batches(config.vocab_size, args.steps + 2, args.micro_batch, args.seq)
     if args.impl == "litgpt":
         from litgpt.model import GPT
-        from litgpt.training import sequence_loss
+        from litgpt.training import make_optimizer
 
         model = GPT(config)
         model.init_weights()
+        optimizer = make_optimizer("AdamW", model.parameters(), lr=3e-4)  # the training loop's: fused AdamW
 
         def loss_of(batch):
-            return sequence_loss(model(batch[:, :-1], lm_head_chunk_size=128), batch[:, 1:])
+            return model(batch[:, :-1], targets=batch[:, 1:])  # the training loop's loss (litgpt.loss)
     else:
         from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -53,8 +54,9 @@ def child(args) -> None:
         def loss_of(batch):
             return model(input_ids=batch[:, :-1], labels=batch[:, :-1]).loss
 
+        optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4, fused=True)  # transformers.Trainer's default
+
     model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4, foreach=True)
 
     def step(batch):
         loss_of(batch).backward()

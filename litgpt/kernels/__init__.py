@@ -1,4 +1,4 @@
-"""Fused matrix-vector kernels for decoding on the CPU (``gemv.c``, AVX2 + FMA, OpenMP).
+"""C kernels for the CPU: fused matrix-vector products for decoding (``gemv.c``, AVX2 + FMA, OpenMP), and more.
 
 A decode step multiplies each weight matrix with one activation row per sequence, so its speed is the rate at
 which the weights stream from memory. PyTorch's CPU kernels reach about a third of this machine's bandwidth on
@@ -11,7 +11,9 @@ ctypes. Where that is impossible (no compiler, not x86-64 with AVX2, ``LITGPT_KE
 False and callers keep PyTorch's own path. Under ``torch.compile`` the kernel is a custom op (``litgpt::gemv``,
 see :func:`register_for_compile`) so the compiled decode step stays one graph. On CPUs with AVX512-BF16 the
 bfloat16 kernel multiplies bfloat16 pairs natively (``LITGPT_KERNELS_AVX512=0`` or :func:`allow_avx512` keeps the
-AVX2 path). The same library holds ``step.c``, the whole decode step of one sequence (see :mod:`.fused`).
+AVX2 path). The same library holds ``step.c``, the whole decode step of one sequence (see :mod:`.fused`), and
+``train.c``, pieces of CPU training: cross entropy rows (:func:`cross_entropy_rows_`, for :mod:`litgpt.loss`), RMSNorm
+forward and backward (:func:`rms_norm`) and dropout masks (:func:`dropout_mask`).
 """
 
 from __future__ import annotations
