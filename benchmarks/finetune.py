@@ -46,6 +46,7 @@ def run_ours(method: str, args) -> float:
     strategy = LoRA(checkpoint, LoRASettings(r=8, alpha=16, dropout=0.05)) if method == "lora" else Method(checkpoint)
     strategy.prepare(model)
     model.train()
+    model.activation_checkpointing = args.activation_checkpointing  # what --train.activation_checkpointing sets
     if args.compile:
         model = torch.compile(model)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -114,6 +115,8 @@ def main() -> None:
     parser.add_argument("--micro_batch", type=int, default=4)
     parser.add_argument("--seq", type=int, default=256)
     parser.add_argument("--compile", action="store_true", help="torch.compile litgpt's model")
+    parser.add_argument("--activation_checkpointing", action="store_true",
+                        help="also measure litgpt with --train.activation_checkpointing (memory for compute)")  # fmt: skip
     parser.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "litgpt-bench"))
     parser.add_argument("--impl", help=argparse.SUPPRESS)
     parser.add_argument("--method", help=argparse.SUPPRESS)
@@ -127,10 +130,13 @@ def main() -> None:
     print("|---|---|---|---|---|")
     for method in args.methods:
         results = {}
-        for impl in ("transformers+peft" if method == "lora" else "transformers", "litgpt"):
-            cmd = [sys.executable, __file__, "--impl", impl.split("+")[0], "--method", method, "--dtype", args.dtype,
-                   "--steps", str(args.steps), "--micro_batch", str(args.micro_batch), "--seq", str(args.seq),
-                   "--workdir", args.workdir] + (["--compile"] if args.compile else [])  # fmt: skip
+        impls = ["transformers+peft" if method == "lora" else "transformers", "litgpt"]
+        impls += ["litgpt, activation checkpointing"] if args.activation_checkpointing else []
+        for impl in impls:
+            cmd = [sys.executable, __file__, "--impl", impl.split("+")[0].split(",")[0], "--method", method,
+                   "--dtype", args.dtype, "--steps", str(args.steps), "--micro_batch", str(args.micro_batch),
+                   "--seq", str(args.seq), "--workdir", args.workdir] + (["--compile"] if args.compile else [])
+            cmd += ["--activation_checkpointing"] if "checkpointing" in impl else []  # fmt: skip
             out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
             results[impl] = json.loads(out)
         base = next(iter(results.values()))["speed"]

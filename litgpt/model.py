@@ -15,6 +15,7 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 from litgpt.config import Config
 from litgpt.errors import LitGPTError
@@ -41,6 +42,8 @@ class GPT(nn.Module):
         # activations (and the KV cache) in this dtype instead of the weights' own; set by LLM.distribute on CPUs,
         # which store bfloat16 weights but have no bfloat16 arithmetic (see litgpt.kernels)
         self.activation_dtype: torch.dtype | None = None
+        # training: keep only each block's input and recompute its activations in the backward pass
+        self.activation_checkpointing = False
         self.register_buffer("rope_cos", torch.empty(0), persistent=False)
         self.register_buffer("rope_sin", torch.empty(0), persistent=False)
 
@@ -160,7 +163,10 @@ class GPT(nn.Module):
             if self.config.is_sliding(i):
                 window = sliding_mask(positions, S, self.config.sliding_window_size)
                 layer_mask = window if mask is None else mask & window
-            x = block(x, cos[t], sin[t], layer_mask, input_pos, input_pos_maxp1)
+            if self.activation_checkpointing and self.training and torch.is_grad_enabled():
+                x = checkpoint(block, x, cos[t], sin[t], layer_mask, input_pos, input_pos_maxp1, use_reentrant=False)
+            else:
+                x = block(x, cos[t], sin[t], layer_mask, input_pos, input_pos_maxp1)
         x = self.transformer.ln_f(x)
         if return_hidden:
             return x
@@ -279,7 +285,7 @@ class CausalSelfAttention(nn.Module):
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, scale=self.scale, enable_gqa=gqa)
 
 
-MATERIALIZED_ATTENTION_LIMIT = 1 << 25  # attention probabilities (B * n_head * T * T) kept per layer at most
+MATERIALIZED_ATTENTION_LIMIT = 1 << 24  # attention probabilities (B * n_head * T * T) kept per layer at most (32 MB)
 
 
 def use_materialized_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> bool:

@@ -82,6 +82,8 @@ class TrainArgs:
     """Clip gradients to this total norm (None: no clipping)"""
     min_lr: float = 6e-5
     """The learning rate at the end of the cosine decay"""
+    activation_checkpointing: bool = False
+    """Recompute each block's activations in the backward pass: much less memory, about a third more compute"""
 
     def gradient_accumulation_iters(self, devices: int, num_nodes: int = 1) -> int:
         per_step = self.micro_batch_size * devices * num_nodes
@@ -579,6 +581,7 @@ def _run(fabric, job: Job, dtype: torch.dtype) -> Progress:
     on_device = fabric.device if job.quantize is None else torch.device("cpu")
     model = method.build_model(fabric, config, dtype, on_device)
     model.max_seq_length = max_seq_length
+    model.activation_checkpointing = train.activation_checkpointing
     method.prepare(model)
     trainable = [p for p in model.parameters() if p.requires_grad]
     if not trainable:

@@ -158,3 +158,29 @@ def test_materialized_attention_matches_sdpa(n_head, n_query_groups, monkeypatch
         q.grad = k.grad = v.grad = None
     for ours, theirs in zip(*results):
         torch.testing.assert_close(ours, theirs, atol=0.02 * theirs.abs().max().item(), rtol=0.02)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_activation_checkpointing_gives_the_same_step(dtype):
+    """Recomputing the blocks in the backward pass (with LoRA dropout drawing random masks) changes nothing."""
+    config = Config(name="tiny", vocab_size=97, padded_vocab_size=128, n_layer=2, n_head=4, n_query_groups=2,
+                    n_embd=32, block_size=64)  # fmt: skip
+    torch.manual_seed(0)
+    model = GPT(config)
+    add_lora(model, LoRASettings(r=4, alpha=8, dropout=0.2))
+    mark_only_lora_as_trainable(model)
+    for name, p in model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(p)
+    model = model.to(dtype).train()
+    idx, targets = torch.randint(0, 97, (2, 24)), torch.randint(0, 97, (2, 24))
+    results = []
+    for on in (False, True):
+        model.activation_checkpointing = on
+        model.zero_grad(set_to_none=True)
+        torch.manual_seed(1)
+        value = model(idx, targets=targets)
+        value.backward()
+        results.append([value.detach()] + [p.grad.clone() for p in model.parameters() if p.requires_grad])
+    for plain, recomputed in zip(*results):
+        torch.testing.assert_close(recomputed, plain, atol=0, rtol=0)
