@@ -34,7 +34,7 @@ import shutil
 import sys
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -82,6 +82,8 @@ class TrainArgs:
     """Clip gradients to this total norm (None: no clipping)"""
     min_lr: float = 6e-5
     """The learning rate at the end of the cosine decay"""
+    group_by_length: bool = False
+    """Batch samples of similar length together (less padding; batches still come in a seeded random order)"""
     activation_checkpointing: bool = False
     """Recompute each block's activations in the backward pass: much less memory, about a third more compute"""
 
@@ -278,9 +280,21 @@ class ResumableBatchSampler(Sampler):
     The order depends only on (seed, epoch), so a resumed run sees exactly the batches the interrupted run would have.
     """
 
-    def __init__(self, n: int, batch_size: int, shuffle: bool, seed: int, rank: int = 0, world_size: int = 1) -> None:
+    GROUP_SPAN = 64  # with lengths: samples sorted by length within windows of this many batches
+
+    def __init__(
+        self,
+        n: int,
+        batch_size: int,
+        shuffle: bool,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+        lengths: Optional[Sequence[int]] = None,
+    ) -> None:
         self.n, self.batch_size, self.shuffle, self.seed = n, batch_size, shuffle, seed
         self.rank, self.world_size = rank, world_size
+        self.lengths = lengths
         self.epoch = 0
         self.start = 0
 
@@ -291,7 +305,25 @@ class ResumableBatchSampler(Sampler):
             order = list(range(self.n))
         per_rank = math.ceil(self.n / self.world_size)
         order += order[: per_rank * self.world_size - self.n]  # pad so that every rank gets as many
+        if self.shuffle and self.lengths is not None:
+            order = self._grouped(order)
         return order[self.rank :: self.world_size]
+
+    def _grouped(self, order: list[int]) -> list[int]:
+        """``order`` rearranged so that each step's samples (one batch per rank) have similar lengths: sorted by
+        length within windows of ``GROUP_SPAN`` steps, then the steps shuffled (seeded like the order)."""
+        step = self.batch_size * self.world_size
+        window = step * self.GROUP_SPAN
+        steps = []
+        for start in range(0, len(order), window):
+            part = sorted(order[start : start + window], key=lambda i: -self.lengths[i])
+            steps += [part[k : k + step] for k in range(0, len(part), step)]
+        # whole steps are shuffled; a short last one stays last, so that every step is one contiguous block of
+        # batch_size * world_size indices and the caller's [rank::world_size] slicing gives each rank its batch
+        tail = steps.pop() if len(steps[-1]) < step else None
+        shuffle = torch.Generator().manual_seed(self.seed + self.epoch + 1_000_003)
+        steps = [steps[k] for k in torch.randperm(len(steps), generator=shuffle).tolist()] + ([tail] if tail else [])
+        return [i for s in steps for i in s]
 
     def __len__(self) -> int:
         return math.ceil(math.ceil(self.n / self.world_size) / self.batch_size)
@@ -306,6 +338,16 @@ class ResumableBatchSampler(Sampler):
         indices = self._indices()
         for b in range(self.start, len(self)):
             yield indices[b * self.batch_size : (b + 1) * self.batch_size]
+
+
+def sample_lengths(dataset) -> list[int]:
+    """Token count of every sample, for ``--train.group_by_length`` (instruction datasets know them)."""
+    if not hasattr(dataset, "lengths"):
+        raise LitGPTError(
+            f"--train.group_by_length needs a dataset that knows its sample lengths (instruction data); "
+            f"{type(dataset).__name__} does not"
+        )
+    return list(dataset.lengths())
 
 
 @dataclass
@@ -547,9 +589,11 @@ def _run(fabric, job: Job, dtype: torch.dtype) -> Progress:
     train_loader = data.train_dataloader()
     val_loader = data.val_dataloader()
     shuffle = getattr(data, "shuffle_in_loop", True)  # streaming modules shuffle locally, in their own dataset
+    lengths = sample_lengths(train_loader.dataset) if train.group_by_length else None
     sampler = ResumableBatchSampler(
-        len(train_loader.dataset), train.micro_batch_size, shuffle, job.seed, fabric.global_rank, fabric.world_size
-    )
+        len(train_loader.dataset), train.micro_batch_size, shuffle, job.seed, fabric.global_rank, fabric.world_size,
+        lengths=lengths,
+    )  # fmt: skip
     batches_per_epoch = len(sampler)
     if batches_per_epoch == 0:
         raise LitGPTError("The training set is empty")

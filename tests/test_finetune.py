@@ -138,12 +138,13 @@ def test_lora_step_folder_matches_merged_final(tiny, tmp_path):
         torch.testing.assert_close(again[key], merged[key])
 
 
-def test_resume_reproduces_uninterrupted_run(tiny, tmp_path):
+@pytest.mark.parametrize("grouping", [[], ["--train.group_by_length", "true"]], ids=["random", "grouped"])
+def test_resume_reproduces_uninterrupted_run(tiny, tmp_path, grouping):
     """Kill after the step-4 checkpoint (simulated: only what existed then is kept), `--resume auto` continues and
-    reproduces the uninterrupted losses and weights, LoRA dropout included."""
+    reproduces the uninterrupted losses and weights, LoRA dropout included (and with batches grouped by length)."""
     ckpt, data = tiny
     full_run = tmp_path / "full"
-    main(["finetune", "lora", *fast_args(ckpt, data, full_run, "--lora_dropout", "0.2", steps=6)])
+    main(["finetune", "lora", *fast_args(ckpt, data, full_run, "--lora_dropout", "0.2", *grouping, steps=6)])
     reference = read_csv_losses(full_run)
 
     resumed = tmp_path / "resumed"
@@ -153,7 +154,7 @@ def test_resume_reproduces_uninterrupted_run(tiny, tmp_path):
     partial = resumed / ".step-000006.tmp"  # a checkpoint that was being written when the run died
     partial.mkdir()
     (partial / "lit_model.pth.lora").write_bytes(b"truncated")
-    main(["finetune", "lora", *fast_args(ckpt, data, resumed, "--lora_dropout", "0.2", steps=6), "--resume", "auto"])
+    main(["finetune", "lora", *fast_args(ckpt, data, resumed, "--lora_dropout", "0.2", *grouping, steps=6), "--resume", "auto"])
     continued = read_csv_losses(resumed)
     assert min(continued) == 9  # iterations 1-8 (steps 1-4) were not redone
     for it in range(9, 13):
@@ -268,3 +269,37 @@ def test_only_intended_parameters_get_gradients(tiny):
             assert (param.grad is not None) == intended(key), (name, key)
         if name == "lora":
             assert not any("lora_" in k for k, p in model.named_parameters() if "qkv" not in k and "lora" in k)
+
+
+@pytest.mark.parametrize("world_size", [1, 2])
+def test_batches_grouped_by_length(world_size):
+    """Grouped batches: each epoch still covers every sample, in a seeded order; each step's batches (one per rank)
+    come from one length-sorted window, so padding nearly vanishes; a resumed sampler continues where it stopped."""
+    from litgpt.training import ResumableBatchSampler
+
+    lengths = torch.randint(5, 500, (1000,), generator=torch.Generator().manual_seed(0)).tolist()
+
+    def batches(rank, lengths=lengths, epoch=0, start=0):
+        sampler = ResumableBatchSampler(1000, 4, True, seed=3, rank=rank, world_size=world_size, lengths=lengths)
+        sampler.epoch, sampler.start = epoch, start
+        return list(sampler)
+
+    per_rank = [batches(rank) for rank in range(world_size)]
+    assert sorted(i for ranks in per_rank for b in ranks for i in b) == list(range(1000))
+    assert per_rank[0] == batches(0) and per_rank[0] != batches(0, epoch=1)
+    assert batches(0, start=7) == per_rank[0][7:]
+
+    def padded(all_batches):  # tokens processed with right-padding to the longest sample of each step
+        return sum(max(lengths[i] for b in step for i in b) * sum(len(b) for b in step) for step in all_batches)
+
+    grouped = padded(list(zip(*per_rank)))
+    random = padded(list(zip(*[batches(rank, lengths=None) for rank in range(world_size)])))
+    assert grouped < 1.05 * sum(lengths) < 0.8 * random
+
+
+def test_group_by_length_needs_lengths():
+    from litgpt.errors import LitGPTError
+    from litgpt.training import sample_lengths
+
+    with pytest.raises(LitGPTError, match="group_by_length needs a dataset that knows its sample lengths"):
+        sample_lengths(torch.utils.data.TensorDataset(torch.zeros(3)))

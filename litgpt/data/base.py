@@ -77,6 +77,7 @@ class SFTDataset(Dataset):
         self.mask_prompt = mask_prompt
         self.ignore_index = ignore_index
         self.transform = transform
+        self._lengths: Optional[list[int]] = None
 
     def __len__(self) -> int:
         return len(self.data)
@@ -96,6 +97,18 @@ class SFTDataset(Dataset):
         row = self.example(index)
         extra = {"input": row["input"]} if row.get("input") else {}
         return self.prompt_style.apply(row["instruction"], **extra)
+
+    def lengths(self) -> list[int]:
+        """Token count of every sample (tokenized once, then cached), for batching by length."""
+        if self._lengths is None:
+            import sys
+
+            from tqdm import tqdm
+
+            items = tqdm(range(len(self)), desc="Measuring sample lengths", unit="sample", file=sys.stderr,
+                         disable=len(self) < 10_000)  # fmt: skip
+            self._lengths = [len(self[i]["input_ids"]) for i in items]
+        return self._lengths
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         row = self.example(index)
