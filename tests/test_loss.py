@@ -136,7 +136,8 @@ def test_optimizers_are_fused_unless_told_otherwise():
 
 
 @pytest.mark.parametrize("n_head, n_query_groups", [(4, 4), (6, 2), (4, 1)])
-def test_materialized_attention_matches_sdpa(n_head, n_query_groups, monkeypatch):
+@pytest.mark.parametrize("window", [False, True], ids=["causal", "sliding"])
+def test_materialized_attention_matches_sdpa(n_head, n_query_groups, window):
     """The bfloat16 CPU training attention: outputs and gradients equal SDPA's (same bfloat16 rounding scale)."""
     from litgpt import model as model_module
 
@@ -147,10 +148,15 @@ def test_materialized_attention_matches_sdpa(n_head, n_query_groups, monkeypatch
     with torch.no_grad():
         assert not model_module.use_materialized_attention(q, k, v)  # inference keeps SDPA
     grad_out = torch.randn(2, n_head, 33, 16, dtype=torch.bfloat16)
+    positions = torch.arange(33)
+    mask = model_module.build_mask(positions, 33, None) & model_module.sliding_mask(positions, 33, 8) if window else None
+    gqa = n_head != n_query_groups
     results = []
     for fn in (
-        lambda: model_module.materialized_causal_attention(q, k, v, 0.25),
-        lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=0.25, enable_gqa=n_head != n_query_groups),
+        lambda: model_module.materialized_attention(q, k, v, 0.25, mask),
+        lambda: F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, is_causal=mask is None, scale=0.25, enable_gqa=gqa
+        ),
     ):
         out = fn()
         out.backward(grad_out)
