@@ -1,9 +1,9 @@
 """Finetuning throughput and peak memory: litgpt vs transformers + PEFT on the same model, data and settings.
 
-    python benchmarks/finetune.py [--methods lora full] [--dtype bfloat16|float32] [--steps 8] [--micro_batch 4] [--seq 256]
+    python benchmarks/finetune.py [--model smollm2|gemma3] [--methods lora full] [--dtype bfloat16|float32] [--steps 8]
 
-Each variant runs in a fresh process (so peak resident memory is its own): load SmolLM2-135M-Instruct (dequantized
-from the GGUF shipped on PyPI), wrap it (litgpt: ``litgpt.finetune.LoRA``'s preparation / all parameters; peers:
+Each variant runs in a fresh process (so peak resident memory is its own): load SmolLM2-135M-Instruct or
+Gemma-3-270M (dequantized from the GGUF files shipped on PyPI), wrap it (litgpt: ``litgpt.finetune.LoRA``'s preparation / all parameters; peers:
 ``peft.LoraConfig`` on q_proj and v_proj with the same r/alpha/dropout / all parameters), then time optimizer steps
 (forward, loss, backward, AdamW) after two warm-up steps on fixed random token batches. Each side uses its own
 defaults: litgpt the training loop's loss (``model(inputs, targets=...)``) and optimizer (``make_optimizer``, fused
@@ -28,6 +28,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+MODELS = {  # name: (repo id, vocabulary size)
+    "smollm2": ("HuggingFaceTB/SmolLM2-135M-Instruct", 49152),
+    "gemma3": ("google/gemma-3-270m", 262144),
+}
 
 
 def batches(vocab: int, steps: int, micro_batch: int, seq: int) -> list[torch.Tensor]:
@@ -41,7 +45,7 @@ def run_ours(method: str, args) -> float:
     from litgpt.lora import LoRASettings
     from litgpt.training import Method, make_optimizer
 
-    checkpoint = resolve_checkpoint("HuggingFaceTB/SmolLM2-135M-Instruct")
+    checkpoint = resolve_checkpoint(MODELS[args.model][0])
     model = load_model(checkpoint, dtype=DTYPES[args.dtype])
     strategy = LoRA(checkpoint, LoRASettings(r=8, alpha=16, dropout=0.05)) if method == "lora" else Method(checkpoint)
     strategy.prepare(model)
@@ -51,7 +55,7 @@ def run_ours(method: str, args) -> float:
         model = torch.compile(model)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer("AdamW", params, lr=2e-4)  # what `litgpt finetune` builds: fused AdamW
-    data = batches(49152, args.steps + 2, args.micro_batch, args.seq)
+    data = batches(MODELS[args.model][1], args.steps + 2, args.micro_batch, args.seq)
 
     def step(batch):
         inputs, targets = batch[:, :-1], batch[:, 1:]
@@ -68,7 +72,7 @@ def run_theirs(method: str, args) -> float:
 
     from litgpt.reference import hf_reference_folder
 
-    hf_dir = hf_reference_folder("smollm2", Path(args.workdir) / "hf-smollm2")
+    hf_dir = hf_reference_folder(args.model, Path(args.workdir) / f"hf-{args.model}")
     model = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=DTYPES[args.dtype])
     if method == "lora":
         from peft import LoraConfig, get_peft_model
@@ -79,7 +83,7 @@ def run_theirs(method: str, args) -> float:
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=2e-4, fused=True)  # transformers.Trainer's default, adamw_torch_fused
-    data = batches(49152, args.steps + 2, args.micro_batch, args.seq)
+    data = batches(MODELS[args.model][1], args.steps + 2, args.micro_batch, args.seq)
 
     def step(batch):
         out = model(input_ids=batch[:, :-1], labels=batch[:, :-1])  # transformers shifts the labels itself
@@ -109,6 +113,7 @@ def child(args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="smollm2", choices=sorted(MODELS))
     parser.add_argument("--methods", nargs="+", default=["lora", "full"], choices=["lora", "full"])
     parser.add_argument("--dtype", default="bfloat16", choices=sorted(DTYPES))
     parser.add_argument("--steps", type=int, default=8)
@@ -124,7 +129,7 @@ def main() -> None:
     Path(args.workdir).mkdir(parents=True, exist_ok=True)
     if args.impl:
         return child(args)
-    print(f"# Finetuning benchmark: SmolLM2-135M-Instruct, micro-batch {args.micro_batch} x {args.seq} tokens, "
+    print(f"# Finetuning benchmark: {MODELS[args.model][0]}, micro-batch {args.micro_batch} x {args.seq} tokens, "
           f"{args.dtype}, {args.steps} timed steps, {os.cpu_count()} cores, torch {torch.__version__}\n")  # fmt: skip
     print("| method | implementation | tokens/s | peak resident memory (GB) | speed ratio |")
     print("|---|---|---|---|---|")
@@ -133,9 +138,18 @@ def main() -> None:
         impls = ["transformers+peft" if method == "lora" else "transformers", "litgpt"]
         impls += ["litgpt, activation checkpointing"] if args.activation_checkpointing else []
         for impl in impls:
-            cmd = [sys.executable, __file__, "--impl", impl.split("+")[0].split(",")[0], "--method", method,
-                   "--dtype", args.dtype, "--steps", str(args.steps), "--micro_batch", str(args.micro_batch),
-                   "--seq", str(args.seq), "--workdir", args.workdir] + (["--compile"] if args.compile else [])
+            flags = {
+                "--impl": impl.split("+")[0].split(",")[0],
+                "--method": method,
+                "--model": args.model,
+                "--dtype": args.dtype,
+                "--steps": args.steps,
+                "--micro_batch": args.micro_batch,
+                "--seq": args.seq,
+                "--workdir": args.workdir,
+            }
+            cmd = [sys.executable, __file__, *(str(x) for pair in flags.items() for x in pair)]
+            cmd += ["--compile"] if args.compile else []
             cmd += ["--activation_checkpointing"] if "checkpointing" in impl else []  # fmt: skip
             out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
             results[impl] = json.loads(out)
