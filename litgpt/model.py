@@ -315,21 +315,22 @@ def materialized_attention(
     B, nh, T, hs = q.shape
     ng = k.shape[1]
     rep = nh // ng
-    if mask is None:
-        bias = causal_bias(T, rep, q.dtype, q.device)
-    else:
-        bias = torch.zeros(T, T, dtype=q.dtype, device=q.device).masked_fill(~mask, float("-inf")).repeat(rep, 1)
+    bias = causal_bias(T, rep, q.dtype, q.device) if mask is None else mask_bias(mask, rep, q.dtype)
     queries = (q * scale).reshape(B * ng, rep * T, hs)
     keys_t = k.reshape(B * ng, T, hs).transpose(1, 2)
     scores = torch.baddbmm(bias, queries, keys_t)
     return (scores.softmax(dim=-1) @ v.reshape(B * ng, T, hs)).view(B, nh, T, hs)
 
 
+def mask_bias(allowed: torch.Tensor, rep: int, dtype: torch.dtype) -> torch.Tensor:
+    """A boolean (T, S) mask as the additive (rep * T, S) term: 0 where query row ``i % T`` may see key ``j``, -inf
+    elsewhere."""
+    return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(~allowed, float("-inf")).repeat(rep, 1)
+
+
 @functools.lru_cache(maxsize=8)
 def causal_bias(T: int, rep: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """(rep * T, T): 0 where query row ``i % T`` may see key ``j``, -inf elsewhere."""
-    allowed = torch.ones(T, T, dtype=torch.bool, device=device).tril().repeat(rep, 1)
-    return torch.zeros(rep * T, T, dtype=dtype, device=device).masked_fill(~allowed, float("-inf"))
+    return mask_bias(torch.ones(T, T, dtype=torch.bool, device=device).tril(), rep, dtype)
 
 
 class KVCache(nn.Module):

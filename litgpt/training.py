@@ -261,19 +261,6 @@ class WarmupCosine:
         return lr_factor(step, self.warmup, self.total, self.min_ratio)
 
 
-def sequence_loss(logits: Union[torch.Tensor, list], targets: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:
-    """Mean cross entropy over non-ignored targets; ``logits`` may be a list of chunks along the sequence."""
-    chunks = logits if isinstance(logits, list) else [logits]
-    sizes = [c.shape[1] for c in chunks]
-    total = logits[0].new_zeros((), dtype=torch.float32) if isinstance(logits, list) else logits.new_zeros((), dtype=torch.float32)
-    for chunk, target in zip(chunks, targets.split(sizes, dim=1)):
-        total = total + torch.nn.functional.cross_entropy(
-            chunk.reshape(-1, chunk.shape[-1]).float(), target.reshape(-1), ignore_index=ignore_index, reduction="sum"
-        )
-    count = (targets != ignore_index).sum().clamp(min=1)
-    return total / count
-
-
 class ResumableBatchSampler(Sampler):
     """Batches of indices for one epoch: shuffled with ``seed + epoch``, sharded across ranks, starting at ``start``.
 

@@ -192,17 +192,16 @@ def gemv(
     return _run(kind, x, w, scales, zeros)
 
 
+def _takes(t: torch.Tensor) -> bool:
+    """Whether the training kernels (``train.c``) take this tensor: float32 or bfloat16, on the CPU."""
+    return available() and t.device.type == "cpu" and t.dtype in (torch.float32, torch.bfloat16)
+
+
 def cross_entropy_rows_(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor | None:
     """Per-row cross entropy of float32/bfloat16 CPU ``logits`` (N, V) against ``targets`` (N,), overwriting
     ``logits`` with its gradient ``softmax - onehot`` (see ``train.c``); float32 losses, or None (nothing written)
     when the kernels cannot take it (unavailable, other dtype or device, rows not contiguous, target out of range)."""
-    if (
-        not available()
-        or logits.device.type != "cpu"
-        or logits.dtype not in (torch.float32, torch.bfloat16)
-        or logits.dim() != 2
-        or logits.stride(1) != 1
-    ):
+    if not _takes(logits) or logits.dim() != 2 or logits.stride(1) != 1:
         return None
     targets = targets.to(torch.int64).contiguous()
     loss = torch.empty(logits.shape[0], dtype=torch.float32)
@@ -217,7 +216,7 @@ def dropout_mask(like: torch.Tensor, p: float) -> torch.Tensor | None:
     """A dropout mask shaped and typed like the float32/bfloat16 CPU tensor ``like``: 0 with probability ``p``,
     else ``1 / (1 - p)``; the seed is drawn from torch's generator, so runs repeat under ``torch.manual_seed``.
     None where the kernels cannot make it (callers use ``F.dropout``)."""
-    if not available() or like.device.type != "cpu" or like.dtype not in (torch.float32, torch.bfloat16):
+    if not _takes(like):
         return None
     seed = int(torch.randint(0, 2**62, (), dtype=torch.int64))
     mask = torch.empty(like.shape, dtype=like.dtype)
@@ -264,13 +263,7 @@ class RMSNormFunction(torch.autograd.Function):
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float, unit_offset: bool) -> torch.Tensor | None:
     """:class:`RMSNormFunction` where it applies (kernels available, CPU, float32/bfloat16, not compiling), else
     None."""
-    if (
-        not available()
-        or x.device.type != "cpu"
-        or x.dtype not in (torch.float32, torch.bfloat16)
-        or weight.device.type != "cpu"
-        or torch.compiler.is_compiling()
-    ):
+    if not _takes(x) or weight.device.type != "cpu" or torch.compiler.is_compiling():
         return None
     # the kernel reads a float32 copy of the scale; the weight's gradient comes back through the second input
     scale = (weight.detach().float() + 1.0) if unit_offset else weight.detach().float().contiguous()
