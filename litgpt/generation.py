@@ -124,13 +124,14 @@ def generate_batch(
     logits = model.project(hidden[:, -1])
     # one sequence on the CPU: the whole decode step in one C call where the architecture allows (litgpt.kernels)
     fused = fused_decoder(model) if eager and B == 1 and max_new_tokens > 1 and ids.device.type == "cpu" else None
+    top = 1 if params.greedy else params.top_k or 0  # the logits sampling can pick from; the fused step may skip others
     for i in range(max_new_tokens):
         token = sample(logits, params, generator)
         yield token
         if i + 1 == max_new_tokens:
             break
         if fused is not None:
-            logits = fused(token.item(), T + i)
+            logits = fused(token.item(), T + i, top)
             continue
         pos = torch.tensor([T + i], device=ids.device)
         if eager:

@@ -31,7 +31,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-SOURCES = [Path(__file__).with_name(n) for n in ("gemv.c", "step.c", "train.c")]  # step.c: fused.py; train.c: loss, dropout
+# step.c: fused.py; head.c: the top logits for step.c; train.c: loss, norms, dropout
+SOURCES = [Path(__file__).with_name(n) for n in ("gemv.c", "step.c", "head.c", "train.c")]
 FLAGS = ["-O3", "-mavx2", "-mfma", "-fopenmp", "-fPIC", "-shared"]
 MAX_ROWS = 8  # activation rows per kernel call (the C side's MAX_M)
 KINDS = ("f32", "bf16", "i8", "i4")
@@ -90,7 +91,9 @@ def _library() -> ctypes.CDLL | None:
     lib.gemv_i8.argtypes = [p, p, p, p, i64, i64, i64, i32]
     lib.gemv_i4.argtypes = [p, p, p, p, p, i64, i64, i64, i32]
     lib.gemv_i8.restype = lib.gemv_i4.restype = lib.decode_step.restype = i32
-    lib.decode_step.argtypes = [p, i64, i64, p]
+    lib.decode_step.argtypes = [p, i64, i64, p, i64]
+    lib.head_top.argtypes = [p, i64, i64, i64, p, p, p, p, i64, ctypes.c_double, p, i32]
+    lib.head_top.restype = i64
     lib.xent_rows.argtypes = [p, i32, i64, i64, i64, p, p, i32]
     lib.xent_rows.restype = i32
     lib.rmsnorm_forward.argtypes = [p, p, p, p, i32, i64, i64, ctypes.c_float, i32]
@@ -268,6 +271,39 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float, unit_offset: boo
     # the kernel reads a float32 copy of the scale; the weight's gradient comes back through the second input
     scale = (weight.detach().float() + 1.0) if unit_offset else weight.detach().float().contiguous()
     return RMSNormFunction.apply(x.contiguous(), weight, scale, float(eps))
+
+
+def head_screen(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The int8 copy of an output layer's weight (N, K) that :func:`head_top` screens with: codes ``round(W / s)``
+    (N, K) and one float32 scale per row, ``s = max |W[j]| / 127``. Built in slices of rows, never a float32 copy
+    of the whole weight."""
+    q = torch.empty(weight.shape, dtype=torch.int8)
+    scales = torch.empty(weight.shape[0], dtype=torch.float32)
+    with torch.no_grad():
+        for start in range(0, weight.shape[0], 8192):
+            w = weight[start : start + 8192].float()
+            s = w.abs().amax(dim=1) / 127
+            q[start : start + 8192] = torch.round(w / torch.where(s > 0, s, 1.0)[:, None]).clamp_(-127, 127).to(torch.int8)
+            scales[start : start + 8192] = s
+    return q, scales
+
+
+def head_top(
+    x: torch.Tensor, weight: torch.Tensor, screen: tuple[torch.Tensor, torch.Tensor], top: int,
+    bias: torch.Tensor | None = None, softcap: float = 0.0,
+) -> torch.Tensor | None:  # fmt: skip
+    """Logits ``x @ W.T (+ bias)`` of one float32 row ``x`` (K,) where the ``top`` largest are exact and bit-identical
+    to :func:`gemv`'s (softcapped when ``softcap``), and the rest may be -inf; None where screening does not pay
+    (see ``head.c``). ``weight`` is float32 or bfloat16, ``screen`` its :func:`head_screen`."""
+    x = x.to(torch.float32).contiguous()
+    logits = torch.empty(weight.shape[0], dtype=torch.float32)
+    q, scales = screen
+    bias_ptr = None if bias is None else bias.data_ptr()
+    found = _library().head_top(
+        x.data_ptr(), weight.shape[0], weight.shape[1], int(weight.dtype == torch.bfloat16), weight.data_ptr(),
+        bias_ptr, q.data_ptr(), scales.data_ptr(), top, float(softcap), logits.data_ptr(), torch.get_num_threads(),
+    )  # fmt: skip
+    return logits if found > 0 else None
 
 
 def pack_i4(q: torch.Tensor) -> torch.Tensor:

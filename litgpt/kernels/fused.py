@@ -41,7 +41,8 @@ class Model(ctypes.Structure):
         *((name, c_i64) for name in ("n_layer", "n_embd", "n_head", "n_groups", "head_size", "rope_n_elem",
                                      "intermediate", "S", "activation", "qk_norm_full", "threads", "wte_kind")),
         *((name, c_double) for name in ("eps", "embedding_scale", "attn_scale", "attn_softcap", "final_softcap")),
-        ("layers", ctypes.POINTER(Layer)), ("wte", c_ptr), ("ln_f", c_ptr), ("head", Mat),
+        ("layers", ctypes.POINTER(Layer)), ("wte", c_ptr), ("ln_f", c_ptr), ("head", Mat), ("screen_q", c_ptr),
+        ("screen_s", c_ptr),
     ]  # fmt: skip
 
 
@@ -89,8 +90,34 @@ def _norm(module: torch.nn.Module, keep: list) -> int | None:
     return w.data_ptr()
 
 
+MAX_TOP = 1024  # larger top-k sampling computes every logit
+
+
+def _head_screen(head: torch.nn.Module, keep: list) -> tuple[int | None, int | None]:
+    """Pointers to the output layer's int8 copy (:func:`litgpt.kernels.head_screen`), built on first use and kept on
+    the module until its weight changes; (None, None) where it does not apply or ``LITGPT_HEAD_SCREEN=0``."""
+    w = head.weight
+    if (
+        os.environ.get("LITGPT_HEAD_SCREEN", "1") == "0"
+        or type(head) not in (torch.nn.Linear, kernels.DecodeLinear)
+        or w.dtype not in kernels.FLOAT_KINDS
+        or w.shape[1] % 32
+    ):
+        return None, None
+    key = (w.data_ptr(), w._version, w.dtype, tuple(w.shape))
+    cached = getattr(head, "_litgpt_screen", None)
+    if cached is None or cached[0] != key:
+        cached = (key, *kernels.head_screen(w))
+        head._litgpt_screen = cached
+    keep.append(cached)
+    return cached[1].data_ptr(), cached[2].data_ptr()
+
+
 class FusedDecoder:
-    """``decoder(token, pos)`` -> float32 logits (1, vocab) of a one-token decode step at ``pos``, in one C call.
+    """``decoder(token, pos, top=0)`` -> float32 logits (1, vocab) of a one-token decode step at ``pos``, in one C
+    call. ``top`` > 0: only the ``top`` largest logits are needed (greedy: 1, top-k sampling: k); they come out
+    exactly as with ``top=0`` and every other logit may be -inf, which reads half the output layer's bytes or less
+    (``head.c``).
 
     Holds raw pointers into the model: valid while the model's parameters and KV cache are not replaced (build a
     new one after ``set_kv_cache`` or ``model.to``)."""
@@ -100,9 +127,10 @@ class FusedDecoder:
         self.vocab = struct.head.N
         self._lib = kernels._library()
 
-    def __call__(self, token: int, pos: int) -> torch.Tensor:
+    def __call__(self, token: int, pos: int, top: int = 0) -> torch.Tensor:
         logits = torch.empty(1, self.vocab, dtype=torch.float32)
-        if not self._lib.decode_step(ctypes.byref(self._struct), int(token), int(pos), logits.data_ptr()):
+        top = top if 0 < top <= MAX_TOP else 0
+        if not self._lib.decode_step(ctypes.byref(self._struct), int(token), int(pos), logits.data_ptr(), top):
             raise RuntimeError("the fused decode step could not run (position outside the KV cache, or no memory)")
         return logits
 
@@ -190,5 +218,6 @@ def _build(model) -> FusedDecoder:
         cfg.norm_eps, cfg.n_embd**0.5 if cfg.scale_embeddings else 1.0, model.transformer.h[0].attn.scale,
         cfg.attention_logit_softcapping or 0.0, cfg.final_logit_softcapping or 0.0,
         layers, wte.data_ptr(), _norm(model.transformer.ln_f, keep), _mat(model.lm_head, keep),
+        *_head_screen(model.lm_head, keep),
     )  # fmt: skip
     return FusedDecoder(model, keep, struct, layers)

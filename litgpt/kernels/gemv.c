@@ -71,13 +71,14 @@ static inline float bf16_to_float(uint16_t b) {
     } while (0)
 
 #define IDENTITY(v) (v)
+#define ROW(n) (rows ? rows[n] : (n)) /* the weight row of output n: every row, or a chosen few (head.c) */
 #define AS_FLOAT(v) ((float)(v))
 
 /* bfloat16 weights, K % 16 == 0: 16 weights (one 32-byte load) hold 8 even-indexed values in the low halves of
    their 32-bit lanes and 8 odd-indexed ones in the high halves. A shift and a mask turn them into two float
    vectors without any shuffle, to be multiplied with x's even and odd elements (split once per call). */
 static void gemv_bf16_pairs(const float *x, const uint16_t *w, float *y, int64_t M, int64_t N, int64_t K,
-                            int threads) {
+                            int threads, const int64_t *rows) {
     const int64_t H = K / 2;
     float *split = (float *)malloc(sizeof(float) * (size_t)(M * K));
     if (!split) return;
@@ -89,7 +90,7 @@ static void gemv_bf16_pairs(const float *x, const uint16_t *w, float *y, int64_t
     const __m256i high = _mm256_set1_epi32((int)0xFFFF0000u);
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t n = 0; n < N; n++) {
-        const uint16_t *row = w + n * K;
+        const uint16_t *row = w + ROW(n) * K;
         __m256 acc0[MAX_M], acc1[MAX_M];
         for (int m = 0; m < M; m++) acc0[m] = acc1[m] = _mm256_setzero_ps();
         for (int64_t k = 0; k < K; k += 16) {
@@ -117,6 +118,7 @@ static void gemv_bf16_pairs(const float *x, const uint16_t *w, float *y, int64_t
 static int avx512_allowed = 1;
 
 void allow_avx512(int on) { avx512_allowed = on; } /* 0: the AVX2 paths only (tests, LITGPT_KERNELS_AVX512=0) */
+int avx512_on(void) { return avx512_allowed; }
 
 int has_avx512_bf16(void) {
     static int known = -1;
@@ -125,7 +127,7 @@ int has_avx512_bf16(void) {
 }
 
 AVX512_BF16 static void gemv_bf16_avx512(const float *x, const uint16_t *w, float *y, int64_t M, int64_t N,
-                                         int64_t K, int threads) {
+                                         int64_t K, int threads, const int64_t *rows) {
     const int64_t C = K / 32;
     __m512bh *head = (__m512bh *)aligned_alloc(64, sizeof(__m512bh) * (size_t)(M * C));
     __m512bh *rest = (__m512bh *)aligned_alloc(64, sizeof(__m512bh) * (size_t)(M * C));
@@ -150,7 +152,7 @@ AVX512_BF16 static void gemv_bf16_avx512(const float *x, const uint16_t *w, floa
     if (M == 1) { /* decoding one sequence: four independent sums per row hide vdpbf16ps's latency */
 #pragma omp parallel for num_threads(threads) schedule(static)
         for (int64_t n = 0; n < N; n++) {
-            const uint16_t *row = w + n * K;
+            const uint16_t *row = w + ROW(n) * K;
             __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
             int64_t c = 0;
             for (; c + 2 <= C; c += 2) {
@@ -174,7 +176,7 @@ AVX512_BF16 static void gemv_bf16_avx512(const float *x, const uint16_t *w, floa
     }
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t n = 0; n < N; n++) {
-        const uint16_t *row = w + n * K;
+        const uint16_t *row = w + ROW(n) * K;
         __m512 acc[MAX_M];
         for (int m = 0; m < M; m++) acc[m] = _mm512_setzero_ps();
         for (int64_t c = 0; c < C; c++) {
@@ -190,32 +192,44 @@ AVX512_BF16 static void gemv_bf16_avx512(const float *x, const uint16_t *w, floa
     free(rest);
 }
 
-void gemv_bf16(const float *x, const uint16_t *w, float *y, int64_t M, int64_t N, int64_t K, int threads) {
+/* y[m, i] = x[m] . W[rows[i]] for i < N (rows == NULL: every row, y = x @ W.T): the same per-row arithmetic
+   either way, so a row's value does not depend on which other rows are computed (head.c relies on this). */
+void gemv_bf16_rows(const float *x, const uint16_t *w, float *y, int64_t M, int64_t N, int64_t K, int threads,
+                    const int64_t *rows) {
     if (K % 32 == 0 && has_avx512_bf16()) {
-        gemv_bf16_avx512(x, w, y, M, N, K, threads);
+        gemv_bf16_avx512(x, w, y, M, N, K, threads, rows);
         return;
     }
     if (K % 16 == 0) {
-        gemv_bf16_pairs(x, w, y, M, N, K, threads);
+        gemv_bf16_pairs(x, w, y, M, N, K, threads, rows);
         return;
     }
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t n = 0; n < N; n++) {
-        const uint16_t *row = w + n * K;
+        const uint16_t *row = w + ROW(n) * K;
         float out[MAX_M];
         ROW_DOT(load8_bf16, bf16_to_float);
         for (int m = 0; m < M; m++) y[m * N + n] = out[m];
     }
 }
 
-void gemv_f32(const float *x, const float *w, float *y, int64_t M, int64_t N, int64_t K, int threads) {
+void gemv_f32_rows(const float *x, const float *w, float *y, int64_t M, int64_t N, int64_t K, int threads,
+                   const int64_t *rows) {
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t n = 0; n < N; n++) {
-        const float *row = w + n * K;
+        const float *row = w + ROW(n) * K;
         float out[MAX_M];
         ROW_DOT(_mm256_loadu_ps, IDENTITY);
         for (int m = 0; m < M; m++) y[m * N + n] = out[m];
     }
+}
+
+void gemv_bf16(const float *x, const uint16_t *w, float *y, int64_t M, int64_t N, int64_t K, int threads) {
+    gemv_bf16_rows(x, w, y, M, N, K, threads, NULL);
+}
+
+void gemv_f32(const float *x, const float *w, float *y, int64_t M, int64_t N, int64_t K, int threads) {
+    gemv_f32_rows(x, w, y, M, N, K, threads, NULL);
 }
 
 /* Quantized weights take integer dot products, as llama.cpp does: each row of x is first rounded to int8 in blocks

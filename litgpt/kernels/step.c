@@ -20,6 +20,8 @@ int gemv_i8(const float *x, const int8_t *w, const float *scales, float *y, int6
             int threads);
 int gemv_i4(const float *x, const uint8_t *w, const float *scales, const float *zeros, float *y, int64_t M,
             int64_t N, int64_t K, int threads);
+int64_t head_top(const float *x, int64_t N, int64_t K, int64_t w_kind, const void *w, const float *bias,
+                 const int8_t *q, const float *s, int64_t top, double softcap, float *logits, int threads);
 
 enum { KIND_F32 = 0, KIND_BF16 = 1, KIND_I8 = 2, KIND_I4 = 3 };
 enum { ACT_SILU = 0, ACT_GELU_TANH = 1, ACT_GELU = 2 };
@@ -47,6 +49,8 @@ typedef struct {
     const void *wte; /* (vocab, n_embd) float32 or bfloat16 */
     const float *ln_f;
     Mat head;
+    const int8_t *screen_q; /* the head's int8 copy for head_top (head.c), or NULL */
+    const float *screen_s;
 } Model;
 
 static int matvec(const Mat *m, const float *x, float *y, int threads) {
@@ -115,8 +119,10 @@ static void attend(const Model *md, const Layer *L, const float *q, int64_t pos,
 }
 
 /* Logits (vocab) for `token` at position `pos` (< S); writes this position's keys and values into every layer's
-   cache. Returns 1, or 0 when a kernel could not run (a shape the Python side should have refused) or on no memory. */
-int decode_step(const Model *md, int64_t token, int64_t pos, float *logits) {
+   cache. top > 0 with a head copy (screen_q): only the `top` largest logits are needed, and the others may come out
+   as -inf (head.c). Returns 1, or 0 when a kernel could not run (a shape the Python side should have refused) or on
+   no memory. */
+int decode_step(const Model *md, int64_t token, int64_t pos, float *logits, int64_t top) {
     const int64_t E = md->n_embd, hs = md->head_size, nh = md->n_head, ng = md->n_groups, I = md->intermediate;
     const int64_t qsize = nh * hs, kvsize = ng * hs, n = md->rope_n_elem;
     const int threads = (int)md->threads;
@@ -181,10 +187,17 @@ int decode_step(const Model *md, int64_t token, int64_t pos, float *logits) {
     if (ok) {
         if (md->ln_f) rmsnorm(x, md->ln_f, xn, E, md->eps);
         else memcpy(xn, x, sizeof(float) * (size_t)E);
-        ok &= matvec(&md->head, xn, logits, threads);
-        if (ok && md->final_softcap > 0) {
-            const float cap = (float)md->final_softcap;
-            for (int64_t i = 0; i < md->head.N; i++) logits[i] = tanhf(logits[i] / cap) * cap;
+        const Mat *h = &md->head;
+        if (top > 0 && md->screen_q && (h->kind == KIND_F32 || h->kind == KIND_BF16) &&
+            head_top(xn, h->N, h->K, h->kind, h->w, h->bias, md->screen_q, md->screen_s, top, md->final_softcap,
+                     logits, threads) > 0)
+            ; /* done: the top logits, softcap included */
+        else {
+            ok &= matvec(h, xn, logits, threads);
+            if (ok && md->final_softcap > 0) {
+                const float cap = (float)md->final_softcap;
+                for (int64_t i = 0; i < h->N; i++) logits[i] = tanhf(logits[i] / cap) * cap;
+            }
         }
     }
     free(buf);
