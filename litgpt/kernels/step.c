@@ -9,6 +9,7 @@
    parameters and KV cache, so this step and PyTorch's forward read and write the same memory and can alternate
    (PyTorch prefills, C decodes). Everything is float32 except the weights (see gemv.c for their kinds). */
 
+#include <immintrin.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -90,6 +91,22 @@ static float activation(float v, int64_t kind) {
     return 0.5f * v * (1.0f + erff(v * 0.70710678f));
 }
 
+/* a . b over n floats: two 8-wide FMA chains (the compiler keeps a float sum in order, so it would not vectorize) */
+static inline float dot(const float *a, const float *b, int64_t n) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0;
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
+    }
+    __m256 v = _mm256_add_ps(s0, s1);
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    float total = _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)));
+    for (; i < n; i++) total += a[i] * b[i];
+    return total;
+}
+
 /* q: (n_head, hs) at position pos; keys/values read from the cache up to pos; out: (n_head, hs) */
 static void attend(const Model *md, const Layer *L, const float *q, int64_t pos, float *scores, float *out) {
     const int64_t hs = md->head_size, S = md->S, per_group = md->n_head / md->n_groups;
@@ -101,12 +118,10 @@ static void attend(const Model *md, const Layer *L, const float *q, int64_t pos,
         float *s = scores + h * S, *o = out + h * hs;
         float best = -INFINITY;
         for (int64_t j = lo; j <= pos; j++) {
-            float dot = 0.0f;
-            for (int64_t d = 0; d < hs; d++) dot += qh[d] * K[j * hs + d];
-            dot *= (float)md->attn_scale;
-            if (md->attn_softcap > 0) dot = tanhf(dot / (float)md->attn_softcap) * (float)md->attn_softcap;
-            s[j] = dot;
-            best = dot > best ? dot : best;
+            float score = dot(qh, K + j * hs, hs) * (float)md->attn_scale;
+            if (md->attn_softcap > 0) score = tanhf(score / (float)md->attn_softcap) * (float)md->attn_softcap;
+            s[j] = score;
+            best = score > best ? score : best;
         }
         float total = 0.0f;
         for (int64_t j = lo; j <= pos; j++) total += (s[j] = expf(s[j] - best));
