@@ -122,14 +122,17 @@ def generate_batch(
     # prefill: the head runs on the last position only (a large vocabulary makes the others expensive)
     hidden = model(ids, torch.arange(T, device=ids.device), input_pos_maxp1=T, key_padding_mask=padding, return_hidden=True)
     logits = model.project(hidden[:, -1])
-    # one sequence on the CPU: the whole decode step in one C call where the architecture allows (litgpt.kernels)
-    fused = fused_decoder(model) if eager and B == 1 and max_new_tokens > 1 and ids.device.type == "cpu" else None
+    # one sequence on the CPU: the whole decode step in one C call where the architecture allows (litgpt.kernels),
+    # set up after the first token is out (building the output layer's int8 copy must not delay it)
+    fused, try_fused = None, eager and B == 1 and max_new_tokens > 1 and ids.device.type == "cpu"
     top = 1 if params.greedy else params.top_k or 0  # the logits sampling can pick from; the fused step may skip others
     for i in range(max_new_tokens):
         token = sample(logits, params, generator)
         yield token
         if i + 1 == max_new_tokens:
             break
+        if try_fused:
+            fused, try_fused = fused_decoder(model), False
         if fused is not None:
             logits = fused(token.item(), T + i, top)
             continue

@@ -94,6 +94,7 @@ def _library() -> ctypes.CDLL | None:
     lib.decode_step.argtypes = [p, i64, i64, p, i64]
     lib.head_top.argtypes = [p, i64, i64, i64, p, p, p, p, i64, ctypes.c_double, p, i32]
     lib.head_top.restype = i64
+    lib.head_screen.argtypes = [p, i64, i64, i64, p, p, i32]
     lib.xent_rows.argtypes = [p, i32, i64, i64, i64, p, p, i32]
     lib.xent_rows.restype = i32
     lib.rmsnorm_forward.argtypes = [p, p, p, p, i32, i64, i64, ctypes.c_float, i32]
@@ -274,17 +275,18 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float, unit_offset: boo
 
 
 def head_screen(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The int8 copy of an output layer's weight (N, K) that :func:`head_top` screens with: codes ``round(W / s)``
-    (N, K) and one float32 scale per row, ``s = max |W[j]| / 127``. Built in slices of rows, never a float32 copy
-    of the whole weight."""
+    """The int8 copy of an output layer's float32 or bfloat16 weight (N, K) that :func:`head_top` screens with:
+    codes ``round(W / s)`` (N, K) and one float32 scale per row, ``s = max |W[j]| / 127``."""
+    if weight.dtype not in FLOAT_KINDS or weight.shape[1] % 8:
+        raise ValueError(f"head_screen needs a float32/bfloat16 weight with a multiple of 8 columns, got "
+                         f"{weight.dtype} {tuple(weight.shape)}")  # fmt: skip
+    weight = weight.contiguous()
     q = torch.empty(weight.shape, dtype=torch.int8)
     scales = torch.empty(weight.shape[0], dtype=torch.float32)
-    with torch.no_grad():
-        for start in range(0, weight.shape[0], 8192):
-            w = weight[start : start + 8192].float()
-            s = w.abs().amax(dim=1) / 127
-            q[start : start + 8192] = torch.round(w / torch.where(s > 0, s, 1.0)[:, None]).clamp_(-127, 127).to(torch.int8)
-            scales[start : start + 8192] = s
+    _library().head_screen(
+        weight.data_ptr(), int(weight.dtype == torch.bfloat16), weight.shape[0], weight.shape[1], q.data_ptr(),
+        scales.data_ptr(), torch.get_num_threads(),
+    )  # fmt: skip
     return q, scales
 
 

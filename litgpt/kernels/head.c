@@ -204,3 +204,34 @@ int64_t head_top(const float *x, int64_t N, int64_t K, int64_t w_kind, const voi
     free(exact), free(x16), free(lower), free(found), free(idx);
     return result;
 }
+
+static inline __m256 load8(const void *w, int64_t w_kind, int64_t at) {
+    if (w_kind == 1) {
+        __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)((const uint16_t *)w + at)));
+        return _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
+    }
+    return _mm256_loadu_ps((const float *)w + at);
+}
+
+/* The int8 copy head_top reads: q[j] = round(W[j] / s[j]) (to nearest even), s[j] = max |W[j]| / 127 (0 for a zero
+   row). Needs K % 8 == 0. */
+void head_screen(const void *w, int64_t w_kind, int64_t N, int64_t K, int8_t *q, float *s, int threads) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t j = 0; j < N; j++) {
+        __m256 m = _mm256_setzero_ps();
+        for (int64_t k = 0; k < K; k += 8) m = _mm256_max_ps(m, _mm256_andnot_ps(sign, load8(w, w_kind, j * K + k)));
+        float lanes[8], amax = 0.0f;
+        _mm256_storeu_ps(lanes, m);
+        for (int t = 0; t < 8; t++) amax = lanes[t] > amax ? lanes[t] : amax;
+        const float scale = amax / 127.0f;
+        const __m256 inv = _mm256_set1_ps(amax > 0 ? 1.0f / scale : 0.0f);
+        for (int64_t k = 0; k < K; k += 8) {
+            __m256i v = _mm256_cvtps_epi32(_mm256_mul_ps(load8(w, w_kind, j * K + k), inv));
+            v = _mm256_max_epi32(_mm256_min_epi32(v, _mm256_set1_epi32(127)), _mm256_set1_epi32(-127));
+            __m128i h = _mm_packs_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+            _mm_storel_epi64((__m128i *)(q + j * K + k), _mm_packs_epi16(h, h));
+        }
+        s[j] = scale;
+    }
+}
