@@ -114,6 +114,7 @@ def test_tiny_model_logits_close_to_float(tiny_checkpoint, mode):
     kinds = {type(m) for m in model.modules()}
     assert (Int8Linear if mode == "int8" else Int4Linear) in kinds
     assert torch.nn.Linear not in kinds  # every linear, lm_head included
+    assert type(model.lm_head) is Int8Linear  # int4 models too: 4 bits break large-vocabulary output layers
     assert isinstance(model.transformer.wte, torch.nn.Embedding)
     with torch.inference_mode():
         out = model(x)
@@ -149,11 +150,12 @@ def test_llm_distribute_quantize(tiny_checkpoint):
 
 def test_random_init_quantize(tiny_checkpoint):
     from litgpt.api import LLM
-    from litgpt.quantize import Int4Linear
+    from litgpt.quantize import Int4Linear, Int8Linear
 
     llm = LLM.load(tiny_checkpoint, init="random", tokenizer_dir=tiny_checkpoint, distribute=None)
     llm.distribute(accelerator="cpu", quantize="int4")
-    assert isinstance(llm.model.lm_head, Int4Linear)
+    assert isinstance(llm.model.transformer.h[0].attn.qkv, Int4Linear)
+    assert isinstance(llm.model.lm_head, Int8Linear)
     assert isinstance(llm.generate("hi", max_new_tokens=3, temperature=0), str)
 
 
