@@ -70,6 +70,28 @@ def test_int4_kernel_and_fallback_agree_and_finer_groups_are_better(weights):
     assert errors[32] < errors[128]
 
 
+def test_int4_grids_have_the_least_error_of_the_trials():
+    """Every group's error is at most that of plain min-max rounding; weights already on a 4-bit grid that spans
+    fewer than 15 steps (as GGUF's are) come back exactly; clipping a lone outlier beats spreading 15 steps over it."""
+    torch.manual_seed(0)
+    w = torch.randn(64, 256)
+    w[:, 5] *= 8  # an outlier in one group of each row
+    q, scales, zeros = quantize_int4(w, 32)
+    got = ((q.float().view(64, 8, 32) - 8) * scales[..., None] + zeros[..., None]).view(64, 256)
+    groups = w.view(64, 8, 32)
+    lo, hi = groups.amin(-1, keepdim=True), groups.amax(-1, keepdim=True)
+    step = (hi - lo) / 15
+    minmax = (torch.round((groups - lo) / step) * step + lo).view(64, 256)
+    err, plain = (got - w).square().view(64, 8, 32).sum(-1), (minmax - w).square().view(64, 8, 32).sum(-1)
+    assert (err <= plain * (1 + 1e-5)).all() and err[:, 0].sum() < 0.9 * plain[:, 0].sum()
+    levels = torch.randint(0, 13, (16, 64))
+    levels[:, ::32], levels[:, 1::32] = 0, 12  # every group spans 12 steps: 13 of 16 levels used
+    on_grid = levels.float() * 0.037 - 0.2
+    q, scales, zeros = quantize_int4(on_grid, 32)
+    back = ((q.float().view(16, 2, 32) - 8) * scales[..., None] + zeros[..., None]).view(16, 64)
+    torch.testing.assert_close(back, on_grid, atol=1e-6, rtol=0)
+
+
 def test_int4_shapes_the_kernel_cannot_take_fall_back():
     torch.manual_seed(0)
     W, x = torch.randn(10, 50), torch.randn(2, 50)  # 10 rows (kernel wants a multiple of 16), 50 columns (no group)
