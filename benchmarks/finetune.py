@@ -41,6 +41,7 @@ def batches(vocab: int, steps: int, micro_batch: int, seq: int) -> list[torch.Te
 
 def run_ours(method: str, args) -> float:
     from litgpt.finetune import LoRA
+    from litgpt.kernels import cpu_linear
     from litgpt.loading import load_model, resolve_checkpoint
     from litgpt.lora import LoRASettings
     from litgpt.training import Method, make_optimizer
@@ -49,6 +50,7 @@ def run_ours(method: str, args) -> float:
     model = load_model(checkpoint, dtype=DTYPES[args.dtype])
     strategy = LoRA(checkpoint, LoRASettings(r=8, alpha=16, dropout=0.05)) if method == "lora" else Method(checkpoint)
     strategy.prepare(model)
+    cpu_linear(model)  # as the training loop does on a CPU
     model.train()
     model.activation_checkpointing = args.activation_checkpointing  # what --train.activation_checkpointing sets
     if args.compile:

@@ -35,11 +35,13 @@ def child(args) -> None:
     config = Config.from_name(args.model_name, block_size=args.seq)
     data = batches(config.vocab_size, args.steps + 2, args.micro_batch, args.seq)
     if args.impl == "litgpt":
+        from litgpt.kernels import cpu_linear
         from litgpt.model import GPT
         from litgpt.training import make_optimizer
 
         model = GPT(config)
         model.init_weights()
+        cpu_linear(model)  # as the training loop does on a CPU
         optimizer = make_optimizer("AdamW", model.parameters(), lr=3e-4)  # the training loop's: fused AdamW
 
         def loss_of(batch):

@@ -21,6 +21,8 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
+from litgpt.kernels import CPULinear, gemm
+
 CHUNK_BYTES = 1 << 28  # logits held at once (a chunk of rows), in the weight's dtype
 
 
@@ -55,14 +57,24 @@ class LinearCrossEntropy(torch.autograd.Function):
         grad_h = torch.empty_like(h) if need_h else None
         grad_w = grad_b = None
         step = chunk_rows(weight.shape[0], weight.dtype)
+        onednn = gemm.applies(h, weight)
         for start in range(0, N, step):
             hc, tc = h[start : start + step], targets[start : start + step]
-            z = hc @ weight.T if bias is None else torch.addmm(bias, hc, weight.T)
+            if onednn:  # float32 on a CPU where MKL is slow (litgpt.kernels.gemm)
+                z = gemm.linear(hc, weight, bias)
+            else:
+                z = hc @ weight.T if bias is None else torch.addmm(bias, hc, weight.T)
             losses[start : start + step] = _cross_entropy_rows_(z, tc)
             if need_h:
-                torch.mm(z, weight, out=grad_h[start : start + step])
+                if onednn:
+                    grad_h[start : start + step] = gemm.mm(z, weight)
+                else:
+                    torch.mm(z, weight, out=grad_h[start : start + step])
             if need_w:
-                grad_w = z.T @ hc if grad_w is None else grad_w.addmm_(z.T, hc)
+                if onednn:
+                    grad_w = gemm.mm(z.T, hc) if grad_w is None else grad_w.add_(gemm.mm(z.T, hc))
+                else:
+                    grad_w = z.T @ hc if grad_w is None else grad_w.addmm_(z.T, hc)
             if need_b:
                 grad_b = z.sum(0) if grad_b is None else grad_b.add_(z.sum(0))
         ctx.divisor = divisor
@@ -96,7 +108,7 @@ def output_loss(
     h = hidden.reshape(-1, hidden.shape[-1])[keep]
     t = targets.reshape(-1)[keep]
     divisor = float(max(1, t.numel()))
-    fused = type(head) is torch.nn.Linear and softcap is None and h.dtype == head.weight.dtype
+    fused = type(head) in (torch.nn.Linear, CPULinear) and softcap is None and h.dtype == head.weight.dtype
     if fused and not torch.is_autocast_enabled(h.device.type):
         return LinearCrossEntropy.apply(h, head.weight, head.bias, t, divisor)
     total = hidden.new_zeros((), dtype=torch.float32)

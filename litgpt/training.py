@@ -614,6 +614,10 @@ def _run(fabric, job: Job, dtype: torch.dtype) -> Progress:
     model.max_seq_length = max_seq_length
     model.activation_checkpointing = train.activation_checkpointing
     method.prepare(model)
+    if fabric.device.type == "cpu":
+        from litgpt.kernels import cpu_linear
+
+        cpu_linear(model)  # float32 products through oneDNN where it beats MKL (litgpt.kernels.gemm)
     trainable = [p for p in model.parameters() if p.requires_grad]
     if not trainable:
         raise LitGPTError(f"The {method.name} method left no parameter to train")

@@ -93,7 +93,7 @@ def test_decode_linear_is_a_drop_in_linear(dtype):
     with torch.no_grad():
         expected = model(x)
         assert kernels.use_decode_kernels(model) == 2
-        assert all(type(m) is kernels.DecodeLinear for m in model)
+        assert all(type(m) is kernels.CPULinear for m in model)
         got = model(x)
     torch.testing.assert_close(got, expected, atol=1e-2 if dtype == torch.bfloat16 else 1e-5, rtol=1e-2)
     assert model.state_dict().keys() == state.keys()

@@ -325,10 +325,10 @@ def unpack_i4(packed: torch.Tensor) -> torch.Tensor:
 FLOAT_KINDS = {torch.float32: "f32", torch.bfloat16: "bf16"}
 
 
-class DecodeLinear(torch.nn.Linear):
-    """An ``nn.Linear`` (same parameters and state dict) whose small inference matmuls on the CPU run :func:`gemv`.
-
-    Training (anything with autograd on), large inputs (a long prefill) and other devices take ``F.linear``.
+class CPULinear(torch.nn.Linear):
+    """An ``nn.Linear`` (same parameters and state dict) whose CPU products take the faster kernel: small inference
+    inputs (decode steps) :func:`gemv`, float32 products oneDNN where MKL is slow (:mod:`.gemm`, training included).
+    Other devices, and what neither covers, take ``F.linear``.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -337,6 +337,7 @@ class DecodeLinear(torch.nn.Linear):
             x.device.type == "cpu"
             and w.dtype in FLOAT_KINDS
             and x.numel() <= GEMV_ROWS * self.in_features
+            and available()
             and not (torch.is_grad_enabled() and (w.requires_grad or x.requires_grad))
             and w.is_contiguous()
         ):
@@ -349,14 +350,27 @@ class DecodeLinear(torch.nn.Linear):
             # elsewhere converting the weight for one float32 product is much faster than a bfloat16 one
             bias = None if self.bias is None else self.bias.to(x.dtype)
             return F.linear(x, w.to(x.dtype), bias)
-        return super().forward(x)
+        from litgpt.kernels import gemm
+
+        return gemm.linear(x, w, self.bias)
 
 
 GEMV_ROWS = 32  # inputs of up to this many rows (decode steps, small batches) take the kernels
 
 
+def cpu_linear(model: torch.nn.Module, dtypes=tuple(FLOAT_KINDS)) -> int:
+    """Switch the model's plain ``nn.Linear`` layers on the CPU whose weights have one of ``dtypes`` to
+    :class:`CPULinear`, in place (no copy, same state dict); returns how many."""
+    switched = 0
+    for module in model.modules():
+        if type(module) is torch.nn.Linear and module.weight.device.type == "cpu" and module.weight.dtype in dtypes:
+            module.__class__ = CPULinear
+            switched += 1
+    return switched
+
+
 def use_decode_kernels(model: torch.nn.Module, dtypes=tuple(FLOAT_KINDS)) -> int:
-    """Switch the model's float ``nn.Linear`` layers whose weights have one of ``dtypes`` to :class:`DecodeLinear`,
+    """Switch the model's float ``nn.Linear`` layers whose weights have one of ``dtypes`` to :class:`CPULinear`,
     in place (no copy). Returns how many were switched; 0 where the kernels are unavailable.
 
     A model with bfloat16 weights and nothing but plain or quantized linear layers (no LoRA/adapter wrappers) also
@@ -365,13 +379,9 @@ def use_decode_kernels(model: torch.nn.Module, dtypes=tuple(FLOAT_KINDS)) -> int
     than bfloat16 (and more accurately)."""
     if not available():
         return 0
-    switched = 0
-    for module in model.modules():
-        if type(module) is torch.nn.Linear and module.weight.device.type == "cpu" and module.weight.dtype in dtypes:
-            module.__class__ = DecodeLinear
-            switched += 1
+    switched = cpu_linear(model, dtypes)
     wrapped = any(type(m).__module__ in ("litgpt.lora", "litgpt.adapter") for m in model.modules())
-    weights = [m.weight for m in model.modules() if isinstance(m, DecodeLinear)]
+    weights = [m.weight for m in model.modules() if isinstance(m, CPULinear)]
     if hasattr(model, "activation_dtype") and weights and not wrapped:
         if all(w.dtype == torch.bfloat16 for w in weights):
             model.activation_dtype = torch.float32

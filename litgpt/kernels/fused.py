@@ -51,7 +51,7 @@ class Unsupported(Exception):
 
 
 def _mat(linear: torch.nn.Module, keep: list) -> Mat:
-    """The kernel's view of a linear layer: a plain float, DecodeLinear, Int8Linear or gemv-layout Int4Linear."""
+    """The kernel's view of a linear layer: a plain float, CPULinear, Int8Linear or gemv-layout Int4Linear."""
     from litgpt.quantize import Int4Linear, Int8Linear
 
     bias = getattr(linear, "bias", None)
@@ -59,7 +59,7 @@ def _mat(linear: torch.nn.Module, keep: list) -> Mat:
         bias = bias.detach().float().contiguous()
         keep.append(bias)
     bias_ptr = None if bias is None else bias.data_ptr()
-    if type(linear) in (torch.nn.Linear, kernels.DecodeLinear):
+    if type(linear) in (torch.nn.Linear, kernels.CPULinear):
         w = linear.weight
         if w.dtype not in kernels.FLOAT_KINDS or not w.is_contiguous() or w.device.type != "cpu":
             raise Unsupported(f"weight of dtype {w.dtype}")
@@ -99,7 +99,7 @@ def _head_screen(head: torch.nn.Module, keep: list) -> tuple[int | None, int | N
     w = head.weight
     if (
         os.environ.get("LITGPT_HEAD_SCREEN", "1") == "0"
-        or type(head) not in (torch.nn.Linear, kernels.DecodeLinear)
+        or type(head) not in (torch.nn.Linear, kernels.CPULinear)
         or w.dtype not in kernels.FLOAT_KINDS
         or w.shape[1] % 32
     ):
