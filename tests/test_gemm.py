@@ -70,6 +70,10 @@ def test_mm_of_strided_views(backend):
     torch.manual_seed(1)
     a, b = torch.randn(30, 20), torch.randn(25, 30)
     torch.testing.assert_close(gemm.mm(a.t(), b.t()), a.t() @ b.t(), atol=1e-5, rtol=1e-5)
+    z, h = torch.randn(8, 300), torch.randn(8, 4)  # a large transposed left factor: computed as (h.T @ z).T
+    got = gemm.mm(z.t(), h)
+    assert got.is_contiguous()
+    torch.testing.assert_close(got, z.t() @ h, atol=1e-5, rtol=1e-5)
 
 
 def test_a_training_step_through_cpu_linear_matches_plain_pytorch(backend):

@@ -65,7 +65,13 @@ def _product(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) ->
 
 
 def mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``a @ b`` for 2-D float32 CPU tensors (no autograd)."""
+    """``a @ b`` for 2-D float32 CPU tensors (no autograd).
+
+    oneDNN's linear copies a strided input (its weight may be strided). For ``a`` a transposed view, computing
+    ``(b.T @ a.T).T`` instead copies ``b.T`` and the result, which is far less for a weight gradient of a large output
+    layer (``logits.T @ hidden``: 50k x 1k logits copied, against a 1k x 128 input and a 50k x 128 result)."""
+    if not a.is_contiguous() and a.t().is_contiguous() and b.numel() + a.shape[0] * b.shape[1] < a.numel():
+        return _product(b.t().contiguous(), a).t().contiguous()
     return _product(a, b.t())
 
 
@@ -82,8 +88,8 @@ class _Linear(torch.autograd.Function):
     def backward(ctx, grad):
         x2, weight = ctx.saved_tensors
         g = grad.reshape(-1, grad.shape[-1])
-        gx = _product(g, weight.t()).view(ctx.shape) if weight is not None else None
-        gw = _product(g.t(), x2.t()) if x2 is not None else None
+        gx = mm(g, weight).view(ctx.shape) if weight is not None else None
+        gw = mm(g.t(), x2) if x2 is not None else None
         gb = g.sum(0) if ctx.need_b else None
         return gx, gw, gb
 
