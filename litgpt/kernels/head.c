@@ -174,7 +174,8 @@ int64_t head_top(const float *x, int64_t N, int64_t K, int64_t w_kind, const voi
         double capped = tanh(tau / softcap) - 1e-5;
         tau = capped <= -1.0 ? -INFINITY : softcap * atanh(capped);
     }
-    /* pass 2: the candidates, in row order */
+    /* pass 2: the candidates, in row order (each thread's at the start of its own range, then moved together) */
+    int parts = nt;
 #pragma omp parallel num_threads(nt)
     {
         const int t = omp_get_thread_num(), T = omp_get_num_threads();
@@ -183,10 +184,12 @@ int64_t head_top(const float *x, int64_t N, int64_t K, int64_t w_kind, const voi
         for (int64_t j = lo; j < hi; j++)
             if (logits[j] + margin(logits[j], C, s[j]) >= tau) idx[lo + n++] = j;
         found[t] = n;
+#pragma omp single
+        parts = T;
     }
     int64_t count = 0;
-    for (int t = 0; t < nt; t++) {
-        const int64_t lo = N * t / nt;
+    for (int t = 0; t < parts; t++) {
+        const int64_t lo = N * t / parts;
         memmove(idx + count, idx + lo, sizeof(int64_t) * (size_t)found[t]);
         count += found[t];
     }
