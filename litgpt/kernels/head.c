@@ -181,8 +181,10 @@ int64_t head_top(const float *x, int64_t N, int64_t K, int64_t w_kind, const voi
         const int t = omp_get_thread_num(), T = omp_get_num_threads();
         const int64_t lo = N * t / T, hi = N * (t + 1) / T;
         int64_t n = 0;
-        for (int64_t j = lo; j < hi; j++)
+        for (int64_t j = lo; j < hi; j++) {
             if (logits[j] + margin(logits[j], C, s[j]) >= tau) idx[lo + n++] = j;
+            logits[j] = -INFINITY; /* the candidates' exact values come below (on giving up, the caller rewrites all) */
+        }
         found[t] = n;
 #pragma omp single
         parts = T;
@@ -197,7 +199,6 @@ int64_t head_top(const float *x, int64_t N, int64_t K, int64_t w_kind, const voi
     if (exact) {
         if (w_kind == 1) gemv_bf16_rows(x, (const uint16_t *)w, exact, 1, count, K, threads, idx);
         else gemv_f32_rows(x, (const float *)w, exact, 1, count, K, threads, idx);
-        for (int64_t j = 0; j < N; j++) logits[j] = -INFINITY;
         for (int64_t i = 0; i < count; i++) {
             float v = exact[i] + (bias ? bias[idx[i]] : 0.0f);
             logits[idx[i]] = softcap > 0 ? tanhf(v / (float)softcap) * (float)softcap : v;
