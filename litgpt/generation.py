@@ -15,7 +15,7 @@ from typing import Optional
 import torch
 
 from litgpt.errors import LitGPTError
-from litgpt.kernels.fused import fused_decoder
+from litgpt.kernels.fused import fused_decoder, screened_head
 from litgpt.model import GPT
 
 
@@ -122,22 +122,31 @@ def generate_batch(
     # prefill: the head runs on the last position only (a large vocabulary makes the others expensive)
     hidden = model(ids, torch.arange(T, device=ids.device), input_pos_maxp1=T, key_padding_mask=padding, return_hidden=True)
     logits = model.project(hidden[:, -1])
-    # one sequence on the CPU: the whole decode step in one C call where the architecture allows (litgpt.kernels),
-    # set up after the first token is out (building the output layer's int8 copy must not delay it)
-    fused, try_fused = None, eager and B == 1 and max_new_tokens > 1 and ids.device.type == "cpu"
-    top = 1 if params.greedy else params.top_k or 0  # the logits sampling can pick from; the fused step may skip others
+    # On the CPU, set up after the first token is out (building the output layer's int8 copy must not delay it):
+    # one sequence takes the whole decode step in one C call where the architecture allows (litgpt.kernels); other
+    # steps keep PyTorch's forward with the output layer's top logits from its int8 copy (kernels/head.c)
+    fused, screened = None, None
+    try_fused = eager and max_new_tokens > 1 and ids.device.type == "cpu"
+    top = 1 if params.greedy else params.top_k or 0  # the logits sampling can pick from; the others may be skipped
     for i in range(max_new_tokens):
         token = sample(logits, params, generator)
         yield token
         if i + 1 == max_new_tokens:
             break
         if try_fused:
-            fused, try_fused = fused_decoder(model), False
+            try_fused = False
+            fused = fused_decoder(model) if B == 1 else None
+            screened = screened_head(model) if fused is None and top else None
         if fused is not None:
             logits = fused(token.item(), T + i, top)
             continue
         pos = torch.tensor([T + i], device=ids.device)
-        if eager:
+        if screened is not None:
+            hidden = model(
+                token[:, None], pos, input_pos_maxp1=T + i + 1, key_padding_mask=padding, return_hidden=True
+            )[:, -1]
+            logits = screened(hidden, top)
+        elif eager:
             logits = model(token[:, None], pos, input_pos_maxp1=T + i + 1, key_padding_mask=padding)[:, -1]
         else:
             logits = decode_fn(token[:, None], pos, key_padding_mask=padding)[:, -1]

@@ -448,15 +448,26 @@ class RMSNorm(nn.Module):
         return (x * weight).to(dtype)
 
 
+class LayerNorm(nn.LayerNorm):
+    """``nn.LayerNorm`` (same parameters) that also normalises inputs of another dtype than its parameters, in the
+    input's dtype: float32 activations over bfloat16 weights (``GPT.activation_dtype``, set for CPU decoding)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight, bias = self.weight, self.bias
+        if weight is not None and weight.dtype != x.dtype:
+            weight, bias = weight.to(x.dtype), None if bias is None else bias.to(x.dtype)
+        return F.layer_norm(x, self.normalized_shape, weight, bias, self.eps)
+
+
 def make_norm(config: Config, size: int) -> nn.Module:
     if config.norm_class_name == "RMSNorm":
         return RMSNorm(size, eps=config.norm_eps, unit_offset=config.norm_unit_offset)
     if "olmo" in config.name.lower():
         # OLMo (1) normalises without any parameters; the established release's OLMo checkpoints hold no norm tensors
-        return nn.LayerNorm(size, eps=config.norm_eps, elementwise_affine=False)
+        return LayerNorm(size, eps=config.norm_eps, elementwise_affine=False)
     # LayerNorm always has a weight and a bias, whatever ``config.bias`` says (Falcon, StableLM: bias-free linears,
     # biased norms), as in the established release's checkpoints and in Hugging Face's
-    return nn.LayerNorm(size, eps=config.norm_eps)
+    return LayerNorm(size, eps=config.norm_eps)
 
 
 # -- functional pieces

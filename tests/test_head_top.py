@@ -54,6 +54,24 @@ def test_top_logits_are_those_of_the_full_product(instructions, dtype, top, with
         check_top(kernels.head_top(x, w, screen, top, bias=bias), full(x, w, bias), top)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_several_rows_at_once_match_the_full_product_of_as_many_rows(instructions, dtype):
+    """Each row keeps its own top; every kept value is the M-row product's (gemv.c's code for M rows)."""
+    torch.manual_seed(6)
+    N, K = 2048, 64
+    w = (torch.randn(N, K) * 0.05).to(dtype)
+    bias = torch.randn(N).to(dtype)
+    screen = kernels.head_screen(w)
+    for M in (2, 5, 8):
+        x = torch.randn(M, K) * 3
+        got = kernels.head_top(x, w, screen, 3, bias=bias)
+        ref = kernels.gemv(kernels.FLOAT_KINDS[dtype], x, w) + bias
+        assert got.shape == (M, N)
+        for row in range(M):
+            check_top(got[row], ref[row], 3)
+    assert kernels.head_top(torch.randn(9, K), w, screen, 1) is None  # more rows than one kernel call takes
+
+
 def test_near_ties_below_the_int8_resolution_are_decided_by_the_exact_rows(instructions):
     """Rows that differ from the best one by far less than an int8 step (and two exact copies of it) all become
     candidates; the exact pass picks the same row as the full product, the first of equal ones included."""
@@ -161,3 +179,29 @@ def test_generate_is_the_same_with_and_without_the_screen(monkeypatch, name):
         plain = generate(model, prompt, 20, generator=torch.Generator().manual_seed(3), **sampling)
         monkeypatch.delenv("LITGPT_HEAD_SCREEN")
         assert torch.equal(screened, plain)
+
+
+@pytest.mark.parametrize("name", ["pythia-14m", "Gemma-2-2b", "gemma-3-270m"])
+def test_batched_generation_is_the_same_with_and_without_the_screen(monkeypatch, name):
+    """Batches (and pythia, which the fused step does not cover, alone) take the PyTorch step with the screened
+    output layer: the tokens equal those of the unscreened step, greedy and sampled."""
+    from litgpt.generation import SamplingParams, generate_batch
+    from litgpt.kernels import fused as fused_module
+
+    overrides = COVERED.get(name, dict(n_layer=2))
+    model = tiny(name, **overrides).to(torch.bfloat16)
+    kernels.use_decode_kernels(model)
+    prompts = [torch.tensor([3, 17, 42, 5]), torch.tensor([7, 1]), torch.tensor([9, 9, 9])]
+    calls = []
+    original = fused_module.ScreenedHead.__call__
+    monkeypatch.setattr(fused_module.ScreenedHead, "__call__", lambda self, *a: calls.append(1) or original(self, *a))
+    for batch in (prompts, prompts[:1]):
+        for params in (SamplingParams(temperature=0.0), SamplingParams(temperature=0.8, top_k=5)):
+            runs = []
+            for switch in ("1", "0"):
+                monkeypatch.setenv("LITGPT_HEAD_SCREEN", switch)
+                g = torch.Generator().manual_seed(4)
+                runs.append(torch.stack(list(generate_batch(model, batch, 12, params, generator=g))))
+            assert torch.equal(runs[0], runs[1])
+    assert calls  # the screened head ran
+

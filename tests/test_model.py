@@ -95,3 +95,22 @@ def test_init_weights_is_trainable_scale():
     idx = torch.randint(0, 97, (2, 16))
     loss = torch.nn.functional.cross_entropy(model(idx).flatten(0, 1), idx.flatten())
     assert abs(loss.item() - torch.log(torch.tensor(97.0)).item()) < 0.5  # near-uniform predictions at init
+
+
+@pytest.mark.parametrize("name", ["pythia-14m", "phi-2", "falcon-7b"])
+def test_layernorm_models_take_float32_activations_over_bfloat16_weights(name):
+    """CPU decoding keeps bfloat16 weights with float32 activations (GPT.activation_dtype): LayerNorm must normalise
+    float32 inputs with its bfloat16 parameters (PyTorch's refuses mixed dtypes)."""
+    from litgpt import kernels
+
+    model = tiny(name, **LAYOUTS.get(name, dict(n_layer=2)))
+    x = torch.randint(0, 97, (1, 7))
+    with torch.inference_mode():
+        reference = model(x)
+    model = model.to(torch.bfloat16)
+    model.activation_dtype = torch.float32  # as kernels.use_decode_kernels sets it
+    kernels.cpu_linear(model)
+    with torch.inference_mode():
+        out = model(x)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, reference, atol=0.05 * reference.abs().max().item(), rtol=0)

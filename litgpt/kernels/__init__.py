@@ -92,7 +92,7 @@ def _library() -> ctypes.CDLL | None:
     lib.gemv_i4.argtypes = [p, p, p, p, p, i64, i64, i64, i32]
     lib.gemv_i8.restype = lib.gemv_i4.restype = lib.decode_step.restype = i32
     lib.decode_step.argtypes = [p, i64, i64, p, i64]
-    lib.head_top.argtypes = [p, i64, i64, i64, p, p, p, p, i64, ctypes.c_double, p, i32]
+    lib.head_top.argtypes = [p, i64, i64, i64, i64, p, p, p, p, i64, ctypes.c_double, p, i32]
     lib.head_top.restype = i64
     lib.head_screen.argtypes = [p, i64, i64, i64, p, p, i32]
     lib.xent_rows.argtypes = [p, i32, i64, i64, i64, p, p, i32]
@@ -294,18 +294,23 @@ def head_top(
     x: torch.Tensor, weight: torch.Tensor, screen: tuple[torch.Tensor, torch.Tensor], top: int,
     bias: torch.Tensor | None = None, softcap: float = 0.0,
 ) -> torch.Tensor | None:  # fmt: skip
-    """Logits ``x @ W.T (+ bias)`` of one float32 row ``x`` (K,) where the ``top`` largest are exact and bit-identical
-    to :func:`gemv`'s (softcapped when ``softcap``), and the rest may be -inf; None where screening does not pay
-    (see ``head.c``). ``weight`` is float32 or bfloat16, ``screen`` its :func:`head_screen`."""
-    x = x.to(torch.float32).contiguous()
-    logits = torch.empty(weight.shape[0], dtype=torch.float32)
+    """Logits ``x @ W.T (+ bias)`` of float32 rows ``x`` ((K,) or (M, K), M <= ``MAX_ROWS``) where each row's ``top``
+    largest are exact and bit-identical to :func:`gemv`'s (softcapped when ``softcap``), and the rest may be -inf;
+    None where screening does not pay (see ``head.c``). ``weight`` is float32 or bfloat16, ``screen`` its
+    :func:`head_screen`."""
+    rows = x.to(torch.float32).reshape(-1, x.shape[-1]).contiguous()
+    logits = torch.empty(rows.shape[0], weight.shape[0], dtype=torch.float32)
     q, scales = screen
+    bias = None if bias is None else bias.to(torch.float32).contiguous()
     bias_ptr = None if bias is None else bias.data_ptr()
     found = _library().head_top(
-        x.data_ptr(), weight.shape[0], weight.shape[1], int(weight.dtype == torch.bfloat16), weight.data_ptr(),
-        bias_ptr, q.data_ptr(), scales.data_ptr(), top, float(softcap), logits.data_ptr(), torch.get_num_threads(),
+        rows.data_ptr(), rows.shape[0], weight.shape[0], weight.shape[1], int(weight.dtype == torch.bfloat16),
+        weight.data_ptr(), bias_ptr, q.data_ptr(), scales.data_ptr(), top, float(softcap), logits.data_ptr(),
+        torch.get_num_threads(),
     )  # fmt: skip
-    return logits if found > 0 else None
+    if found <= 0:
+        return None
+    return logits.view(*x.shape[:-1], weight.shape[0])
 
 
 def pack_i4(q: torch.Tensor) -> torch.Tensor:

@@ -93,24 +93,64 @@ def _norm(module: torch.nn.Module, keep: list) -> int | None:
 MAX_TOP = 1024  # larger top-k sampling computes every logit
 
 
-def _head_screen(head: torch.nn.Module, keep: list) -> tuple[int | None, int | None]:
-    """Pointers to the output layer's int8 copy (:func:`litgpt.kernels.head_screen`), built on first use and kept on
-    the module until its weight changes; (None, None) where it does not apply or ``LITGPT_HEAD_SCREEN=0``."""
+def head_screen_of(head: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The output layer's int8 copy (:func:`litgpt.kernels.head_screen`), built on first use and kept on the module
+    until its weight changes; None where it does not apply or ``LITGPT_HEAD_SCREEN=0``."""
     w = head.weight
     if (
         os.environ.get("LITGPT_HEAD_SCREEN", "1") == "0"
         or type(head) not in (torch.nn.Linear, kernels.CPULinear)
         or w.dtype not in kernels.FLOAT_KINDS
+        or w.device.type != "cpu"
+        or not w.is_contiguous()
         or w.shape[1] % 32
     ):
-        return None, None
+        return None
     key = (w.data_ptr(), w._version, w.dtype, tuple(w.shape))
     cached = getattr(head, "_litgpt_screen", None)
     if cached is None or cached[0] != key:
         cached = (key, *kernels.head_screen(w))
         head._litgpt_screen = cached
-    keep.append(cached)
-    return cached[1].data_ptr(), cached[2].data_ptr()
+    return cached[1], cached[2]
+
+
+def _head_screen(head: torch.nn.Module, keep: list) -> tuple[int | None, int | None]:
+    screen = head_screen_of(head)
+    if screen is None:
+        return None, None
+    keep.append(screen)
+    return screen[0].data_ptr(), screen[1].data_ptr()
+
+
+class ScreenedHead:
+    """``model.project`` for the batched PyTorch decode step when only each row's ``top`` largest logits are needed:
+    the output layer's int8 copy and the candidates' exact rows (``head.c``), with the values the full product would
+    give (the same M-row kernel, bias and softcap) and -inf elsewhere. Falls back to ``model.project``."""
+
+    def __init__(self, model, screen: tuple[torch.Tensor, torch.Tensor]) -> None:
+        self.model, self.screen = model, screen
+
+    def __call__(self, hidden: torch.Tensor, top: int) -> torch.Tensor:
+        head = self.model.lm_head
+        logits = None
+        if hidden.dtype == torch.float32 and 0 < top <= MAX_TOP and hidden.shape[0] <= kernels.MAX_ROWS:
+            logits = kernels.head_top(hidden, head.weight, self.screen, top, bias=head.bias)
+        if logits is None:
+            return self.model.project(hidden)
+        cap = self.model.config.final_logit_softcapping
+        if cap is not None:  # PyTorch's softcap, as model.project applies it, on the kept logits only
+            from litgpt.model import softcap
+
+            logits = torch.where(torch.isfinite(logits), softcap(logits, cap), logits)
+        return logits
+
+
+def screened_head(model) -> ScreenedHead | None:
+    """A :class:`ScreenedHead` for a model whose output layer runs :func:`litgpt.kernels.gemv` on the CPU, else None."""
+    if not kernels.available() or type(model.lm_head) is not kernels.CPULinear:
+        return None
+    screen = head_screen_of(model.lm_head)
+    return None if screen is None else ScreenedHead(model, screen)
 
 
 class FusedDecoder:

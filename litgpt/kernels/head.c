@@ -117,64 +117,86 @@ static int descending(const void *a, const void *b) {
     return (x < y) - (x > y);
 }
 
-/* logits (N) of x (K) against the output layer W (N, K; float32 when w_kind is 0, bfloat16 when 1) with optional
-   bias, keeping the `top` largest exactly and -inf elsewhere; q (N, K) int8 and s (N) are its copy; softcap > 0
-   applies cap * tanh(logit / cap) to what is kept (monotone, so the top rows are the same). */
-int64_t head_top(const float *x, int64_t N, int64_t K, int64_t w_kind, const void *w, const float *bias,
+#define MAX_M 8 /* rows of x per call, as gemv.c */
+
+/* logits (M, N) of the rows of x (M, K) against the output layer W (N, K; float32 when w_kind is 0, bfloat16 when 1)
+   with optional bias, keeping each row's `top` largest exactly and -inf elsewhere; q (N, K) int8 and s (N) are its
+   copy; softcap > 0 applies cap * tanh(logit / cap) to what is kept (monotone, so the top rows are the same). The
+   candidates of all rows are computed for every row, by gemv.c's code for M rows: the values are those of one full
+   M-row product. */
+int64_t head_top(const float *x, int64_t M, int64_t N, int64_t K, int64_t w_kind, const void *w, const float *bias,
                  const int8_t *q, const float *s, int64_t top, double softcap, float *logits, int threads) {
-    if (K % 32 || top < 1 || N < 1) return 0;
+    if (K % 32 || top < 1 || N < 1 || M < 1 || M > MAX_M) return 0;
     if (top > N) top = N;
-    double amax = 0.0, x_l1 = 0.0;
-    for (int64_t i = 0; i < K; i++) {
-        double a = fabs((double)x[i]);
-        x_l1 += a;
-        amax = a > amax ? a : amax;
+    double dx[MAX_M], C[MAX_M], tau[MAX_M];
+    for (int64_t m = 0; m < M; m++) {
+        double amax = 0.0, x_l1 = 0.0;
+        for (int64_t i = 0; i < K; i++) {
+            double a = fabs((double)x[m * K + i]);
+            x_l1 += a;
+            amax = a > amax ? a : amax;
+        }
+        if (amax == 0.0 || !isfinite(x_l1)) return 0; /* no bound to work with: every logit the usual way */
+        dx[m] = amax / 32767.0;
+        C[m] = x_l1;
     }
-    if (amax == 0.0 || !isfinite(x_l1)) return 0; /* no bound to work with: every logit the usual way */
-    int16_t *x16 = (int16_t *)aligned_alloc(64, sizeof(int16_t) * (size_t)K);
-    float *lower = (float *)malloc(sizeof(float) * (size_t)(threads * top));
+    int16_t *x16 = (int16_t *)aligned_alloc(64, sizeof(int16_t) * (size_t)(M * K));
+    float *lower = (float *)malloc(sizeof(float) * (size_t)(threads * M * top));
     int64_t *found = (int64_t *)malloc(sizeof(int64_t) * (size_t)threads);
     int64_t *idx = (int64_t *)malloc(sizeof(int64_t) * (size_t)N);
     if (!x16 || !lower || !found || !idx) {
         free(x16), free(lower), free(found), free(idx);
         return -1;
     }
-    const double dx = amax / 32767.0;
-    double f_l1 = 0.0;
-    for (int64_t i = 0; i < K; i++) {
-        long v = lrint((double)x[i] / dx);
-        v = v > 32767 ? 32767 : v < -32767 ? -32767 : v;
-        x16[i] = (int16_t)v;
-        f_l1 += fabs((double)x[i] - (double)v * dx);
+    for (int64_t m = 0; m < M; m++) {
+        double f_l1 = 0.0;
+        for (int64_t i = 0; i < K; i++) {
+            long v = lrint((double)x[m * K + i] / dx[m]);
+            v = v > 32767 ? 32767 : v < -32767 ? -32767 : v;
+            x16[m * K + i] = (int16_t)v;
+            f_l1 += fabs((double)x[m * K + i] - (double)v * dx[m]);
+        }
+        const double x_l1 = C[m];
+        C[m] = 1.001 * (x_l1 * (0.5 + 127.0 * (ldexp(1.0, -15) + (double)K * ldexp(1.0, -22))) + 127.0 * f_l1);
     }
-    const double C = 1.001 * (x_l1 * (0.5 + 127.0 * (ldexp(1.0, -15) + (double)K * ldexp(1.0, -22))) + 127.0 * f_l1);
     const int wide = has_avx512_vnni_bw();
     int nt = threads;
-    /* pass 1: approximate logits, and each thread's `top` largest lower bounds */
+    /* pass 1: approximate logits, and each thread's `top` largest lower bounds of each row */
 #pragma omp parallel num_threads(threads)
     {
         const int t = omp_get_thread_num(), T = omp_get_num_threads();
         const int64_t lo = N * t / T, hi = N * (t + 1) / T;
-        float *heap = lower + (int64_t)t * top;
-        int64_t size = 0;
-        for (int64_t j = lo; j < hi; j++) {
-            const int64_t d = wide ? dot_avx512(q + j * K, x16, K) : dot_avx2(q + j * K, x16, K);
-            float a = (float)((double)d * dx * (double)s[j]);
-            if (bias) a += bias[j];
-            logits[j] = a;
-            heap_push(heap, &size, top, a - margin(a, C, s[j]));
-        }
-        for (int64_t i = size; i < top; i++) heap[i] = -INFINITY; /* fewer rows than top in this thread */
+        int64_t size[MAX_M] = {0};
+        for (int64_t j = lo; j < hi; j++)
+            for (int64_t m = 0; m < M; m++) { /* the int8 row stays in L1 across the rows of x */
+                const int64_t d = wide ? dot_avx512(q + j * K, x16 + m * K, K) : dot_avx2(q + j * K, x16 + m * K, K);
+                float a = (float)((double)d * dx[m] * (double)s[j]);
+                if (bias) a += bias[j];
+                logits[m * N + j] = a;
+                heap_push(lower + (t * M + m) * top, size + m, top, a - margin(a, C[m], s[j]));
+            }
+        for (int64_t m = 0; m < M; m++) /* fewer rows than top in this thread */
+            for (int64_t i = size[m]; i < top; i++) lower[(t * M + m) * top + i] = -INFINITY;
 #pragma omp single
         nt = T;
     }
-    qsort(lower, (size_t)(nt * top), sizeof(float), descending);
-    double tau = lower[top - 1];
-    if (softcap > 0) { /* rows whose capped logit may round to the capped threshold stay candidates */
-        double capped = tanh(tau / softcap) - 1e-5;
-        tau = capped <= -1.0 ? -INFINITY : softcap * atanh(capped);
+    float *merged = (float *)malloc(sizeof(float) * (size_t)(nt * top));
+    if (!merged) {
+        free(x16), free(lower), free(found), free(idx);
+        return -1;
     }
-    /* pass 2: the candidates, in row order (each thread's at the start of its own range, then moved together) */
+    for (int64_t m = 0; m < M; m++) {
+        for (int t = 0; t < nt; t++) memcpy(merged + t * top, lower + (t * M + m) * top, sizeof(float) * (size_t)top);
+        qsort(merged, (size_t)(nt * top), sizeof(float), descending);
+        tau[m] = merged[top - 1];
+        if (softcap > 0) { /* rows whose capped logit may round to the capped threshold stay candidates */
+            double capped = tanh(tau[m] / softcap) - 1e-5;
+            tau[m] = capped <= -1.0 ? -INFINITY : softcap * atanh(capped);
+        }
+    }
+    free(merged);
+    /* pass 2: the candidates of any row, in row order (each thread's at the start of its own range, then moved
+       together) */
     int parts = nt;
 #pragma omp parallel num_threads(nt)
     {
@@ -182,8 +204,13 @@ int64_t head_top(const float *x, int64_t N, int64_t K, int64_t w_kind, const voi
         const int64_t lo = N * t / T, hi = N * (t + 1) / T;
         int64_t n = 0;
         for (int64_t j = lo; j < hi; j++) {
-            if (logits[j] + margin(logits[j], C, s[j]) >= tau) idx[lo + n++] = j;
-            logits[j] = -INFINITY; /* the candidates' exact values come below (on giving up, the caller rewrites all) */
+            int keep = 0;
+            for (int64_t m = 0; m < M; m++) {
+                float *a = logits + m * N + j;
+                keep |= *a + margin(*a, C[m], s[j]) >= tau[m];
+                *a = -INFINITY; /* the candidates' exact values come below (on giving up, the caller rewrites all) */
+            }
+            if (keep) idx[lo + n++] = j;
         }
         found[t] = n;
 #pragma omp single
@@ -195,14 +222,15 @@ int64_t head_top(const float *x, int64_t N, int64_t K, int64_t w_kind, const voi
         memmove(idx + count, idx + lo, sizeof(int64_t) * (size_t)found[t]);
         count += found[t];
     }
-    float *exact = count > 0 && count <= N / 4 ? (float *)malloc(sizeof(float) * (size_t)(count ? count : 1)) : NULL;
+    float *exact = count > 0 && count <= N / 4 ? (float *)malloc(sizeof(float) * (size_t)(M * count)) : NULL;
     if (exact) {
-        if (w_kind == 1) gemv_bf16_rows(x, (const uint16_t *)w, exact, 1, count, K, threads, idx);
-        else gemv_f32_rows(x, (const float *)w, exact, 1, count, K, threads, idx);
-        for (int64_t i = 0; i < count; i++) {
-            float v = exact[i] + (bias ? bias[idx[i]] : 0.0f);
-            logits[idx[i]] = softcap > 0 ? tanhf(v / (float)softcap) * (float)softcap : v;
-        }
+        if (w_kind == 1) gemv_bf16_rows(x, (const uint16_t *)w, exact, M, count, K, threads, idx);
+        else gemv_f32_rows(x, (const float *)w, exact, M, count, K, threads, idx);
+        for (int64_t m = 0; m < M; m++)
+            for (int64_t i = 0; i < count; i++) {
+                float v = exact[m * count + i] + (bias ? bias[idx[i]] : 0.0f);
+                logits[m * N + idx[i]] = softcap > 0 ? tanhf(v / (float)softcap) * (float)softcap : v;
+            }
     }
     int64_t result = exact ? count : count > 0 && count <= N / 4 ? -1 : 0;
     free(exact), free(x16), free(lower), free(found), free(idx);

@@ -21,7 +21,7 @@ int gemv_i8(const float *x, const int8_t *w, const float *scales, float *y, int6
             int threads);
 int gemv_i4(const float *x, const uint8_t *w, const float *scales, const float *zeros, float *y, int64_t M,
             int64_t N, int64_t K, int threads);
-int64_t head_top(const float *x, int64_t N, int64_t K, int64_t w_kind, const void *w, const float *bias,
+int64_t head_top(const float *x, int64_t M, int64_t N, int64_t K, int64_t w_kind, const void *w, const float *bias,
                  const int8_t *q, const float *s, int64_t top, double softcap, float *logits, int threads);
 
 enum { KIND_F32 = 0, KIND_BF16 = 1, KIND_I8 = 2, KIND_I4 = 3 };
@@ -243,7 +243,7 @@ int decode_step(const Model *md, int64_t token, int64_t pos, float *logits, int6
         else memcpy(xn, x, sizeof(float) * (size_t)E);
         const Mat *h = &md->head;
         if (top > 0 && md->screen_q && (h->kind == KIND_F32 || h->kind == KIND_BF16) &&
-            head_top(xn, h->N, h->K, h->kind, h->w, h->bias, md->screen_q, md->screen_s, top, md->final_softcap,
+            head_top(xn, 1, h->N, h->K, h->kind, h->w, h->bias, md->screen_q, md->screen_s, top, md->final_softcap,
                      logits, threads) > 0)
             ; /* done: the top logits, softcap included */
         else {
