@@ -77,6 +77,27 @@ AVX512_VNNI_BW static int64_t dot_avx512(const int8_t *row, const int16_t *x16, 
     return _mm512_reduce_add_epi64(total);
 }
 
+/* dot_avx512 for M rows of x at once: each chunk of weights is widened once for all of them */
+AVX512_VNNI_BW static void dots_avx512(const int8_t *row, const int16_t *x16, int64_t M, int64_t K, int64_t *out) {
+    __m512i total[8];
+    for (int64_t m = 0; m < M; m++) total[m] = _mm512_setzero_si512();
+    for (int64_t k0 = 0; k0 < K; k0 += CHUNK) {
+        const int64_t end = k0 + CHUNK < K ? k0 + CHUNK : K;
+        __m512i acc[8];
+        for (int64_t m = 0; m < M; m++) acc[m] = _mm512_setzero_si512();
+        for (int64_t k = k0; k < end; k += 32) {
+            __m512i w = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(row + k)));
+            for (int64_t m = 0; m < M; m++)
+                acc[m] = _mm512_dpwssd_epi32(acc[m], w, _mm512_loadu_si512((const void *)(x16 + m * K + k)));
+        }
+        for (int64_t m = 0; m < M; m++) {
+            total[m] = _mm512_add_epi64(total[m], _mm512_cvtepi32_epi64(_mm512_castsi512_si256(acc[m])));
+            total[m] = _mm512_add_epi64(total[m], _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(acc[m], 1)));
+        }
+    }
+    for (int64_t m = 0; m < M; m++) out[m] = _mm512_reduce_add_epi64(total[m]);
+}
+
 static int has_avx512_vnni_bw(void) {
     static int known = -1;
     if (known < 0) known = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
@@ -167,14 +188,19 @@ int64_t head_top(const float *x, int64_t M, int64_t N, int64_t K, int64_t w_kind
         const int t = omp_get_thread_num(), T = omp_get_num_threads();
         const int64_t lo = N * t / T, hi = N * (t + 1) / T;
         int64_t size[MAX_M] = {0};
-        for (int64_t j = lo; j < hi; j++)
-            for (int64_t m = 0; m < M; m++) { /* the int8 row stays in L1 across the rows of x */
-                const int64_t d = wide ? dot_avx512(q + j * K, x16 + m * K, K) : dot_avx2(q + j * K, x16 + m * K, K);
-                float a = (float)((double)d * dx[m] * (double)s[j]);
+        for (int64_t j = lo; j < hi; j++) {
+            int64_t d[MAX_M];
+            if (wide && M > 1) dots_avx512(q + j * K, x16, M, K, d);
+            else /* one row of x, or AVX2 (the int8 row stays in L1 across the rows of x) */
+                for (int64_t m = 0; m < M; m++)
+                    d[m] = wide ? dot_avx512(q + j * K, x16 + m * K, K) : dot_avx2(q + j * K, x16 + m * K, K);
+            for (int64_t m = 0; m < M; m++) {
+                float a = (float)((double)d[m] * dx[m] * (double)s[j]);
                 if (bias) a += bias[j];
                 logits[m * N + j] = a;
                 heap_push(lower + (t * M + m) * top, size + m, top, a - margin(a, C[m], s[j]));
             }
+        }
         for (int64_t m = 0; m < M; m++) /* fewer rows than top in this thread */
             for (int64_t i = size[m]; i < top; i++) lower[(t * M + m) * top + i] = -INFINITY;
 #pragma omp single
