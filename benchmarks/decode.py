@@ -34,14 +34,16 @@ PROMPT = "What food do llamas eat? Describe their diet in detail."
 DTYPES = {"float32": ("32-true", torch.float32), "bfloat16": ("bf16-true", torch.bfloat16)}
 
 
-def timed(fn, repeats: int) -> tuple[float, float]:
-    """(median seconds to first token, median tokens/s) over ``repeats`` runs of fn() -> (ttft, n_tokens, total)."""
-    ttfts, speeds = [], []
+def timed(fns: list, repeats: int) -> list[tuple[float, float]]:
+    """(median seconds to first token, median tokens/s) of each fn() -> (ttft, n_tokens, total), over ``repeats``
+    rounds that run every fn once in turn: this VM's speed drifts by tens of percent within minutes, and alternating
+    makes the drift hit every implementation alike instead of whichever ran during a slow minute."""
+    runs = [[] for _ in fns]
     for _ in range(repeats):
-        ttft, n, total = fn()
-        ttfts.append(ttft)
-        speeds.append(n / total)
-    return statistics.median(ttfts), statistics.median(speeds)
+        for fn, results in zip(fns, runs):
+            ttft, n, total = fn()
+            results.append((ttft, n / total))
+    return [(statistics.median(r[0] for r in rs), statistics.median(r[1] for r in rs)) for rs in runs]
 
 
 def ours(llm: LLM, new_tokens: int):
@@ -161,10 +163,11 @@ def main() -> None:
             hf = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=dtype).to(device).eval()
             with torch.inference_mode():
                 theirs(hf, ids, 8)()
-                ref_ttft, ref_speed = timed(theirs(hf, ids, args.new_tokens), args.repeats)
+                (ref_ttft, ref_speed), *measured = timed(
+                    [theirs(hf, ids, args.new_tokens)] + [fn for _, _, fn in variants], args.repeats
+                )
             rows.append((key, dtype_name, "transformers", ref_speed, ref_ttft, 1.0))
-            for name, weights, fn in variants:  # each compared with transformers in this loop's dtype
-                ttft, speed = timed(fn, args.repeats)
+            for (name, weights, _), (ttft, speed) in zip(variants, measured):  # vs transformers in this dtype
                 rows.append((key, weights, name, speed, ttft, speed / ref_speed))
             if dtype_name == args.dtypes[0]:
                 batch, loop = batched_vs_loop(llm, args.new_tokens)
@@ -173,7 +176,7 @@ def main() -> None:
         try:
             run = llama_cpp(gguf_source(key), args.new_tokens)
             run()
-            ttft, speed = timed(run, args.repeats)
+            ((ttft, speed),) = timed([run], args.repeats)
             rows.append((key, "GGUF as shipped", "llama-cpp-python", speed, ttft, None))
             llama_speed[key] = speed
         except ImportError:
