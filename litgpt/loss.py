@@ -21,6 +21,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
+from litgpt import kernels
 from litgpt.kernels import CPULinear, gemm
 
 CHUNK_BYTES = 1 << 28  # logits held at once (a chunk of rows), in the weight's dtype
@@ -32,8 +33,6 @@ def chunk_rows(vocab: int, dtype: torch.dtype) -> int:
 
 def _cross_entropy_rows_(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Per-row losses; ``logits`` becomes ``softmax - onehot`` (in its own dtype)."""
-    from litgpt import kernels
-
     loss = kernels.cross_entropy_rows_(logits, targets)
     if loss is not None:
         return loss
@@ -57,24 +56,15 @@ class LinearCrossEntropy(torch.autograd.Function):
         grad_h = torch.empty_like(h) if need_h else None
         grad_w = grad_b = None
         step = chunk_rows(weight.shape[0], weight.dtype)
-        onednn = gemm.applies(h, weight)
+        mm = gemm.mm if gemm.applies(h, weight) else torch.mm  # oneDNN for float32 where MKL is slow (kernels.gemm)
         for start in range(0, N, step):
             hc, tc = h[start : start + step], targets[start : start + step]
-            if onednn:  # float32 on a CPU where MKL is slow (litgpt.kernels.gemm)
-                z = gemm.linear(hc, weight, bias)
-            else:
-                z = hc @ weight.T if bias is None else torch.addmm(bias, hc, weight.T)
+            z = gemm.linear(hc, weight, bias)
             losses[start : start + step] = _cross_entropy_rows_(z, tc)
             if need_h:
-                if onednn:
-                    grad_h[start : start + step] = gemm.mm(z, weight)
-                else:
-                    torch.mm(z, weight, out=grad_h[start : start + step])
+                grad_h[start : start + step] = mm(z, weight)
             if need_w:
-                if onednn:
-                    grad_w = gemm.mm(z.T, hc) if grad_w is None else grad_w.add_(gemm.mm(z.T, hc))
-                else:
-                    grad_w = z.T @ hc if grad_w is None else grad_w.addmm_(z.T, hc)
+                grad_w = mm(z.T, hc) if grad_w is None else grad_w.add_(mm(z.T, hc))
             if need_b:
                 grad_b = z.sum(0) if grad_b is None else grad_b.add_(z.sum(0))
         ctx.divisor = divisor

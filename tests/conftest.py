@@ -93,6 +93,18 @@ def build_tiny_checkpoint(folder: Path, name: str = "tiny-llama", seed: int = 0,
     return folder
 
 
+@pytest.fixture(params=["avx512", "avx2"])
+def instruction_set(request):
+    """Each path of litgpt.kernels this CPU can run: AVX-512 (BF16, VNNI) where it has it, and AVX2 everywhere."""
+    from litgpt import kernels
+
+    if request.param == "avx512" and not kernels.native_bf16():
+        pytest.skip("this CPU has no AVX512-BF16; its AVX2 path is the one tested")
+    kernels.allow_avx512(request.param == "avx512")
+    yield request.param
+    kernels.allow_avx512(True)
+
+
 @pytest.fixture
 def tiny_checkpoint(tmp_path) -> Path:
     return build_tiny_checkpoint(tmp_path / "tiny-llama")

@@ -12,18 +12,6 @@ from tests.test_model import tiny
 
 pytestmark = pytest.mark.skipif(not kernels.available(), reason="needs an x86-64 CPU with AVX2 and a C compiler")
 
-INSTRUCTIONS = ["avx512", "avx2"]
-
-
-@pytest.fixture(params=INSTRUCTIONS)
-def instructions(request):
-    if request.param == "avx512" and not kernels.native_bf16():
-        pytest.skip("this CPU has no AVX-512; its AVX2 path is the one tested")
-    kernels.allow_avx512(request.param == "avx512")
-    yield request.param
-    kernels.allow_avx512(True)
-
-
 def full(x, w, bias=None):
     y = kernels.gemv(kernels.FLOAT_KINDS[w.dtype], x[None], w)[0]
     return y if bias is None else y + bias
@@ -42,7 +30,7 @@ def check_top(got, ref, top):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("top", [1, 7, 64])
 @pytest.mark.parametrize("with_bias", [False, True])
-def test_top_logits_are_those_of_the_full_product(instructions, dtype, top, with_bias):
+def test_top_logits_are_those_of_the_full_product(instruction_set, dtype, top, with_bias):
     torch.manual_seed(0)
     N, K = 4096, 96
     w = (torch.randn(N, K) * 0.05).to(dtype)
@@ -55,7 +43,7 @@ def test_top_logits_are_those_of_the_full_product(instructions, dtype, top, with
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_several_rows_at_once_match_the_full_product_of_as_many_rows(instructions, dtype):
+def test_several_rows_at_once_match_the_full_product_of_as_many_rows(instruction_set, dtype):
     """Each row keeps its own top; every kept value is the M-row product's (gemv.c's code for M rows)."""
     torch.manual_seed(6)
     N, K = 2048, 64
@@ -72,7 +60,7 @@ def test_several_rows_at_once_match_the_full_product_of_as_many_rows(instruction
     assert kernels.head_top(torch.randn(9, K), w, screen, 1) is None  # more rows than one kernel call takes
 
 
-def test_near_ties_below_the_int8_resolution_are_decided_by_the_exact_rows(instructions):
+def test_near_ties_below_the_int8_resolution_are_decided_by_the_exact_rows(instruction_set):
     """Rows that differ from the best one by far less than an int8 step (and two exact copies of it) all become
     candidates; the exact pass picks the same row as the full product, the first of equal ones included."""
     torch.manual_seed(1)

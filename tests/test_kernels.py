@@ -9,16 +9,6 @@ from litgpt.quantize import Int4Linear, Int8Linear, quantize_int4, quantize_int8
 pytestmark = pytest.mark.skipif(not kernels.available(), reason="needs an x86-64 CPU with AVX2 and a C compiler")
 
 
-@pytest.fixture(params=["avx512", "avx2"])
-def instruction_set(request):
-    """Each path this CPU can run: AVX-512 (BF16, VNNI) where it has it, and the AVX2 one everywhere."""
-    if request.param == "avx512" and not kernels.native_bf16():
-        pytest.skip("this CPU has no AVX512-BF16; its AVX2 path is the one tested")
-    kernels.allow_avx512(request.param == "avx512")
-    yield request.param
-    kernels.allow_avx512(True)
-
-
 @pytest.mark.parametrize("rows", [1, 2, 8, 11])  # 11: more rows than one kernel call takes
 @pytest.mark.parametrize("in_features", [576, 100, 13])  # 100 and 13: tails that are not a multiple of 8 or 16
 def test_float_kernels_match_matmul(rows, in_features, instruction_set):

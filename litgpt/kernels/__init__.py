@@ -31,6 +31,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from litgpt.kernels import gemm
+
 # step.c: fused.py; head.c: the top logits for step.c; train.c: loss, norms, dropout
 SOURCES = [Path(__file__).with_name(n) for n in ("gemv.c", "step.c", "head.c", "train.c")]
 FLAGS = ["-O3", "-mavx2", "-mfma", "-fopenmp", "-fPIC", "-shared"]
@@ -355,8 +357,6 @@ class CPULinear(torch.nn.Linear):
             # elsewhere converting the weight for one float32 product is much faster than a bfloat16 one
             bias = None if self.bias is None else self.bias.to(x.dtype)
             return F.linear(x, w.to(x.dtype), bias)
-        from litgpt.kernels import gemm
-
         return gemm.linear(x, w, self.bias)
 
 

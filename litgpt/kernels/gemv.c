@@ -118,7 +118,6 @@ static void gemv_bf16_pairs(const float *x, const uint16_t *w, float *y, int64_t
 static int avx512_allowed = 1;
 
 void allow_avx512(int on) { avx512_allowed = on; } /* 0: the AVX2 paths only (tests, LITGPT_KERNELS_AVX512=0) */
-int avx512_on(void) { return avx512_allowed; }
 
 int has_avx512_bf16(void) {
     static int known = -1;
@@ -296,7 +295,7 @@ static inline __m256 block_dot(__m256i w_unsigned_or_signed, __m256i xq, int sig
    in float32. Same arithmetic as the AVX2 path (exact integer sums, float32 block scaling). */
 #define AVX512_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
 
-static int has_avx512_vnni(void) {
+int has_avx512_vnni(void) { /* also head.c's */
     static int known = -1;
     if (known < 0) known = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                            __builtin_cpu_supports("avx512vnni");

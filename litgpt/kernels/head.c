@@ -30,7 +30,7 @@ void gemv_bf16_rows(const float *x, const uint16_t *w, float *y, int64_t M, int6
                     const int64_t *rows);
 void gemv_f32_rows(const float *x, const float *w, float *y, int64_t M, int64_t N, int64_t K, int threads,
                    const int64_t *rows);
-int avx512_on(void);
+int has_avx512_vnni(void); /* gemv.c: AVX512-F/BW/VNNI, and allowed */
 
 #define CHUNK 2048 /* int32 lanes hold at most CHUNK / 8 products of 127 * 32767 (AVX2): < 2^31 */
 
@@ -96,13 +96,6 @@ AVX512_VNNI_BW static void dots_avx512(const int8_t *row, const int16_t *x16, in
         }
     }
     for (int64_t m = 0; m < M; m++) out[m] = _mm512_reduce_add_epi64(total[m]);
-}
-
-static int has_avx512_vnni_bw(void) {
-    static int known = -1;
-    if (known < 0) known = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                           __builtin_cpu_supports("avx512vnni");
-    return known && avx512_on();
 }
 
 /* keep the k largest values seen in a min-heap (heap[0] the smallest of them) */
@@ -180,7 +173,7 @@ int64_t head_top(const float *x, int64_t M, int64_t N, int64_t K, int64_t w_kind
         const double x_l1 = C[m];
         C[m] = 1.001 * (x_l1 * (0.5 + 127.0 * (ldexp(1.0, -15) + (double)K * ldexp(1.0, -22))) + 127.0 * f_l1);
     }
-    const int wide = has_avx512_vnni_bw();
+    const int wide = has_avx512_vnni();
     int nt = threads;
     /* pass 1: approximate logits, and each thread's `top` largest lower bounds of each row */
 #pragma omp parallel num_threads(threads)
