@@ -8,12 +8,15 @@ Modes:
 * ``bnb.nf4``, ``bnb.nf4-dq``, ``bnb.fp4``, ``bnb.fp4-dq``, ``bnb.int8``: bitsandbytes' layers, CUDA only (``-dq`` also
   quantizes the 4-bit scales).
 
-On the CPU the int8 and int4 layers run PyTorch's packed weight-only kernels (``aten._weight_int8pack_mm`` and
-``aten._weight_int4pack_mm_for_cpu``). Those kernels are fast with bfloat16 activations and many times slower with
-float32 ones, so a float32 model's activations are rounded to bfloat16 for the matmul and the result is cast back
-(see ``benchmarks/quantize.py`` for the measurements behind this and the default group size). Elsewhere, or when
-a kernel is missing or a layer's shape does not suit it, the weight is dequantized on the fly and multiplied with
-``F.linear``: less memory, not faster.
+On the CPU, inputs of up to ``GEMV_ROWS`` rows (decode steps, small batches) run our weight-only kernels
+(:mod:`litgpt.kernels`, which read the int8/int4 codes directly); larger ones (a prefill) dequantize the layer in one
+C pass into a transient float32 weight and take a float32 matrix product, which measured faster than PyTorch's
+packed kernels (``aten._weight_int8pack_mm``, which also rounds activations to bfloat16). Without our kernels they
+run PyTorch's packed kernels (``aten._weight_int8pack_mm`` and ``aten._weight_int4pack_mm_for_cpu``), which are fast
+with bfloat16 activations and many times slower with float32 ones, so a float32 model's activations are rounded to
+bfloat16 for them (see ``benchmarks/quantize.py`` for the measurements and the default group size). Elsewhere, or
+when a layer's shape suits no kernel, the weight is dequantized on the fly and multiplied with ``F.linear``: less
+memory, not faster.
 
 Embeddings, norms and MoE routers stay in floating point; ``lm_head`` is quantized too unless excluded (with a large
 vocabulary it is the biggest matmul of a decode step), in int8 when the rest is int4: the output layer took most of
@@ -112,8 +115,12 @@ class Int8Linear(QuantizedLinear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x2 = x.reshape(-1, self.in_features)
         if self.use_kernel and x.device.type == "cpu":
-            if x2.shape[0] <= GEMV_ROWS and self.in_features % kernels.QUANT_BLOCK == 0 and kernels.available():
+            ours = self.in_features % kernels.QUANT_BLOCK == 0 and kernels.available()
+            if ours and x2.shape[0] <= GEMV_ROWS:
                 return self._finish(kernels.gemv("i8", x2, self.qweight, self.scales.float().contiguous()), x)
+            if ours and not torch.compiler.is_compiling():
+                w = kernels.dequantize("i8", self.qweight, self.scales.float().contiguous())
+                return self._finish(_dense_product(x2, w), x)
             out = torch.ops.aten._weight_int8pack_mm(
                 x2.to(KERNEL_DTYPE).contiguous(), self.qweight, self.scales.to(KERNEL_DTYPE)
             )
@@ -185,6 +192,8 @@ class Int4Linear(QuantizedLinear):
             if x.device.type != "cpu":
                 raise LitGPTError("this int4 layer was packed for the CPU; quantize the model on the device it runs on")
             out = kernels.gemv("i4", x2, self.qweight, self.scales, self.zeros)
+        elif self.layout == "gemv" and x.device.type == "cpu" and not torch.compiler.is_compiling():
+            out = _dense_product(x2, kernels.dequantize("i4", self.qweight, self.scales, self.zeros))
         elif self.layout == "cpu-packed":
             if x.device.type != "cpu":
                 raise LitGPTError("this int4 layer was packed for the CPU; quantize the model on the device it runs on")
@@ -211,6 +220,12 @@ class Int4Linear(QuantizedLinear):
         groups = q.view(N, -1, g)
         w = (groups - 8) * self.scales.float()[..., None] + self.zeros.float()[..., None]
         return w.reshape(N, -1)[:, :K]
+
+
+def _dense_product(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """``x @ w.T`` for a transient float32 CPU weight dequantized from codes: a float32 product for float32 inputs
+    (oneDNN where it is the faster library), the input's dtype otherwise."""
+    return kernels.gemm.linear(x, w.to(x.dtype))
 
 
 class BnbLinear(nn.Module):

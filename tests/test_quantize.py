@@ -57,6 +57,31 @@ def test_int4_linear_close_to_float(weights, layout, group_size, monkeypatch):
     assert layer.qweight.numel() * layer.qweight.element_size() == W.numel() // 2
 
 
+@pytest.mark.parametrize("mode", ["int8", "int4"])
+def test_inputs_beyond_the_kernel_rows_multiply_the_dequantized_weight_in_float32(weights, mode):
+    """A prefill (more rows than the decode kernels take) dequantizes the codes in one C pass and takes a float32
+    product: the same as the layer's own dequantized weight through F.linear, to float32 rounding."""
+    from litgpt import kernels
+    from litgpt.quantize import GEMV_ROWS
+
+    if not kernels.available():
+        pytest.skip("litgpt's kernels need an x86-64 CPU with AVX2 and a C compiler")
+    W, b, _ = weights
+    layer = Int8Linear(W, b, use_kernel=True) if mode == "int8" else Int4Linear(W, b, use_kernel=True)
+    if mode == "int8":
+        dense = kernels.dequantize("i8", layer.qweight, layer.scales)
+        assert torch.equal(dense, layer.dequantize())
+    else:
+        assert layer.layout == "gemv"
+        dense = kernels.dequantize("i4", layer.qweight, layer.scales, layer.zeros)
+        torch.testing.assert_close(dense, layer.dequantize(), rtol=1e-6, atol=1e-7)  # FMA or not: one rounding
+        with pytest.raises(ValueError, match="multiple of 32"):
+            kernels.dequantize("i4", layer.qweight[:, :8].contiguous(), layer.scales, layer.zeros)
+    x = torch.randn(2, GEMV_ROWS, 256)  # 64 rows
+    out = layer(x)
+    torch.testing.assert_close(out, F.linear(x, layer.dequantize(), b), rtol=1e-5, atol=1e-5)
+
+
 def test_int4_kernel_and_fallback_agree_and_finer_groups_are_better(weights):
     W, b, x = weights
     errors = {}

@@ -92,6 +92,8 @@ def _library() -> ctypes.CDLL | None:
         getattr(lib, name).argtypes = [p, p, p, i64, i64, i64, i32]
     lib.gemv_i8.argtypes = [p, p, p, p, i64, i64, i64, i32]
     lib.gemv_i4.argtypes = [p, p, p, p, p, i64, i64, i64, i32]
+    lib.dequant_i8.argtypes = [p, p, p, i64, i64, i32]
+    lib.dequant_i4.argtypes = [p, p, p, p, i64, i64, i32]
     lib.gemv_i8.restype = lib.gemv_i4.restype = lib.decode_step.restype = i32
     lib.decode_step.argtypes = [p, i64, i64, p, i64]
     lib.head_top.argtypes = [p, i64, i64, i64, i64, p, p, p, p, i64, ctypes.c_double, p, i32]
@@ -327,6 +329,23 @@ def unpack_i4(packed: torch.Tensor) -> torch.Tensor:
     N, half = packed.shape
     blocks = packed.view(N, -1, 1, I4_GROUP // 2)
     return torch.cat((blocks & 15, blocks >> 4), dim=2).reshape(N, 2 * half)
+
+
+def dequantize(kind: str, w: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None = None) -> torch.Tensor:
+    """The float32 weight (N, K) that an "i8" or "i4" weight of :func:`gemv` stands for, in one pass (for products
+    of more rows than the kernels take, such as a prefill). Same operands and checks as :func:`gemv`."""
+    N = w.shape[0]
+    K = w.shape[1] * (2 if kind == "i4" else 1)
+    out = torch.empty(N, K, dtype=torch.float32)
+    if kind == "i8":
+        _library().dequant_i8(w.data_ptr(), scales.data_ptr(), out.data_ptr(), N, K, torch.get_num_threads())
+    elif kind == "i4" and K % I4_GROUP == 0:
+        _library().dequant_i4(
+            w.data_ptr(), scales.data_ptr(), zeros.data_ptr(), out.data_ptr(), N, K, torch.get_num_threads()
+        )
+    else:
+        raise ValueError(f"dequantize takes 'i8', or 'i4' with a multiple of {I4_GROUP} features; got {kind!r}, K={K}")
+    return out
 
 
 FLOAT_KINDS = {torch.float32: "f32", torch.bfloat16: "bf16"}

@@ -473,3 +473,41 @@ int gemv_i4(const float *x, const uint8_t *w, const float *scales, const float *
     free_x(&xq);
     return 1;
 }
+
+/* The float32 weight (N, K) that int8 codes with one scale per row stand for: q[n, k] * scales[n]. For products of
+   more rows than MAX_M (a prefill), which a float32 matrix product then computes from it. */
+void dequant_i8(const int8_t *q, const float *scales, float *out, int64_t N, int64_t K, int threads) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t n = 0; n < N; n++) {
+        const __m256 s = _mm256_set1_ps(scales[n]);
+        int64_t k = 0;
+        for (; k + 8 <= K; k += 8) {
+            __m256i v = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(q + n * K + k)));
+            _mm256_storeu_ps(out + n * K + k, _mm256_mul_ps(_mm256_cvtepi32_ps(v), s));
+        }
+        for (; k < K; k++) out[n * K + k] = (float)q[n * K + k] * scales[n];
+    }
+}
+
+/* The float32 weight (N, K) that gemv_i4's codes stand for (layout at the top): (code - 8) * scale + zero, with one
+   scale and zero per block of 32 features. K % 32 == 0. */
+void dequant_i4(const uint8_t *w, const float *scales, const float *zeros, float *out, int64_t N, int64_t K,
+                int threads) {
+    const int64_t B = K / 32;
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t b = 0; b < B; b++) {
+            const uint8_t *bytes = w + n * (K / 2) + b * 16;
+            const __m256 s = _mm256_set1_ps(scales[n * B + b]);
+            const __m256 z = _mm256_set1_ps(zeros[n * B + b]);
+            const __m256i eight = _mm256_set1_epi32(8);
+            float *o = out + n * K + b * 32;
+            for (int h = 0; h < 16; h += 8) { /* bytes h..h+7: features h.. (low nibbles) and 16 + h.. (high) */
+                __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(bytes + h)));
+                __m256i lo = _mm256_sub_epi32(_mm256_and_si256(v, _mm256_set1_epi32(15)), eight);
+                __m256i hi = _mm256_sub_epi32(_mm256_srli_epi32(v, 4), eight);
+                _mm256_storeu_ps(o + h, _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(lo), s), z));
+                _mm256_storeu_ps(o + 16 + h, _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(hi), s), z));
+            }
+        }
+}
