@@ -93,6 +93,16 @@ def build_tiny_checkpoint(folder: Path, name: str = "tiny-llama", seed: int = 0,
     return folder
 
 
+@pytest.fixture
+def one_thread():
+    """Tiny models train faster on one thread, and a test then does not oversubscribe a shared CPU. Test modules
+    opt in with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(params=["avx512", "avx2"])
 def instruction_set(request):
     """Each path of litgpt.kernels this CPU can run: AVX-512 (BF16, VNNI) where it has it, and AVX2 everywhere."""

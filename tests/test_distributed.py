@@ -85,12 +85,7 @@ def assert_same(a: dict, b: dict, atol: float = 1e-5) -> None:
         torch.testing.assert_close(a[key], b[key], atol=atol, rtol=1e-4, msg=key)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_ddp_and_fsdp_on_two_cpu_processes_match_one_process(inputs, tmp_path):

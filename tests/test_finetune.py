@@ -15,13 +15,7 @@ from tests.finetune_helpers import fast_args, make_checkpoint, make_json_data, r
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The models are tiny: a single thread avoids oversubscribing shared CPUs (and is faster)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -22,13 +22,7 @@ from litgpt.lora import (
 from litgpt.model import GPT
 from tests.finetune_helpers import TINY_CONFIG, make_checkpoint
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def randomize_lora(model: nn.Module, seed: int = 0) -> None:
