@@ -123,7 +123,7 @@ def generate_batch(
     hidden = model(ids, torch.arange(T, device=ids.device), input_pos_maxp1=T, key_padding_mask=padding, return_hidden=True)
     logits = model.project(hidden[:, -1])
     # On the CPU, set up after the first token is out (building the output layer's int8 copy must not delay it):
-    # one sequence takes the whole decode step in one C call where the architecture allows (litgpt.kernels); other
+    # the whole decode step of the batch runs in one C call where the architecture allows (litgpt.kernels); other
     # steps keep PyTorch's forward with the output layer's top logits from its int8 copy (kernels/head.c)
     fused, screened = None, None
     try_fused = eager and max_new_tokens > 1 and ids.device.type == "cpu"
@@ -135,10 +135,10 @@ def generate_batch(
             break
         if try_fused:
             try_fused = False
-            fused = fused_decoder(model) if B == 1 else None
+            fused = fused_decoder(model)
             screened = screened_head(model) if fused is None and top else None
         if fused is not None:
-            logits = fused(token.item(), T + i, top)
+            logits = fused(token.tolist(), T + i, top, padding)
             continue
         pos = torch.tensor([T + i], device=ids.device)
         if screened is not None:

@@ -8,7 +8,7 @@ import torch
 
 from litgpt import kernels
 from litgpt.generation import generate
-from litgpt.kernels.fused import fused_decoder
+from litgpt.kernels.fused import MAX_BATCH, fused_decoder
 from litgpt.quantize import quantize_model
 from tests.test_model import tiny
 
@@ -111,16 +111,63 @@ def test_uncovered_architectures_keep_the_pytorch_step(name):
         assert fused_decoder(model) is None
 
 
-def test_fused_step_needs_a_float32_cache_for_one_sequence():
+def test_fused_step_needs_a_float32_cache_of_at_most_eight_sequences():
     model = tiny("SmolLM2-135M", **COVERED["SmolLM2-135M"])
     with torch.inference_mode():
-        model.set_kv_cache(2, max_seq_length=16)
-        assert fused_decoder(model) is None  # a batch: the PyTorch step
+        model.set_kv_cache(MAX_BATCH + 1, max_seq_length=16)
+        assert fused_decoder(model) is None  # a larger batch: the PyTorch step
         model.set_kv_cache(1, max_seq_length=16, dtype=torch.bfloat16)
         assert fused_decoder(model) is None
-        model.set_kv_cache(1, max_seq_length=16)
-        assert fused_decoder(model) is not None
+        for batch in (1, 2, MAX_BATCH):
+            model.set_kv_cache(batch, max_seq_length=16)
+            fused = fused_decoder(model)
+            assert fused is not None and fused.batch == batch
+        with pytest.raises(ValueError, match="holds 8 sequences, got 2"):
+            fused([1, 2], 3)
+        with pytest.raises(ValueError, match="bool tensor"):
+            fused([1] * MAX_BATCH, 3, valid=torch.ones(MAX_BATCH, 15, dtype=torch.bool))
     assert fused_decoder(model) is None  # gradients enabled for trainable parameters: never the fused step
+
+
+@pytest.mark.parametrize("weights", ["f32", "bf16", "int8"])
+@pytest.mark.parametrize("name", ["SmolLM2-135M", "gemma-3-270m", "Qwen2.5-0.5B"])
+def test_batched_fused_step_matches_pytorch_forward_with_left_padding(name, weights):
+    """A batch of three left-padded prompts: one C step for all rows, against the PyTorch step with the same
+    key padding mask. Padded positions are never read (their cache entries are overwritten with garbage first)."""
+    model = prepared(name, COVERED[name], weights)
+    torch.manual_seed(2)
+    B, T, S = 3, 7, 32
+    prompt = torch.randint(0, 97, (B, T))
+    valid = torch.ones(B, S, dtype=torch.bool)
+    valid[1, :3] = False  # row 1: 3 pads, row 2: 5 pads
+    valid[2, :5] = False
+    tokens = torch.randint(0, 97, (14, B))  # past every sliding window
+    results = []
+    for use_fused, garbage in ((False, 1e4), (True, 1e4), (True, float("nan"))):
+        model.set_kv_cache(B, max_seq_length=S)
+        with torch.inference_mode():
+            model(prompt, torch.arange(T), input_pos_maxp1=T, key_padding_mask=valid)
+            for block in model.transformer.h:  # what a padded position holds must not matter
+                for t in (block.attn.kv_cache.k, block.attn.kv_cache.v):
+                    t[1, :, :3] = garbage
+                    t[2, :, :5] = garbage
+            fused = fused_decoder(model) if use_fused else None
+            steps = []
+            for i, row in enumerate(tokens.tolist()):
+                pos = T + i
+                if fused is None:
+                    steps.append(model(torch.tensor(row)[:, None], torch.tensor([pos]), input_pos_maxp1=pos + 1,
+                                       key_padding_mask=valid)[:, -1].float())  # fmt: skip
+                else:
+                    steps.append(fused(row, pos, valid=valid))
+        results.append(torch.stack(steps))
+    reference, got, got_nan = results
+    assert torch.equal(got, got_nan)  # padded positions are skipped, not multiplied by zero
+    if weights == "int8":  # int8 blocks of x round alike in both, up to float32 order effects
+        assert ((got - reference).norm() / reference.norm()).item() < 1e-2
+    else:
+        tolerance = 1e-5 if weights == "f32" else 1e-4
+        torch.testing.assert_close(got, reference, atol=tolerance * reference.abs().max().item(), rtol=0)
 
 
 def test_generate_is_the_same_with_and_without_the_fused_step(monkeypatch):
@@ -141,6 +188,30 @@ def test_generate_is_the_same_with_and_without_the_fused_step(monkeypatch):
         monkeypatch.delenv("LITGPT_FUSED_DECODE")
         assert not calls
         assert torch.equal(with_fused, without)
+
+
+@pytest.mark.parametrize("name", ["gemma-3-270m", "Gemma-2-2b"])
+def test_batched_generation_is_the_same_with_and_without_the_fused_step(monkeypatch, name):
+    """Left-padded batches decode through one fused step per token: the same tokens as the PyTorch step, greedy and
+    sampled, with and without the output layer's int8 copy."""
+    from litgpt.generation import SamplingParams, generate_batch
+    from litgpt.kernels import fused as fused_module
+
+    model = tiny(name, **COVERED[name]).to(torch.bfloat16)
+    kernels.use_decode_kernels(model)
+    prompts = [torch.tensor([3, 17, 42, 5]), torch.tensor([7, 1]), torch.tensor([9, 9, 9])]
+    calls = []
+    original = fused_module.FusedDecoder.__call__
+    monkeypatch.setattr(fused_module.FusedDecoder, "__call__", lambda self, *a: calls.append(a) or original(self, *a))
+    for params in (SamplingParams(temperature=0.0), SamplingParams(temperature=0.8, top_k=5)):
+        runs = []
+        for fused, screen in (("0", "1"), ("1", "1"), ("1", "0")):
+            monkeypatch.setenv("LITGPT_FUSED_DECODE", fused)
+            monkeypatch.setenv("LITGPT_HEAD_SCREEN", screen)
+            calls.clear()
+            runs.append(torch.stack(list(generate_batch(model, prompts, 12, params, generator=torch.Generator().manual_seed(4)))))
+            assert len(calls) == (11 if fused == "1" else 0) and all(len(c[0]) == 3 for c in calls)
+        assert torch.equal(runs[0], runs[1]) and torch.equal(runs[1], runs[2])
 
 
 @pytest.mark.parametrize("wrap", ["adapter", "adapter_v2", "lora"])

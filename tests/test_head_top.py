@@ -171,10 +171,13 @@ def test_generate_is_the_same_with_and_without_the_screen(monkeypatch, name):
 
 @pytest.mark.parametrize("name", ["pythia-14m", "Gemma-2-2b", "gemma-3-270m"])
 def test_batched_generation_is_the_same_with_and_without_the_screen(monkeypatch, name):
-    """Batches (and pythia, which the fused step does not cover, alone) take the PyTorch step with the screened
-    output layer: the tokens equal those of the unscreened step, greedy and sampled."""
+    """The PyTorch step (pythia, which the fused step does not cover; the others with the fused step switched off)
+    with the screened output layer, batched and alone: the tokens equal those of the unscreened step, greedy and
+    sampled. (The fused step's own batches: tests/test_fused_decode.py.)"""
     from litgpt.generation import SamplingParams, generate_batch
     from litgpt.kernels import fused as fused_module
+
+    monkeypatch.setenv("LITGPT_FUSED_DECODE", "0")
 
     overrides = COVERED.get(name, dict(n_layer=2))
     model = tiny(name, **overrides).to(torch.bfloat16)

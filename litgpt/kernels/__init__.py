@@ -94,8 +94,8 @@ def _library() -> ctypes.CDLL | None:
     lib.gemv_i4.argtypes = [p, p, p, p, p, i64, i64, i64, i32]
     lib.dequant_i8.argtypes = [p, p, p, i64, i64, i32]
     lib.dequant_i4.argtypes = [p, p, p, p, i64, i64, i32]
-    lib.gemv_i8.restype = lib.gemv_i4.restype = lib.decode_step.restype = i32
-    lib.decode_step.argtypes = [p, i64, i64, p, i64]
+    lib.gemv_i8.restype = lib.gemv_i4.restype = lib.decode_steps.restype = i32
+    lib.decode_steps.argtypes = [p, i64, p, i64, p, p, i64]
     lib.head_top.argtypes = [p, i64, i64, i64, i64, p, p, p, p, i64, ctypes.c_double, p, i32]
     lib.head_top.restype = i64
     lib.head_screen.argtypes = [p, i64, i64, i64, p, p, i32]

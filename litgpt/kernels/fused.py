@@ -1,11 +1,12 @@
-"""The whole decode step of one sequence in one C call (``step.c``), for the architectures it covers.
+"""The whole decode step of one sequence, or a batch of up to eight, in one C call (``step.c``), for the
+architectures it covers.
 
 :func:`fused_decoder` inspects a :class:`litgpt.model.GPT` and, when every piece of it is something ``step.c``
 computes (RMSNorm, sequential residual, gated MLP, dense attention with rotate-half RoPE, weights that
-:mod:`litgpt.kernels` multiplies, a float32 KV cache for one sequence), returns a :class:`FusedDecoder` bound to the
-model's own parameters and cache; otherwise None and the caller keeps ``model.forward``. Nothing is copied except
-the norm weights (float32, with Gemma's unit offset applied), so the fused step and PyTorch's forward share the cache
-and can alternate: PyTorch prefills, C decodes, and a later PyTorch call sees every position written.
+:mod:`litgpt.kernels` multiplies, a float32 KV cache of at most ``MAX_BATCH`` rows), returns a :class:`FusedDecoder`
+bound to the model's own parameters and cache; otherwise None and the caller keeps ``model.forward``. Nothing is
+copied except the norm weights (float32, with Gemma's unit offset applied), so the fused step and PyTorch's forward
+share the cache and can alternate: PyTorch prefills, C decodes, and a later PyTorch call sees every position written.
 """
 
 from __future__ import annotations
@@ -91,6 +92,7 @@ def _norm(module: torch.nn.Module, keep: list) -> int | None:
 
 
 MAX_TOP = 1024  # larger top-k sampling computes every logit
+MAX_BATCH = kernels.MAX_ROWS  # sequences per fused step (step.c's MAX_B)
 
 
 def head_screen_of(head: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -154,23 +156,36 @@ def screened_head(model) -> ScreenedHead | None:
 
 
 class FusedDecoder:
-    """``decoder(token, pos, top=0)`` -> float32 logits (1, vocab) of a one-token decode step at ``pos``, in one C
-    call. ``top`` > 0: only the ``top`` largest logits are needed (greedy: 1, top-k sampling: k); they come out
-    exactly as with ``top=0`` and every other logit may be -inf, which reads half the output layer's bytes or less
-    (``head.c``).
+    """``decoder(tokens, pos, top=0, valid=None)`` -> float32 logits (B, vocab) of a one-token decode step at
+    ``pos`` for each of the cache's B sequences (``tokens``: B ints, or one int when B is 1), in one C call.
+    ``valid`` (B, S) bool marks the cache positions each sequence attends to (False: left padding), as the model's
+    ``key_padding_mask``. ``top`` > 0: only the ``top`` largest logits of each row are needed (greedy: 1, top-k
+    sampling: k); they come out exactly as with ``top=0`` and every other logit may be -inf, which reads half the
+    output layer's bytes or less (``head.c``).
 
     Holds raw pointers into the model: valid while the model's parameters and KV cache are not replaced (build a
     new one after ``set_kv_cache`` or ``model.to``)."""
 
-    def __init__(self, model, keep: list, struct: Model, layers) -> None:
+    def __init__(self, model, keep: list, struct: Model, layers, batch: int) -> None:
         self.model, self._keep, self._struct, self._layers = model, keep, struct, layers
-        self.vocab = struct.head.N
+        self.vocab, self.batch = struct.head.N, batch
         self._lib = kernels._library()
 
-    def __call__(self, token: int, pos: int, top: int = 0) -> torch.Tensor:
-        logits = torch.empty(1, self.vocab, dtype=torch.float32)
+    def __call__(self, tokens, pos: int, top: int = 0, valid: torch.Tensor | None = None) -> torch.Tensor:
+        tokens = [tokens] if isinstance(tokens, int) else list(tokens)
+        if len(tokens) != self.batch:
+            raise ValueError(f"the KV cache holds {self.batch} sequences, got {len(tokens)} tokens")
+        ids = (ctypes.c_int64 * self.batch)(*tokens)
+        if valid is not None and (valid.dtype != torch.bool or valid.shape != (self.batch, self._struct.S)):
+            raise ValueError(f"valid must be a ({self.batch}, {self._struct.S}) bool tensor")
+        valid = None if valid is None else valid.contiguous()
+        logits = torch.empty(self.batch, self.vocab, dtype=torch.float32)
         top = top if 0 < top <= MAX_TOP else 0
-        if not self._lib.decode_step(ctypes.byref(self._struct), int(token), int(pos), logits.data_ptr(), top):
+        ok = self._lib.decode_steps(
+            ctypes.byref(self._struct), self.batch, ids, int(pos), None if valid is None else valid.data_ptr(),
+            logits.data_ptr(), top,
+        )  # fmt: skip
+        if not ok:
             raise RuntimeError("the fused decode step could not run (position outside the KV cache, or no memory)")
         return logits
 
@@ -196,8 +211,9 @@ def _build(model) -> FusedDecoder:
     if torch.is_grad_enabled() and any(p.requires_grad for p in model.parameters()):
         raise Unsupported("autograd")
     cache = model.transformer.h[0].attn.kv_cache
-    if cache is None or cache.k.shape[0] != 1:
+    if cache is None or not 1 <= cache.k.shape[0] <= MAX_BATCH:
         raise Unsupported("cache")
+    batch = cache.k.shape[0]
     wte = model.transformer.wte.weight
     if wte.dtype not in kernels.FLOAT_KINDS or not wte.is_contiguous() or wte.device.type != "cpu":
         raise Unsupported("embedding")
@@ -221,7 +237,7 @@ def _build(model) -> FusedDecoder:
             if (
                 t.dtype != torch.float32
                 or not t.is_contiguous()
-                or t.shape != (1, cfg.n_query_groups, S, cfg.head_size)
+                or t.shape != (batch, cfg.n_query_groups, S, cfg.head_size)
             ):
                 raise Unsupported("cache")
         if cfg.norm_qk:
@@ -260,4 +276,4 @@ def _build(model) -> FusedDecoder:
         layers, wte.data_ptr(), _norm(model.transformer.ln_f, keep), _mat(model.lm_head, keep),
         *_head_screen(model.lm_head, keep),
     )  # fmt: skip
-    return FusedDecoder(model, keep, struct, layers)
+    return FusedDecoder(model, keep, struct, layers, batch)

@@ -1,4 +1,5 @@
-/* One whole decode step of a single sequence in C: embedding row -> every block -> final norm -> logits.
+/* One whole decode step in C, for one sequence or a batch of up to MAX_B: embedding rows -> every block -> final
+   norm -> logits.
 
    Eager PyTorch spends about 20 small operator calls per block on a decode step (norms, rotary embedding, cache
    writes, attention, residuals), tens of microseconds each on a small CPU: for a 30-layer model that is more time
@@ -7,7 +8,9 @@
    with sliding windows and soft-capping, gated MLP), with the matrix products done by gemv.c's kernels. Python
    (litgpt/kernels/fused.py) fills the structs below once per generation with pointers into the model's own
    parameters and KV cache, so this step and PyTorch's forward read and write the same memory and can alternate
-   (PyTorch prefills, C decodes). Everything is float32 except the weights (see gemv.c for their kinds). */
+   (PyTorch prefills, C decodes). Everything is float32 except the weights (see gemv.c for their kinds). A batch
+   multiplies all its rows with each weight matrix as it is read (gemv.c's M rows), so B sequences cost little more
+   than one while the step is bound by memory reads. */
 
 #include <immintrin.h>
 #include <math.h>
@@ -37,7 +40,7 @@ typedef struct {
     /* norm weights as applied (Gemma's 1 + w already added), float32; NULL when the model has no such norm */
     const float *norm_1, *post_attention_norm, *norm_2, *post_mlp_norm, *norm_q, *norm_k;
     Mat qkv, proj, fc_1, fc_2, mlp_proj;
-    float *k_cache, *v_cache; /* (n_groups, S, head_size): batch row 0 of the model's KV cache */
+    float *k_cache, *v_cache; /* (B, n_groups, S, head_size): the model's KV cache */
     const float *cos, *sin;   /* (S, rope_n_elem): this layer's rotary table */
     int64_t window;           /* sliding window length; 0 = every earlier position */
 } Layer;
@@ -54,17 +57,21 @@ typedef struct {
     const float *screen_s;
 } Model;
 
-static int matvec(const Mat *m, const float *x, float *y, int threads) {
+#define MAX_B 8 /* sequences per step: gemv.c's rows of x per call */
+
+/* y (B, N) = x (B, K) @ W.T (+ bias) */
+static int matvec(const Mat *m, const float *x, float *y, int64_t B, int threads) {
     int ok = 1;
     switch (m->kind) {
-    case KIND_F32: gemv_f32(x, (const float *)m->w, y, 1, m->N, m->K, threads); break;
-    case KIND_BF16: gemv_bf16(x, (const uint16_t *)m->w, y, 1, m->N, m->K, threads); break;
-    case KIND_I8: ok = gemv_i8(x, (const int8_t *)m->w, m->scales, y, 1, m->N, m->K, threads); break;
-    case KIND_I4: ok = gemv_i4(x, (const uint8_t *)m->w, m->scales, m->zeros, y, 1, m->N, m->K, threads); break;
+    case KIND_F32: gemv_f32(x, (const float *)m->w, y, B, m->N, m->K, threads); break;
+    case KIND_BF16: gemv_bf16(x, (const uint16_t *)m->w, y, B, m->N, m->K, threads); break;
+    case KIND_I8: ok = gemv_i8(x, (const int8_t *)m->w, m->scales, y, B, m->N, m->K, threads); break;
+    case KIND_I4: ok = gemv_i4(x, (const uint8_t *)m->w, m->scales, m->zeros, y, B, m->N, m->K, threads); break;
     default: return 0;
     }
     if (m->bias)
-        for (int64_t n = 0; n < m->N; n++) y[n] += m->bias[n];
+        for (int64_t b = 0; b < B; b++)
+            for (int64_t n = 0; n < m->N; n++) y[b * m->N + n] += m->bias[n];
     return ok;
 }
 
@@ -146,17 +153,26 @@ static inline float dot(const float *a, const float *b, int64_t n) {
     return total;
 }
 
-/* q: (n_head, hs) at position pos; keys/values read from the cache up to pos; out: (n_head, hs) */
-static void attend(const Model *md, const Layer *L, const float *q, int64_t pos, float *scores, float *out) {
-    const int64_t hs = md->head_size, S = md->S, per_group = md->n_head / md->n_groups;
+/* q: (B, n_head, hs) at position pos (its row of qkv: stride qkv_row); keys/values read from each sequence's cache
+   up to pos, skipping positions where valid[b, j] is 0 (left padding; NULL: all valid); out: (B, n_head, hs) */
+static void attend(const Model *md, const Layer *L, const float *q, int64_t qkv_row, int64_t B, int64_t pos,
+                   const uint8_t *valid, float *scores, float *out) {
+    const int64_t hs = md->head_size, S = md->S, nh = md->n_head, per_group = nh / md->n_groups;
     const int64_t lo = L->window > 0 && pos - L->window + 1 > 0 ? pos - L->window + 1 : 0;
 #pragma omp parallel for num_threads((int)md->threads) schedule(static)
-    for (int64_t h = 0; h < md->n_head; h++) {
-        const float *qh = q + h * hs;
-        const float *K = L->k_cache + (h / per_group) * S * hs, *V = L->v_cache + (h / per_group) * S * hs;
-        float *s = scores + h * S, *o = out + h * hs;
+    for (int64_t bh = 0; bh < B * nh; bh++) {
+        const int64_t b = bh / nh, h = bh % nh;
+        const float *qh = q + b * qkv_row + h * hs;
+        const int64_t at = (b * md->n_groups + h / per_group) * S * hs;
+        const float *K = L->k_cache + at, *V = L->v_cache + at;
+        const uint8_t *ok = valid ? valid + b * S : NULL;
+        float *s = scores + bh * S, *o = out + bh * hs;
         float best = -INFINITY;
         for (int64_t j = lo; j <= pos; j++) {
+            if (ok && !ok[j]) {
+                s[j] = -INFINITY;
+                continue;
+            }
             float score = dot(qh, K + j * hs, hs) * (float)md->attn_scale;
             if (md->attn_softcap > 0) score = tanhf(score / (float)md->attn_softcap) * (float)md->attn_softcap;
             s[j] = score;
@@ -166,91 +182,108 @@ static void attend(const Model *md, const Layer *L, const float *q, int64_t pos,
         for (int64_t j = lo; j <= pos; j++) total += (s[j] = expf(s[j] - best));
         for (int64_t d = 0; d < hs; d++) o[d] = 0.0f;
         for (int64_t j = lo; j <= pos; j++) {
+            if (ok && !ok[j]) continue;
             const float p = s[j] / total, *vj = V + j * hs;
             for (int64_t d = 0; d < hs; d++) o[d] += p * vj[d];
         }
     }
 }
 
-/* Logits (vocab) for `token` at position `pos` (< S); writes this position's keys and values into every layer's
-   cache. top > 0 with a head copy (screen_q): only the `top` largest logits are needed, and the others may come out
-   as -inf (head.c). Returns 1, or 0 when a kernel could not run (a shape the Python side should have refused) or on
-   no memory. */
-int decode_step(const Model *md, int64_t token, int64_t pos, float *logits, int64_t top) {
+/* Logits (B, vocab) for tokens[b] at position `pos` (< S) of each of B sequences (B <= MAX_B, the model's KV
+   cache holding B rows); writes this position's keys and values into every layer's cache. valid (B, S) marks the
+   positions each sequence attends to (0: left padding), or NULL. top > 0 with a head copy (screen_q): only the
+   `top` largest logits of each row are needed, and the others may come out as -inf (head.c). Returns 1, or 0 when
+   a kernel could not run (a shape the Python side should have refused) or on no memory. */
+int decode_steps(const Model *md, int64_t B, const int64_t *tokens, int64_t pos, const uint8_t *valid, float *logits,
+                 int64_t top) {
     const int64_t E = md->n_embd, hs = md->head_size, nh = md->n_head, ng = md->n_groups, I = md->intermediate;
-    const int64_t qsize = nh * hs, kvsize = ng * hs, n = md->rope_n_elem;
+    const int64_t qsize = nh * hs, kvsize = ng * hs, n = md->rope_n_elem, row = qsize + 2 * kvsize;
     const int threads = (int)md->threads;
-    const int64_t total = 3 * E + (qsize + 2 * kvsize) + qsize + 2 * I + nh * md->S;
+    if (B < 1 || B > MAX_B || pos < 0 || pos >= md->S) return 0;
+    const int64_t total = B * (3 * E + row + qsize + 2 * I + nh * md->S);
     float *buf = (float *)malloc(sizeof(float) * (size_t)total);
-    if (!buf || pos < 0 || pos >= md->S) {
-        free(buf);
-        return 0;
-    }
-    float *x = buf, *xn = x + E, *tmp = xn + E, *qkv = tmp + E, *att = qkv + qsize + 2 * kvsize;
-    float *h1 = att + qsize, *h2 = h1 + I, *scores = h2 + I;
+    if (!buf) return 0;
+    float *x = buf, *xn = x + B * E, *tmp = xn + B * E, *qkv = tmp + B * E, *att = qkv + B * row;
+    float *h1 = att + B * qsize, *h2 = h1 + B * I, *scores = h2 + B * I;
     int ok = 1;
 
-    if (md->wte_kind == KIND_BF16) {
-        const uint16_t *row = (const uint16_t *)md->wte + token * E;
-        for (int64_t i = 0; i < E; i++) {
-            uint32_t bits = (uint32_t)row[i] << 16;
-            memcpy(x + i, &bits, sizeof(float));
+    for (int64_t b = 0; b < B; b++) {
+        float *xb = x + b * E;
+        if (md->wte_kind == KIND_BF16) {
+            const uint16_t *emb = (const uint16_t *)md->wte + tokens[b] * E;
+            for (int64_t i = 0; i < E; i++) {
+                uint32_t bits = (uint32_t)emb[i] << 16;
+                memcpy(xb + i, &bits, sizeof(float));
+            }
+        } else {
+            memcpy(xb, (const float *)md->wte + tokens[b] * E, sizeof(float) * (size_t)E);
         }
-    } else {
-        memcpy(x, (const float *)md->wte + token * E, sizeof(float) * (size_t)E);
+        if (md->embedding_scale != 1.0)
+            for (int64_t i = 0; i < E; i++) xb[i] *= (float)md->embedding_scale;
     }
-    if (md->embedding_scale != 1.0)
-        for (int64_t i = 0; i < E; i++) x[i] *= (float)md->embedding_scale;
 
     for (int64_t l = 0; l < md->n_layer && ok; l++) {
         const Layer *L = md->layers + l;
-        if (L->norm_1) rmsnorm(x, L->norm_1, xn, E, md->eps);
-        else memcpy(xn, x, sizeof(float) * (size_t)E);
-        ok &= matvec(&L->qkv, xn, qkv, threads);
-        float *q = qkv, *k = qkv + qsize, *v = k + kvsize;
-        if (L->norm_q && md->qk_norm_full) {
-            rmsnorm(q, L->norm_q, q, qsize, md->eps);
-            rmsnorm(k, L->norm_k, k, kvsize, md->eps);
-        } else if (L->norm_q) {
-            for (int64_t h = 0; h < nh; h++) rmsnorm(q + h * hs, L->norm_q, q + h * hs, hs, md->eps);
-            for (int64_t g = 0; g < ng; g++) rmsnorm(k + g * hs, L->norm_k, k + g * hs, hs, md->eps);
+        for (int64_t b = 0; b < B; b++) {
+            if (L->norm_1) rmsnorm(x + b * E, L->norm_1, xn + b * E, E, md->eps);
+            else memcpy(xn + b * E, x + b * E, sizeof(float) * (size_t)E);
         }
-        if (n > 0) {
-            const float *c = L->cos + pos * n, *s = L->sin + pos * n;
-            for (int64_t h = 0; h < nh; h++) rope(q + h * hs, c, s, n);
-            for (int64_t g = 0; g < ng; g++) rope(k + g * hs, c, s, n);
+        ok &= matvec(&L->qkv, xn, qkv, B, threads);
+        for (int64_t b = 0; b < B; b++) {
+            float *q = qkv + b * row, *k = q + qsize, *v = k + kvsize;
+            if (L->norm_q && md->qk_norm_full) {
+                rmsnorm(q, L->norm_q, q, qsize, md->eps);
+                rmsnorm(k, L->norm_k, k, kvsize, md->eps);
+            } else if (L->norm_q) {
+                for (int64_t h = 0; h < nh; h++) rmsnorm(q + h * hs, L->norm_q, q + h * hs, hs, md->eps);
+                for (int64_t g = 0; g < ng; g++) rmsnorm(k + g * hs, L->norm_k, k + g * hs, hs, md->eps);
+            }
+            if (n > 0) {
+                const float *c = L->cos + pos * n, *s = L->sin + pos * n;
+                for (int64_t h = 0; h < nh; h++) rope(q + h * hs, c, s, n);
+                for (int64_t g = 0; g < ng; g++) rope(k + g * hs, c, s, n);
+            }
+            for (int64_t g = 0; g < ng; g++) {
+                const int64_t at = ((b * ng + g) * md->S + pos) * hs;
+                memcpy(L->k_cache + at, k + g * hs, sizeof(float) * (size_t)hs);
+                memcpy(L->v_cache + at, v + g * hs, sizeof(float) * (size_t)hs);
+            }
         }
-        for (int64_t g = 0; g < ng; g++) {
-            memcpy(L->k_cache + (g * md->S + pos) * hs, k + g * hs, sizeof(float) * (size_t)hs);
-            memcpy(L->v_cache + (g * md->S + pos) * hs, v + g * hs, sizeof(float) * (size_t)hs);
+        attend(md, L, qkv, row, B, pos, valid, scores, att);
+        ok &= matvec(&L->proj, att, tmp, B, threads);
+        for (int64_t b = 0; b < B; b++) {
+            float *t = tmp + b * E, *xb = x + b * E;
+            if (L->post_attention_norm) rmsnorm(t, L->post_attention_norm, t, E, md->eps);
+            for (int64_t i = 0; i < E; i++) xb[i] += t[i];
+            if (L->norm_2) rmsnorm(xb, L->norm_2, xn + b * E, E, md->eps);
+            else memcpy(xn + b * E, xb, sizeof(float) * (size_t)E);
         }
-        attend(md, L, q, pos, scores, att);
-        ok &= matvec(&L->proj, att, tmp, threads);
-        if (L->post_attention_norm) rmsnorm(tmp, L->post_attention_norm, tmp, E, md->eps);
-        for (int64_t i = 0; i < E; i++) x[i] += tmp[i];
-
-        if (L->norm_2) rmsnorm(x, L->norm_2, xn, E, md->eps);
-        else memcpy(xn, x, sizeof(float) * (size_t)E);
-        ok &= matvec(&L->fc_1, xn, h1, threads);
-        ok &= matvec(&L->fc_2, xn, h2, threads);
-        for (int64_t i = gate8(h1, h2, I, md->activation); i < I; i++) h1[i] = activation(h1[i], md->activation) * h2[i];
-        ok &= matvec(&L->mlp_proj, h1, tmp, threads);
-        if (L->post_mlp_norm) rmsnorm(tmp, L->post_mlp_norm, tmp, E, md->eps);
-        for (int64_t i = 0; i < E; i++) x[i] += tmp[i];
+        ok &= matvec(&L->fc_1, xn, h1, B, threads);
+        ok &= matvec(&L->fc_2, xn, h2, B, threads);
+        for (int64_t i = gate8(h1, h2, B * I, md->activation); i < B * I; i++)
+            h1[i] = activation(h1[i], md->activation) * h2[i];
+        ok &= matvec(&L->mlp_proj, h1, tmp, B, threads);
+        for (int64_t b = 0; b < B; b++) {
+            float *t = tmp + b * E, *xb = x + b * E;
+            if (L->post_mlp_norm) rmsnorm(t, L->post_mlp_norm, t, E, md->eps);
+            for (int64_t i = 0; i < E; i++) xb[i] += t[i];
+        }
     }
     if (ok) {
-        if (md->ln_f) rmsnorm(x, md->ln_f, xn, E, md->eps);
-        else memcpy(xn, x, sizeof(float) * (size_t)E);
+        for (int64_t b = 0; b < B; b++) {
+            if (md->ln_f) rmsnorm(x + b * E, md->ln_f, xn + b * E, E, md->eps);
+            else memcpy(xn + b * E, x + b * E, sizeof(float) * (size_t)E);
+        }
         const Mat *h = &md->head;
         if (top > 0 && md->screen_q && (h->kind == KIND_F32 || h->kind == KIND_BF16) &&
-            head_top(xn, 1, h->N, h->K, h->kind, h->w, h->bias, md->screen_q, md->screen_s, top, md->final_softcap,
+            head_top(xn, B, h->N, h->K, h->kind, h->w, h->bias, md->screen_q, md->screen_s, top, md->final_softcap,
                      logits, threads) > 0)
             ; /* done: the top logits, softcap included */
         else {
-            ok &= matvec(h, xn, logits, threads);
+            ok &= matvec(h, xn, logits, B, threads);
             if (ok && md->final_softcap > 0) {
                 const float cap = (float)md->final_softcap;
-                for (int64_t i = 0; i < h->N; i++) logits[i] = tanhf(logits[i] / cap) * cap;
+                for (int64_t i = 0; i < B * h->N; i++) logits[i] = tanhf(logits[i] / cap) * cap;
             }
         }
     }
