@@ -101,16 +101,30 @@ def llama_cpp(path: Path, new_tokens: int):
     return run
 
 
-def batched_vs_loop(llm: LLM, new_tokens: int) -> tuple[float, float]:
+def batched_vs_loop(llm: LLM, new_tokens: int) -> tuple[float, float, float]:
+    """Seconds for 4 prompts: in one batch (the fused C step), in one batch with the PyTorch step
+    (``LITGPT_FUSED_DECODE=0``), and one after another."""
     prompts = [PROMPT, "The capital of France is", "Once upon a time", "List three colors:"]
     llm.generate(prompts, temperature=0, max_new_tokens=4)
-    start = time.perf_counter()
-    llm.generate(prompts, temperature=0, max_new_tokens=new_tokens)
-    batch = time.perf_counter() - start
+
+    def batch(fused: str) -> float:
+        previous = os.environ.get("LITGPT_FUSED_DECODE")
+        os.environ["LITGPT_FUSED_DECODE"] = fused
+        try:
+            start = time.perf_counter()
+            llm.generate(prompts, temperature=0, max_new_tokens=new_tokens)
+            return time.perf_counter() - start
+        finally:
+            if previous is None:
+                del os.environ["LITGPT_FUSED_DECODE"]
+            else:
+                os.environ["LITGPT_FUSED_DECODE"] = previous
+
+    fused, pytorch = batch("1"), batch("0")
     start = time.perf_counter()
     for p in prompts:
         llm.generate(p, temperature=0, max_new_tokens=new_tokens)
-    return batch, time.perf_counter() - start
+    return fused, pytorch, time.perf_counter() - start
 
 
 def main() -> None:
@@ -170,8 +184,8 @@ def main() -> None:
             for (name, weights, _), (ttft, speed) in zip(variants, measured):  # vs transformers in this dtype
                 rows.append((key, weights, name, speed, ttft, speed / ref_speed))
             if dtype_name == args.dtypes[0]:
-                batch, loop = batched_vs_loop(llm, args.new_tokens)
-                batch_rows.append((key, dtype_name, batch, loop, loop / batch))
+                batch, pytorch_batch, loop = batched_vs_loop(llm, args.new_tokens)
+                batch_rows.append((key, dtype_name, batch, pytorch_batch, loop, loop / batch))
             del hf, llm
         try:
             run = llama_cpp(gguf_source(key), args.new_tokens)
@@ -188,10 +202,11 @@ def main() -> None:
         vs_llama = f"{speed / llama_speed[key]:.2f}x" if key in llama_speed else ""
         print(f"| {OFFLINE_MODELS[key]} | {dtype_name} | {name} | {speed:.1f} | {ttft:.3f} | {vs_tf} | {vs_llama} |")
     print(f"\nBatched generation: 4 prompts, {args.new_tokens} new tokens each, greedy\n")
-    print("| model | weights | one batch (s) | one by one (s) | speed-up |")
-    print("|---|---|---|---|---|")
-    for key, dtype_name, batch, loop, speedup in batch_rows:
-        print(f"| {OFFLINE_MODELS[key]} | {dtype_name} | {batch:.2f} | {loop:.2f} | {speedup:.2f}x |")
+    print("| model | weights | one batch (s) | one batch, PyTorch step (s) | one by one (s) | speed-up |")
+    print("|---|---|---|---|---|---|")
+    for key, dtype_name, batch, pytorch_batch, loop, speedup in batch_rows:
+        print(f"| {OFFLINE_MODELS[key]} | {dtype_name} | {batch:.2f} | {pytorch_batch:.2f} | {loop:.2f} | "
+              f"{speedup:.2f}x |")  # fmt: skip
 
 
 if __name__ == "__main__":
