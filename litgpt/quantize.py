@@ -9,9 +9,11 @@ Modes:
   quantizes the 4-bit scales).
 
 On the CPU, inputs of up to ``GEMV_ROWS`` rows (decode steps, small batches) run our weight-only kernels
-(:mod:`litgpt.kernels`, which read the int8/int4 codes directly); larger ones (a prefill) dequantize the layer in one
-C pass into a transient float32 weight and take a float32 matrix product, which measured faster than PyTorch's
-packed kernels (``aten._weight_int8pack_mm``, which also rounds activations to bfloat16). Without our kernels they
+(:mod:`litgpt.kernels`, which read the int8/int4 codes directly); larger ones (a prefill) take one dense matrix
+product, which measured faster than PyTorch's packed kernels (``aten._weight_int8pack_mm``): on CPUs with
+AVX512-BF16 a bfloat16 one, as a bfloat16 model's prefill (int8 codes are exact in bfloat16, their row scales
+applied to the output; int4 is dequantized in one C pass), elsewhere a float32 one over the layer dequantized in
+one C pass. Without our kernels they
 run PyTorch's packed kernels (``aten._weight_int8pack_mm`` and ``aten._weight_int4pack_mm_for_cpu``), which are fast
 with bfloat16 activations and many times slower with float32 ones, so a float32 model's activations are rounded to
 bfloat16 for them (see ``benchmarks/quantize.py`` for the measurements and the default group size). Elsewhere, or
@@ -119,6 +121,9 @@ class Int8Linear(QuantizedLinear):
             if ours and x2.shape[0] <= GEMV_ROWS:
                 return self._finish(kernels.gemv("i8", x2, self.qweight, self.scales.float().contiguous()), x)
             if ours and not torch.compiler.is_compiling():
+                if kernels.native_bf16():  # the codes are exact in bfloat16; the row scales apply to the output
+                    out = F.linear(x2.to(torch.bfloat16), self.qweight.to(torch.bfloat16)).float() * self.scales
+                    return self._finish(out, x)
                 w = kernels.dequantize("i8", self.qweight, self.scales.float().contiguous())
                 return self._finish(_dense_product(x2, w), x)
             out = torch.ops.aten._weight_int8pack_mm(
@@ -223,8 +228,11 @@ class Int4Linear(QuantizedLinear):
 
 
 def _dense_product(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """``x @ w.T`` for a transient float32 CPU weight dequantized from codes: a float32 product for float32 inputs
-    (oneDNN where it is the faster library), the input's dtype otherwise."""
+    """``x @ w.T`` for a transient float32 CPU weight dequantized from codes. On CPUs with AVX512-BF16 one bfloat16
+    product (as a bfloat16 model's prefill takes; rounding the dequantized weight to bfloat16 costs far less than its
+    4 or 8 bits did); elsewhere a float32 product (oneDNN where it is the faster library)."""
+    if kernels.native_bf16() and x.dtype in (torch.float32, torch.bfloat16):
+        return F.linear(x.to(torch.bfloat16), w.to(torch.bfloat16)).to(x.dtype)
     return kernels.gemm.linear(x, w.to(x.dtype))
 
 

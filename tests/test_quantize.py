@@ -58,14 +58,28 @@ def test_int4_linear_close_to_float(weights, layout, group_size, monkeypatch):
 
 
 @pytest.mark.parametrize("mode", ["int8", "int4"])
-def test_inputs_beyond_the_kernel_rows_multiply_the_dequantized_weight_in_float32(weights, mode):
-    """A prefill (more rows than the decode kernels take) dequantizes the codes in one C pass and takes a float32
-    product: the same as the layer's own dequantized weight through F.linear, to float32 rounding."""
+@pytest.mark.parametrize("instructions", ["avx512", "avx2"])
+def test_inputs_beyond_the_kernel_rows_multiply_the_dequantized_weight(weights, mode, instructions):
+    """A prefill (more rows than the decode kernels take) takes one dense product: in float32 over the codes
+    dequantized in one C pass (equal to the layer's own dequantized weight through F.linear, to float32 rounding),
+    or in bfloat16 on CPUs with AVX512-BF16 (to bfloat16 rounding)."""
     from litgpt import kernels
-    from litgpt.quantize import GEMV_ROWS
 
     if not kernels.available():
         pytest.skip("litgpt's kernels need an x86-64 CPU with AVX2 and a C compiler")
+    if instructions == "avx512" and not kernels.native_bf16():
+        pytest.skip("this CPU has no AVX512-BF16; the float32 product is the one tested")
+    kernels.allow_avx512(instructions == "avx512")
+    try:
+        check_dense_product(weights, mode, bfloat16=instructions == "avx512")
+    finally:
+        kernels.allow_avx512(True)
+
+
+def check_dense_product(weights, mode, bfloat16):
+    from litgpt import kernels
+    from litgpt.quantize import GEMV_ROWS
+
     W, b, _ = weights
     layer = Int8Linear(W, b, use_kernel=True) if mode == "int8" else Int4Linear(W, b, use_kernel=True)
     if mode == "int8":
@@ -79,7 +93,11 @@ def test_inputs_beyond_the_kernel_rows_multiply_the_dequantized_weight_in_float3
             kernels.dequantize("i4", layer.qweight[:, :8].contiguous(), layer.scales, layer.zeros)
     x = torch.randn(2, GEMV_ROWS, 256)  # 64 rows
     out = layer(x)
-    torch.testing.assert_close(out, F.linear(x, layer.dequantize(), b), rtol=1e-5, atol=1e-5)
+    reference = F.linear(x, layer.dequantize(), b)
+    if bfloat16:  # x, and the product, rounded to bfloat16: 2^-9 relative each
+        assert rel_err(out, reference) < 8e-3
+    else:
+        torch.testing.assert_close(out, reference, rtol=1e-5, atol=1e-5)
 
 
 def test_int4_kernel_and_fallback_agree_and_finer_groups_are_better(weights):
