@@ -53,17 +53,19 @@ def test_quantized_kernels_refuse_blocks_they_cannot_take():
 
 
 @pytest.mark.parametrize("group_size", [32, 64])
-def test_int4_layer_uses_the_kernel_for_decoding_and_dequantizes_for_prefill(group_size):
+def test_int4_layer_uses_the_kernel_for_decoding_and_dequantizes_for_prefill(group_size, instruction_set):
     torch.manual_seed(0)
     w = torch.randn(32, 128)
     layer = Int4Linear(w, group_size=group_size)
     assert layer.layout == "gemv"
     reference = layer.dequantize()
     assert (reference - w).abs().max() < 0.15 * (w.max() - w.min())  # its group's grid (quantize_int4 tests more)
-    for rows in (1, kernels.GEMV_ROWS + 3):  # the kernel (int8-rounded activations), then the dequantized matmul
+    # the kernel (int8-rounded activations), then one dense product (bfloat16 with AVX512-BF16, else float32)
+    prefill = 8e-3 if instruction_set == "avx512" else 1e-5
+    for rows in (1, kernels.GEMV_ROWS + 3):
         x = torch.randn(rows, 128)
         expected = x @ reference.T
-        assert (layer(x) - expected).norm() / expected.norm() < (0.01 if rows == 1 else 1e-5)
+        assert (layer(x) - expected).norm() / expected.norm() < (0.01 if rows == 1 else prefill)
 
 
 def test_int8_layer_kernel_matches_its_weights():

@@ -58,27 +58,16 @@ def test_int4_linear_close_to_float(weights, layout, group_size, monkeypatch):
 
 
 @pytest.mark.parametrize("mode", ["int8", "int4"])
-@pytest.mark.parametrize("instructions", ["avx512", "avx2"])
-def test_inputs_beyond_the_kernel_rows_multiply_the_dequantized_weight(weights, mode, instructions):
+def test_inputs_beyond_the_kernel_rows_multiply_the_dequantized_weight(weights, mode, instruction_set):
     """A prefill (more rows than the decode kernels take) takes one dense product: in float32 over the codes
     dequantized in one C pass (equal to the layer's own dequantized weight through F.linear, to float32 rounding),
     or in bfloat16 on CPUs with AVX512-BF16 (to bfloat16 rounding)."""
     from litgpt import kernels
+    from litgpt.quantize import GEMV_ROWS
 
     if not kernels.available():
         pytest.skip("litgpt's kernels need an x86-64 CPU with AVX2 and a C compiler")
-    if instructions == "avx512" and not kernels.native_bf16():
-        pytest.skip("this CPU has no AVX512-BF16; the float32 product is the one tested")
-    kernels.allow_avx512(instructions == "avx512")
-    try:
-        check_dense_product(weights, mode, bfloat16=instructions == "avx512")
-    finally:
-        kernels.allow_avx512(True)
-
-
-def check_dense_product(weights, mode, bfloat16):
-    from litgpt import kernels
-    from litgpt.quantize import GEMV_ROWS
+    bfloat16 = instruction_set == "avx512"
 
     W, b, _ = weights
     layer = Int8Linear(W, b, use_kernel=True) if mode == "int8" else Int4Linear(W, b, use_kernel=True)
