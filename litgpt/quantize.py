@@ -8,7 +8,7 @@ Modes:
 * ``bnb.nf4``, ``bnb.nf4-dq``, ``bnb.fp4``, ``bnb.fp4-dq``, ``bnb.int8``: bitsandbytes' layers, CUDA only (``-dq`` also
   quantizes the 4-bit scales).
 
-On the CPU, inputs of up to ``GEMV_ROWS`` rows (decode steps, small batches) run our weight-only kernels
+On the CPU, inputs of up to ``kernels.kernel_rows`` rows (decode steps, small batches) run our weight-only kernels
 (:mod:`litgpt.kernels`, which read the int8/int4 codes directly); larger ones (a prefill) take one dense matrix
 product, which measured faster than PyTorch's packed kernels (``aten._weight_int8pack_mm``): on CPUs with
 AVX512-BF16 a bfloat16 one, as a bfloat16 model's prefill (int8 codes are exact in bfloat16, their row scales
@@ -44,7 +44,6 @@ DEFAULT_GROUP_SIZE = 32  # int4: measured as fast as 64/128 for decode here (wit
 GROUP_SIZES = (32, 64, 128, 256)
 SKIP = ("gate",)  # MoE routers: tiny, and their top-k choice is sensitive to noise
 KERNEL_DTYPE = torch.bfloat16  # activation dtype of PyTorch's CPU kernels (float32 inputs take a slow path)
-GEMV_ROWS = kernels.GEMV_ROWS  # up to this many input rows (decode steps, small batches) run our fused GEMV
 
 
 def check_mode(mode: str, device_type: str = "cpu", generate_strategy: str | None = None) -> None:
@@ -118,7 +117,7 @@ class Int8Linear(QuantizedLinear):
         x2 = x.reshape(-1, self.in_features)
         if self.use_kernel and x.device.type == "cpu":
             ours = self.in_features % kernels.QUANT_BLOCK == 0 and kernels.available()
-            if ours and x2.shape[0] <= GEMV_ROWS:
+            if ours and x2.shape[0] <= kernels.kernel_rows("i8"):
                 return self._finish(kernels.gemv("i8", x2, self.qweight, self.scales.float().contiguous()), x)
             if ours and not torch.compiler.is_compiling():
                 if kernels.native_bf16():  # the codes are exact in bfloat16; the row scales apply to the output
@@ -193,7 +192,7 @@ class Int4Linear(QuantizedLinear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x2 = x.reshape(-1, self.in_features)
-        if self.layout == "gemv" and x2.shape[0] <= GEMV_ROWS:
+        if self.layout == "gemv" and x2.shape[0] <= kernels.kernel_rows("i4"):
             if x.device.type != "cpu":
                 raise LitGPTError("this int4 layer was packed for the CPU; quantize the model on the device it runs on")
             out = kernels.gemv("i4", x2, self.qweight, self.scales, self.zeros)

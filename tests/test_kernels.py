@@ -95,6 +95,31 @@ def test_decode_linear_is_a_drop_in_linear(dtype):
     assert model[0].weight.grad is not None
 
 
+@pytest.mark.parametrize("kind", ["f32", "bf16", "i8", "i4"])
+def test_inputs_beyond_kernel_rows_take_one_dense_product(kind, instruction_set, monkeypatch):
+    """Up to kernel_rows(kind) rows go to the kernels, more to one dense product: 8 rows for bfloat16 and int8/int4
+    weights where AVX512-BF16 makes a bfloat16 product faster, else 32."""
+    from litgpt.quantize import Int4Linear, Int8Linear
+
+    limit = kernels.kernel_rows(kind)
+    assert limit == (kernels.MAX_ROWS if instruction_set == "avx512" and kind != "f32" else kernels.GEMV_ROWS)
+    torch.manual_seed(0)
+    w = torch.randn(48, 64)
+    if kind in ("f32", "bf16"):
+        dtype = {"f32": torch.float32, "bf16": torch.bfloat16}[kind]
+        layer = torch.nn.Linear(64, 48, bias=False).to(dtype)
+        kernels.cpu_linear(layer)
+    else:
+        layer = Int8Linear(w) if kind == "i8" else Int4Linear(w)
+    calls = []
+    original = kernels.gemv
+    monkeypatch.setattr(kernels, "gemv", lambda *a: calls.append(a[1].shape[0]) or original(*a))
+    with torch.no_grad():
+        for rows in (limit, limit + 1):
+            layer(torch.randn(rows, 64))
+    assert calls == [limit]
+
+
 def test_kernel_is_one_custom_op_under_compile():
     torch.manual_seed(0)
     w = torch.randn(16, 64).bfloat16()

@@ -63,7 +63,6 @@ def test_inputs_beyond_the_kernel_rows_multiply_the_dequantized_weight(weights, 
     dequantized in one C pass (equal to the layer's own dequantized weight through F.linear, to float32 rounding),
     or in bfloat16 on CPUs with AVX512-BF16 (to bfloat16 rounding)."""
     from litgpt import kernels
-    from litgpt.quantize import GEMV_ROWS
 
     if not kernels.available():
         pytest.skip("litgpt's kernels need an x86-64 CPU with AVX2 and a C compiler")
@@ -80,7 +79,7 @@ def test_inputs_beyond_the_kernel_rows_multiply_the_dequantized_weight(weights, 
         torch.testing.assert_close(dense, layer.dequantize(), rtol=1e-6, atol=1e-7)  # FMA or not: one rounding
         with pytest.raises(ValueError, match="multiple of 32"):
             kernels.dequantize("i4", layer.qweight[:, :8].contiguous(), layer.scales, layer.zeros)
-    x = torch.randn(2, GEMV_ROWS, 256)  # 64 rows
+    x = torch.randn(2, kernels.GEMV_ROWS, 256)  # 64 rows
     out = layer(x)
     reference = F.linear(x, layer.dequantize(), b)
     if bfloat16:  # x, and the product, rounded to bfloat16: 2^-9 relative each

@@ -362,7 +362,7 @@ class CPULinear(torch.nn.Linear):
         if (
             x.device.type == "cpu"
             and w.dtype in FLOAT_KINDS
-            and x.numel() <= GEMV_ROWS * self.in_features
+            and x.numel() <= kernel_rows(FLOAT_KINDS[w.dtype]) * self.in_features
             and available()
             and not (torch.is_grad_enabled() and (w.requires_grad or x.requires_grad))
             and w.is_contiguous()
@@ -380,6 +380,14 @@ class CPULinear(torch.nn.Linear):
 
 
 GEMV_ROWS = 32  # inputs of up to this many rows (decode steps, small batches) take the kernels
+
+
+def kernel_rows(kind: str) -> int:
+    """How many input rows at most a layer of weight ``kind`` (see :data:`KINDS`) sends to the kernels rather than
+    to one dense matrix product: ``GEMV_ROWS``, or ``MAX_ROWS`` (one pass of the kernel) for bfloat16 and int8/int4
+    weights on CPUs with AVX512-BF16, where a bfloat16 product of more rows is 2-3x faster than the kernel's
+    passes (13 to 32 rows of a 2048 x 640 layer, measured on the machine of ``benchmarks/README.md``)."""
+    return MAX_ROWS if kind != "f32" and native_bf16() else GEMV_ROWS
 
 
 def cpu_linear(model: torch.nn.Module, dtypes=tuple(FLOAT_KINDS)) -> int:
