@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 import torch
 
@@ -108,17 +109,10 @@ def batched_vs_loop(llm: LLM, new_tokens: int) -> tuple[float, float, float]:
     llm.generate(prompts, temperature=0, max_new_tokens=4)
 
     def batch(fused: str) -> float:
-        previous = os.environ.get("LITGPT_FUSED_DECODE")
-        os.environ["LITGPT_FUSED_DECODE"] = fused
-        try:
+        with mock.patch.dict(os.environ, {"LITGPT_FUSED_DECODE": fused}):
             start = time.perf_counter()
             llm.generate(prompts, temperature=0, max_new_tokens=new_tokens)
             return time.perf_counter() - start
-        finally:
-            if previous is None:
-                del os.environ["LITGPT_FUSED_DECODE"]
-            else:
-                os.environ["LITGPT_FUSED_DECODE"] = previous
 
     fused, pytorch = batch("1"), batch("0")
     start = time.perf_counter()

@@ -119,12 +119,13 @@ class Int8Linear(QuantizedLinear):
             ours = self.in_features % kernels.QUANT_BLOCK == 0 and kernels.available()
             if ours and x2.shape[0] <= kernels.kernel_rows("i8"):
                 return self._finish(kernels.gemv("i8", x2, self.qweight, self.scales.float().contiguous()), x)
-            if ours and not torch.compiler.is_compiling():
+            if ours and not torch.compiler.is_compiling():  # a prefill: one dense product
                 if kernels.native_bf16():  # the codes are exact in bfloat16; the row scales apply to the output
                     out = F.linear(x2.to(torch.bfloat16), self.qweight.to(torch.bfloat16)).float() * self.scales
-                    return self._finish(out, x)
-                w = kernels.dequantize("i8", self.qweight, self.scales.float().contiguous())
-                return self._finish(_dense_product(x2, w), x)
+                else:
+                    w = kernels.dequantize("i8", self.qweight, self.scales.float().contiguous())
+                    out = kernels.gemm.linear(x2, w.to(x2.dtype))
+                return self._finish(out, x)
             out = torch.ops.aten._weight_int8pack_mm(
                 x2.to(KERNEL_DTYPE).contiguous(), self.qweight, self.scales.to(KERNEL_DTYPE)
             )
@@ -227,9 +228,9 @@ class Int4Linear(QuantizedLinear):
 
 
 def _dense_product(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """``x @ w.T`` for a transient float32 CPU weight dequantized from codes. On CPUs with AVX512-BF16 one bfloat16
-    product (as a bfloat16 model's prefill takes; rounding the dequantized weight to bfloat16 costs far less than its
-    4 or 8 bits did); elsewhere a float32 product (oneDNN where it is the faster library)."""
+    """``x @ w.T`` for a transient float32 CPU weight dequantized from int4 codes. On CPUs with AVX512-BF16 one
+    bfloat16 product (as a bfloat16 model's prefill takes; rounding the dequantized weight to bfloat16 costs far less
+    than its 4 bits did); elsewhere a float32 product (oneDNN where it is the faster library)."""
     if kernels.native_bf16() and x.dtype in (torch.float32, torch.bfloat16):
         return F.linear(x.to(torch.bfloat16), w.to(torch.bfloat16)).to(x.dtype)
     return kernels.gemm.linear(x, w.to(x.dtype))
