@@ -8,6 +8,10 @@ transformers reads the same files. Greedy, same prompt, a fixed number of new to
 warm-up. litgpt is also measured with weight-only int8/int4 (``--quantize``) and, with ``--compile``, a compiled
 decode step. Also: batched generation (4 prompts in one batch) vs the same prompts one after another, and
 llama-cpp-python on the original GGUF when it is installed (optional: `pip install llama-cpp-python`).
+
+On a GPU (used where there is one) ``--compile`` measures the CUDA-graph decode step (``LLM.compile()``'s default
+there, mode="reduce-overhead"); ``--random`` takes each model's architecture with random weights instead of the GGUF
+files (a machine without them, such as a GPU machine without network access; llama.cpp is then left out).
 """
 
 from __future__ import annotations
@@ -28,8 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from litgpt import kernels  # noqa: E402
 from litgpt.api import LLM  # noqa: E402
-from litgpt.loading import resolve_checkpoint  # noqa: E402
-from litgpt.reference import OFFLINE_MODELS, gguf_source, hf_reference_folder  # noqa: E402
+from litgpt.reference import OFFLINE_MODELS, gguf_source, model_pair  # noqa: E402
 
 PROMPT = "What food do llamas eat? Describe their diet in detail."
 DTYPES = {"float32": ("32-true", torch.float32), "bfloat16": ("bf16-true", torch.bfloat16)}
@@ -121,6 +124,10 @@ def batched_vs_loop(llm: LLM, new_tokens: int) -> tuple[float, float, float]:
     return fused, pytorch, time.perf_counter() - start
 
 
+def gpu_name(device: str) -> str:
+    return torch.cuda.get_device_name() if device == "cuda" else device
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["smollm2", "gemma3"], choices=sorted(OFFLINE_MODELS))
@@ -128,8 +135,9 @@ def main() -> None:
     parser.add_argument("--new_tokens", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--compile", action="store_true", help="also measure litgpt with a compiled decode step")
-    parser.add_argument("--quantize", nargs="*", default=["int8", "int4"], help="litgpt's weight-only modes to add "
-                        "(on the CPU with float32 activations)")  # fmt: skip
+    parser.add_argument("--quantize", nargs="*", default=None, help="litgpt's weight-only modes to add (default: int8 "
+                        "int4 on the CPU, with float32 activations; none on a GPU, where bnb.* modes can be named)")  # fmt: skip
+    parser.add_argument("--random", action="store_true", help="random weights in each model's architecture")
     parser.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "litgpt-bench"))
     args = parser.parse_args()
     from transformers import AutoModelForCausalLM
@@ -138,13 +146,15 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     os.chdir(work)
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.quantize is None:
+        args.quantize = ["int8", "int4"] if device == "cpu" else []
     print(f"# Decode benchmark: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {device}, CPU capability "
-          f"{torch.backends.cpu.get_cpu_capability()}, AVX512-BF16 {kernels.native_bf16()}\n")  # fmt: skip
+          f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {gpu_name(device)}, CPU capability "
+          f"{torch.backends.cpu.get_cpu_capability()}, AVX512-BF16 {kernels.native_bf16()}"
+          f"{', random weights' if args.random else ''}\n")  # fmt: skip
     rows, batch_rows, llama_speed = [], [], {}
     for key in args.models:
-        checkpoint = resolve_checkpoint(OFFLINE_MODELS[key])
-        hf_dir = hf_reference_folder(key, work / f"hf-{key}")
+        checkpoint, hf_dir = model_pair(key, work, random=args.random)
         for dtype_name in args.dtypes:
             precision, dtype = DTYPES[dtype_name]
             llm = LLM.load(checkpoint, distribute=None)
@@ -181,6 +191,8 @@ def main() -> None:
                 batch, pytorch_batch, loop = batched_vs_loop(llm, args.new_tokens)
                 batch_rows.append((key, dtype_name, batch, pytorch_batch, loop, loop / batch))
             del hf, llm
+        if args.random:
+            continue
         try:
             run = llama_cpp(gguf_source(key), args.new_tokens)
             run()

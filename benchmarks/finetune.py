@@ -1,6 +1,7 @@
 """Finetuning throughput and peak memory: litgpt vs transformers + PEFT on the same model, data and settings.
 
     python benchmarks/finetune.py [--model smollm2|gemma3] [--methods lora full] [--dtype bfloat16|float32] [--steps 8]
+                                  [--device cpu|cuda] [--random]
 
 Each variant runs in a fresh process (so peak resident memory is its own): load SmolLM2-135M-Instruct or
 Gemma-3-270M (dequantized from the GGUF files shipped on PyPI), wrap it (litgpt: ``litgpt.finetune.LoRA``'s preparation / all parameters; peers:
@@ -8,6 +9,8 @@ Gemma-3-270M (dequantized from the GGUF files shipped on PyPI), wrap it (litgpt:
 (forward, loss, backward, AdamW) after two warm-up steps on fixed random token batches. Each side uses its own
 defaults: litgpt the training loop's loss (``model(inputs, targets=...)``) and optimizer (``make_optimizer``, fused
 AdamW); transformers ``labels=`` and fused AdamW (``transformers.Trainer``'s default, ``adamw_torch_fused``).
+On a GPU (the default device where there is one) peak memory is the GPU memory allocated; ``--random`` takes each
+model's architecture with random weights instead of the GGUF files (a machine without them, such as a GPU machine).
 """
 
 from __future__ import annotations
@@ -15,49 +18,49 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from common import batches, default_device, peak_memory_gb, tokens_per_second  # noqa: E402
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-MODELS = {  # name: (repo id, vocabulary size)
-    "smollm2": ("HuggingFaceTB/SmolLM2-135M-Instruct", 49152),
-    "gemma3": ("google/gemma-3-270m", 262144),
-}
+MODELS = {"smollm2": 49152, "gemma3": 262144}  # name (litgpt.reference.OFFLINE_MODELS): vocabulary size
 
 
-def batches(vocab: int, steps: int, micro_batch: int, seq: int) -> list[torch.Tensor]:
-    g = torch.Generator().manual_seed(0)
-    return [torch.randint(0, vocab, (micro_batch, seq + 1), generator=g) for _ in range(steps)]
+def models(args) -> tuple[Path, Path]:
+    from litgpt.reference import model_pair
+
+    return model_pair(args.model, Path(args.workdir), random=args.random)
 
 
 def run_ours(method: str, args) -> float:
     from litgpt.finetune import LoRA
     from litgpt.kernels import cpu_linear
-    from litgpt.loading import load_model, resolve_checkpoint
+    from litgpt.loading import load_model
     from litgpt.lora import LoRASettings
     from litgpt.training import Method, make_optimizer
 
-    checkpoint = resolve_checkpoint(MODELS[args.model][0])
+    checkpoint, _ = models(args)
     model = load_model(checkpoint, dtype=DTYPES[args.dtype])
     strategy = LoRA(checkpoint, LoRASettings(r=8, alpha=16, dropout=0.05)) if method == "lora" else Method(checkpoint)
     strategy.prepare(model)
-    cpu_linear(model)  # as the training loop does on a CPU
-    model.train()
+    if args.device == "cpu":
+        cpu_linear(model)  # as the training loop does on a CPU
+    model.to(args.device).train()
     model.activation_checkpointing = args.activation_checkpointing  # what --train.activation_checkpointing sets
     if args.compile:
         model = torch.compile(model)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer("AdamW", params, lr=2e-4)  # what `litgpt finetune` builds: fused AdamW
-    data = batches(MODELS[args.model][1], args.steps + 2, args.micro_batch, args.seq)
+    data = batches(MODELS[args.model], args.steps + 2, args.micro_batch, args.seq, args.device)
 
     def step(batch):
         inputs, targets = batch[:, :-1], batch[:, 1:]
@@ -66,16 +69,14 @@ def run_ours(method: str, args) -> float:
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    return timed(step, data)
+    return tokens_per_second(step, data)
 
 
 def run_theirs(method: str, args) -> float:
     from transformers import AutoModelForCausalLM
 
-    from litgpt.reference import hf_reference_folder
-
-    hf_dir = hf_reference_folder(args.model, Path(args.workdir) / f"hf-{args.model}")
-    model = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=DTYPES[args.dtype])
+    _, hf_dir = models(args)
+    model = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=DTYPES[args.dtype]).to(args.device)
     if method == "lora":
         from peft import LoraConfig, get_peft_model
 
@@ -85,7 +86,7 @@ def run_theirs(method: str, args) -> float:
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=2e-4, fused=True)  # transformers.Trainer's default, adamw_torch_fused
-    data = batches(MODELS[args.model][1], args.steps + 2, args.micro_batch, args.seq)
+    data = batches(MODELS[args.model], args.steps + 2, args.micro_batch, args.seq, args.device)
 
     def step(batch):
         out = model(input_ids=batch[:, :-1], labels=batch[:, :-1])  # transformers shifts the labels itself
@@ -93,24 +94,13 @@ def run_theirs(method: str, args) -> float:
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    return timed(step, data)
-
-
-def timed(step, data: list[torch.Tensor]) -> float:
-    for batch in data[:2]:  # warm-up
-        step(batch)
-    start = time.perf_counter()
-    for batch in data[2:]:
-        step(batch)
-    elapsed = time.perf_counter() - start
-    return sum(b[:, :-1].numel() for b in data[2:]) / elapsed
+    return tokens_per_second(step, data)
 
 
 def child(args) -> None:
     os.chdir(args.workdir)
     speed = (run_ours if args.impl == "litgpt" else run_theirs)(args.method, args)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
-    print(json.dumps({"speed": speed, "peak_gb": peak}))
+    print(json.dumps({"speed": speed, "peak_gb": peak_memory_gb(args.device)}))
 
 
 def main() -> None:
@@ -124,6 +114,8 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="torch.compile litgpt's model")
     parser.add_argument("--activation_checkpointing", action="store_true",
                         help="also measure litgpt with --train.activation_checkpointing (memory for compute)")  # fmt: skip
+    parser.add_argument("--device", default=default_device(), choices=["cpu", "cuda"])
+    parser.add_argument("--random", action="store_true", help="random weights in each model's architecture")
     parser.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "litgpt-bench"))
     parser.add_argument("--impl", help=argparse.SUPPRESS)
     parser.add_argument("--method", help=argparse.SUPPRESS)
@@ -131,9 +123,15 @@ def main() -> None:
     Path(args.workdir).mkdir(parents=True, exist_ok=True)
     if args.impl:
         return child(args)
-    print(f"# Finetuning benchmark: {MODELS[args.model][0]}, micro-batch {args.micro_batch} x {args.seq} tokens, "
-          f"{args.dtype}, {args.steps} timed steps, {os.cpu_count()} cores, torch {torch.__version__}\n")  # fmt: skip
-    print("| method | implementation | tokens/s | peak resident memory (GB) | speed ratio |")
+    from litgpt.reference import OFFLINE_MODELS
+
+    models(args)  # the model folders, once, before the timed processes
+    weights = "random weights" if args.random else "GGUF weights"
+    where = torch.cuda.get_device_name() if args.device == "cuda" else f"{os.cpu_count()} CPU cores"
+    print(f"# Finetuning benchmark: {OFFLINE_MODELS[args.model]} ({weights}), micro-batch {args.micro_batch} x "
+          f"{args.seq} tokens, {args.dtype}, {args.steps} timed steps, {where}, torch {torch.__version__}\n")  # fmt: skip
+    memory = "peak GPU memory allocated" if args.device == "cuda" else "peak resident memory"
+    print(f"| method | implementation | tokens/s | {memory} (GB) | speed ratio |")
     print("|---|---|---|---|---|")
     for method in args.methods:
         results = {}
@@ -149,9 +147,11 @@ def main() -> None:
                 "--micro_batch": args.micro_batch,
                 "--seq": args.seq,
                 "--workdir": args.workdir,
+                "--device": args.device,
             }
             cmd = [sys.executable, __file__, *(str(x) for pair in flags.items() for x in pair)]
             cmd += ["--compile"] if args.compile else []
+            cmd += ["--random"] if args.random else []
             cmd += ["--activation_checkpointing"] if "checkpointing" in impl else []  # fmt: skip
             out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
             results[impl] = json.loads(out)

@@ -1,10 +1,12 @@
 """Pretraining step throughput: litgpt's GPT vs a plain PyTorch loop over transformers' LlamaForCausalLM.
 
     python benchmarks/pretrain.py [--model_name pythia-14m|SmolLM2-135M] [--steps 6] [--micro_batch 4] [--seq 256]
+                                  [--device cpu|cuda] [--precision float32|bfloat16]
 
 Both models are built from the same registry architecture with random weights (transformers' config is written by
 litgpt's converter, so the two are the same network), trained on the same fixed random batches with fused AdamW (each
 side's default): forward, loss, backward, step. Two warm-up steps, then timed steps; each implementation runs in its own process.
+The device defaults to the GPU where there is one.
 """
 
 from __future__ import annotations
@@ -14,17 +16,16 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from common import batches, default_device, tokens_per_second  # noqa: E402
 
-def batches(vocab: int, steps: int, micro_batch: int, seq: int) -> list[torch.Tensor]:
-    g = torch.Generator().manual_seed(0)
-    return [torch.randint(0, vocab, (micro_batch, seq + 1), generator=g) for _ in range(steps)]
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
 def child(args) -> None:
@@ -33,7 +34,7 @@ def child(args) -> None:
 
     torch.manual_seed(0)
     config = Config.from_name(args.model_name, block_size=args.seq)
-    data = batches(config.vocab_size, args.steps + 2, args.micro_batch, args.seq)
+    data = batches(config.vocab_size, args.steps + 2, args.micro_batch, args.seq, args.device)
     if args.impl == "litgpt":
         from litgpt.kernels import cpu_linear
         from litgpt.model import GPT
@@ -41,7 +42,9 @@ def child(args) -> None:
 
         model = GPT(config)
         model.init_weights()
-        cpu_linear(model)  # as the training loop does on a CPU
+        model.to(args.device, DTYPES[args.precision])
+        if args.device == "cpu":
+            cpu_linear(model)  # as the training loop does on a CPU
         optimizer = make_optimizer("AdamW", model.parameters(), lr=3e-4)  # the training loop's: fused AdamW
 
         def loss_of(batch):
@@ -51,7 +54,7 @@ def child(args) -> None:
 
         model_type = hf_model_type(config)
         hf = AutoConfig.for_model(**hf_config_dict(config, model_type))
-        model = AutoModelForCausalLM.from_config(hf)
+        model = AutoModelForCausalLM.from_config(hf).to(args.device, DTYPES[args.precision])
 
         def loss_of(batch):
             return model(input_ids=batch[:, :-1], labels=batch[:, :-1]).loss
@@ -65,13 +68,7 @@ def child(args) -> None:
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    for batch in data[:2]:
-        step(batch)
-    start = time.perf_counter()
-    for batch in data[2:]:
-        step(batch)
-    elapsed = time.perf_counter() - start
-    print(json.dumps({"speed": sum(b[:, :-1].numel() for b in data[2:]) / elapsed}))
+    print(json.dumps({"speed": tokens_per_second(step, data)}))
 
 
 def main() -> None:
@@ -80,18 +77,22 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--micro_batch", type=int, default=4)
     parser.add_argument("--seq", type=int, default=256)
+    parser.add_argument("--device", default=default_device(), choices=["cpu", "cuda"])
+    parser.add_argument("--precision", default="float32", choices=sorted(DTYPES))
     parser.add_argument("--impl", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.impl:
         return child(args)
+    where = torch.cuda.get_device_name() if args.device == "cuda" else f"{os.cpu_count()} CPU cores"
     print(f"# Pretraining step benchmark: {args.model_name} (random init), micro-batch {args.micro_batch} x "
-          f"{args.seq} tokens, float32, {args.steps} timed steps, {os.cpu_count()} cores, torch {torch.__version__}\n")  # fmt: skip
+          f"{args.seq} tokens, {args.precision}, {args.steps} timed steps, {where}, torch {torch.__version__}\n")  # fmt: skip
     print("| implementation | tokens/s | speed ratio |")
     print("|---|---|---|")
     speeds = {}
     for impl in ("transformers", "litgpt"):
         cmd = [sys.executable, __file__, "--impl", impl, "--model_name", args.model_name, "--steps", str(args.steps),
-               "--micro_batch", str(args.micro_batch), "--seq", str(args.seq)]  # fmt: skip
+               "--micro_batch", str(args.micro_batch), "--seq", str(args.seq), "--device", args.device,
+               "--precision", args.precision]  # fmt: skip
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
         speeds[impl] = json.loads(out)["speed"]
     for impl, speed in speeds.items():

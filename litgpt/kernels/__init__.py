@@ -124,16 +124,25 @@ def available() -> bool:
     return _AVAILABLE
 
 
+_NATIVE_BF16: bool | None = None
+
+
 def native_bf16() -> bool:
     """True on CPUs with AVX512-BF16 (unless ``LITGPT_KERNELS_AVX512=0`` or ``allow_avx512(False)``), where
-    bfloat16 matrix products (oneDNN's, and ours) are fast."""
-    return available() and bool(_library().has_avx512_bf16())
+    bfloat16 matrix products (oneDNN's, and ours) are fast. Kept in a plain global, as :func:`available`, so that
+    ``torch.compile`` reads it as a constant (:func:`register_for_compile` decides it before any tracing)."""
+    global _NATIVE_BF16
+    if _NATIVE_BF16 is None:
+        _NATIVE_BF16 = available() and bool(_library().has_avx512_bf16())
+    return _NATIVE_BF16
 
 
 def allow_avx512(on: bool) -> None:
     """Let the kernels use AVX-512 where the CPU has it (the default), or keep them to their AVX2 paths."""
+    global _NATIVE_BF16
     if available():
         _library().allow_avx512(int(on))
+        _NATIVE_BF16 = None
 
 
 def _run(kind: str, x: torch.Tensor, w: torch.Tensor, scales, zeros) -> torch.Tensor:
@@ -166,7 +175,7 @@ def register_for_compile():
     graph; returns the op. Done on demand (by :meth:`litgpt.api.LLM.compile`) because defining a custom op
     imports much of torch's compiler stack, about 1.5 s of start-up that plain decoding does not need."""
     global _COMPILE_OP
-    available()
+    native_bf16()  # decides available() too: both are constants to the tracer from here on
     if _COMPILE_OP is None:
 
         @torch.library.custom_op("litgpt::gemv", mutates_args=())

@@ -1,0 +1,40 @@
+"""What the training benchmarks share: the device, fixed random batches, timed steps and peak memory."""
+
+from __future__ import annotations
+
+import resource
+import time
+
+import torch
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def batches(vocab: int, steps: int, micro_batch: int, seq: int, device: str = "cpu") -> list[torch.Tensor]:
+    """``steps`` batches of ``seq + 1`` random token ids (inputs and shifted targets), the same on every run."""
+    g = torch.Generator().manual_seed(0)
+    return [torch.randint(0, vocab, (micro_batch, seq + 1), generator=g).to(device) for _ in range(steps)]
+
+
+def tokens_per_second(step, data: list[torch.Tensor], warmup: int = 2) -> float:
+    """Input tokens per second of ``step(batch)`` over ``data[warmup:]``, after ``warmup`` untimed steps."""
+    cuda = data[0].device.type == "cuda"
+    for batch in data[:warmup]:
+        step(batch)
+    if cuda:
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for batch in data[warmup:]:
+        step(batch)
+    if cuda:
+        torch.cuda.synchronize()
+    return sum(b[:, :-1].numel() for b in data[warmup:]) / (time.perf_counter() - start)
+
+
+def peak_memory_gb(device: str) -> float:
+    """The process's peak: GPU memory allocated on a GPU, resident memory on the CPU."""
+    if device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated() / 1e9
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
