@@ -7,7 +7,10 @@ would need to run code or rebuild arbitrary objects is refused with a :class:`Li
 
 from __future__ import annotations
 
+import ctypes
+import mmap
 import pickle
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -130,3 +133,55 @@ def _first_line(e: Exception) -> str:
 
 def _few(names: list[str], n: int = 5) -> str:
     return ", ".join(names[:n]) + (f" (and {len(names) - n} more)" if len(names) > n else "")
+
+
+class MappedFile:
+    """Where a weights file is memory-mapped into this process (read from ``/proc/self/maps``; Linux only), so that
+    the resident pages of a tensor read from it can be let go once the tensor has been copied (cast to another dtype,
+    moved to a GPU): a model loaded in another dtype than its file's then never holds two copies of the weights.
+    Only pages inside the file's own mappings are ever released; touching them again reads the file again."""
+
+    MADV_DONTNEED = 4
+
+    def __init__(self, path: str | Path) -> None:
+        self.ranges: list[tuple[int, int]] = []
+        if not sys.platform.startswith("linux"):
+            return
+        target = str(Path(path).resolve())
+        try:
+            lines = Path("/proc/self/maps").read_text().splitlines()
+        except OSError:
+            return
+        for line in lines:
+            fields = line.split(None, 5)
+            if len(fields) == 6 and fields[5] == target:
+                low, high = (int(x, 16) for x in fields[0].split("-"))
+                self.ranges.append((low, high))
+
+    def release(self, tensor: torch.Tensor) -> None:
+        """Let go of the resident pages wholly inside ``tensor``'s storage, if it lies in this file's mapping."""
+        if not self.ranges or tensor.device.type != "cpu":
+            return
+        storage = tensor.untyped_storage()
+        begin, page = storage.data_ptr(), mmap.PAGESIZE
+        low, high = -(-begin // page) * page, (begin + storage.nbytes()) // page * page
+        if high > low and any(a <= low and high <= b for a, b in self.ranges):
+            ctypes.CDLL(None).madvise(ctypes.c_void_p(low), ctypes.c_size_t(high - low), self.MADV_DONTNEED)
+
+    def cast(self, model: torch.nn.Module, device: torch.device | str, dtype: torch.dtype | None) -> torch.nn.Module:
+        """``model.to(device, dtype)`` (``dtype=None``: each tensor keeps its own), releasing each mapped tensor's
+        pages as soon as its copy is made. Tensors that are one view of one storage in the file (an output layer
+        saved as the embedding it copies) stay one tensor: one copy, not two, as they were in the file."""
+        copies: dict[tuple, torch.Tensor] = {}
+
+        def convert(t: torch.Tensor) -> torch.Tensor:
+            key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), t.stride(), t.dtype)
+            if key in copies:
+                return copies[key]
+            out = t.to(device=device, dtype=dtype if t.is_floating_point() else None)
+            if out.untyped_storage().data_ptr() != t.untyped_storage().data_ptr():
+                self.release(t)
+                copies[key] = out
+            return out
+
+        return model._apply(convert)

@@ -148,8 +148,9 @@ def load_model(
     from litgpt.checkpoint import load_state_dict
     from litgpt.model import GPT
 
+    checkpoint_dir = Path(checkpoint_dir)
     config = config or Config.from_checkpoint(checkpoint_dir)
-    if not (Path(checkpoint_dir) / WEIGHTS).is_file():  # a LoRA/adapter finetuning output: base + trained params
+    if not (checkpoint_dir / WEIGHTS).is_file():  # a LoRA/adapter finetuning output: base + trained params
         from litgpt.finetuned import load_finetuned
 
         finetuned = load_finetuned(Path(checkpoint_dir), config, device=device, dtype=dtype)
@@ -158,10 +159,11 @@ def load_model(
     weights = ensure_lit_weights(checkpoint_dir)
     with torch.device("meta"):
         model = GPT(config)
-    from litgpt.checkpoint import model_state
+    from litgpt.checkpoint import MappedFile, model_state
 
     state = model_state(load_state_dict(weights), weights)  # plain, or {"model": ...} as full finetunes once wrote
     missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
+    del state  # the model holds the tensors now: a cast below frees each source as it goes
     if missing or unexpected:
         raise LitGPTError(
             f"{weights} does not match {config.name or 'the config'}: "
@@ -169,7 +171,8 @@ def load_model(
         )
     model.rope_cos = torch.empty(0)
     model.rope_sin = torch.empty(0)
-    return model.to(device=device, dtype=dtype) if dtype is not None else model.to(device=device)
+    # a copy (another dtype, another device) lets go of each memory-mapped source as soon as it is made
+    return MappedFile(weights).cast(model, device, dtype)
 
 
 def default_dtype(device: torch.device | str) -> torch.dtype:

@@ -181,7 +181,9 @@ class LoRALinear(nn.Module):
         weight = self.linear.weight
         if not weight.is_floating_point():
             raise LitGPTError("Cannot merge LoRA into quantized weights; merge from the unquantized base checkpoint")
-        weight.data += self.delta_weight().to(weight.dtype)
+        # out of place: a weight sharing its storage (an output layer loaded as the embedding it copies, a memory-
+        # mapped file) must not change what else reads that storage
+        weight.data = weight.data + self.delta_weight().to(weight.dtype)
         self.merged = True
 
     def extra_repr(self) -> str:

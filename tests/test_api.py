@@ -133,5 +133,6 @@ def test_real_model_sequential_and_tensor_parallel_match_one_process(offline_wor
             with open({str(tmp_path)!r} + f"/real.{{dist.get_rank()}}", "w") as f:
                 f.write(repr(out.tolist()))
     """))
-    subprocess.run([sys.executable, str(script)], cwd=tmp_path, check=True, timeout=600, capture_output=True)
+    proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, timeout=600, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
     assert [eval((tmp_path / f"real.{r}").read_text()) for r in (0, 1)] == [ref, ref]

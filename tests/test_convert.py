@@ -340,6 +340,60 @@ def test_sharded_conversion_peak_memory_is_one_model_copy(tmp_path):
     assert (folder / "lit_model.pth").stat().st_size >= model_bytes
 
 
+_LOAD_PEAK_SCRIPT = """
+import sys
+import torch
+import litgpt.checkpoint, litgpt.model  # imported before the measurement
+from litgpt.loading import load_model
+
+def status(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) * 1024
+
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")
+before = status("VmRSS")
+model = load_model(sys.argv[1], dtype=torch.bfloat16)
+print(before, status("VmHWM"))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+def test_loading_in_another_dtype_holds_one_copy(tmp_path):
+    """A float32 checkpoint (memory-mapped) loaded in bfloat16: each float32 tensor's pages are let go once its
+    bfloat16 copy exists, so the peak grows by about the bfloat16 model, not by it plus the whole float32 file.
+    An output layer saved as the embedding it copies (one storage in the file) comes out right, and one copy."""
+    from tests.conftest import build_tiny_checkpoint
+
+    folder = build_tiny_checkpoint(
+        tmp_path / "tied", vocab_size=16000, padded_vocab_size=16000, n_embd=512, head_size=64, n_head=8,
+        n_query_groups=8, intermediate_size=1536, n_layer=4,
+    )  # fmt: skip
+    state = torch.load(folder / "lit_model.pth")
+    state["lm_head.weight"] = state["transformer.wte.weight"]  # tied: one storage in the file
+    torch.save(state, folder / "lit_model.pth")
+    file_bytes = (folder / "lit_model.pth").stat().st_size
+    assert file_bytes > 80e6
+
+    from litgpt.loading import load_model
+
+    model = load_model(folder, dtype=torch.bfloat16)
+    for name, tensor in model.state_dict().items():
+        if name in state:
+            assert torch.equal(tensor, state[name].to(torch.bfloat16)), name
+    assert model.lm_head.weight.data_ptr() == model.transformer.wte.weight.data_ptr()  # one copy, as in the file
+    del model, state
+
+    proc = subprocess.run(
+        [sys.executable, "-c", _LOAD_PEAK_SCRIPT, str(folder)], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    before, peak = map(int, proc.stdout.split())
+    growth = peak - before  # the bfloat16 model is half the file; without the release it is 1.5x the file
+    assert growth < 0.8 * file_bytes, f"peak RSS grew by {growth / 1e6:.0f} MB for a {file_bytes / 1e6:.0f} MB file"
+
+
 def test_bin_checkpoint_and_dtype(tmp_path):
     from litgpt.convert_hf import convert_to_litgpt
 

@@ -156,3 +156,26 @@ def test_peft_export_matches_merged_logits(tmp_path):
             base = peft_model(x).logits
     torch.testing.assert_close(theirs, ours, atol=1e-4, rtol=1e-4)
     assert not torch.allclose(base, ours, atol=1e-3)  # the adapter does something
+
+
+def test_merging_into_a_weight_that_shares_storage_leaves_the_other_alone(tmp_path):
+    """An output layer saved as the embedding it copies is one storage in the file, and loads as one (memory-mapped,
+    or one cast copy): merging LoRA into the output layer must not change the embedding."""
+    from litgpt.loading import load_model
+
+    model = tiny_model()
+    state = model.state_dict()
+    state["lm_head.weight"] = state["transformer.wte.weight"]
+    folder = tmp_path / "tied"
+    folder.mkdir()
+    torch.save(state, folder / "lit_model.pth")
+    model.config.save(folder / "model_config.yaml")
+    embedding = state["transformer.wte.weight"].clone()
+    for dtype in (None, torch.bfloat16):
+        loaded = load_model(folder, dtype=dtype)
+        assert loaded.lm_head.weight.data_ptr() == loaded.transformer.wte.weight.data_ptr()
+        add_lora(loaded, ALL)
+        randomize_lora(loaded)
+        unwrap_lora(loaded)
+        assert torch.equal(loaded.transformer.wte.weight, embedding.to(loaded.transformer.wte.weight.dtype))
+        assert not torch.equal(loaded.lm_head.weight, loaded.transformer.wte.weight)  # the update did land
