@@ -142,6 +142,7 @@ class MappedFile:
     Only pages inside the file's own mappings are ever released; touching them again reads the file again."""
 
     MADV_DONTNEED = 4
+    CHUNK_BYTES = 1 << 26  # larger tensors are copied (and let go of) in row slices of about this size
 
     def __init__(self, path: str | Path) -> None:
         self.ranges: list[tuple[int, int]] = []
@@ -159,29 +160,42 @@ class MappedFile:
                 self.ranges.append((low, high))
 
     def release(self, tensor: torch.Tensor) -> None:
-        """Let go of the resident pages wholly inside ``tensor``'s storage, if it lies in this file's mapping."""
-        if not self.ranges or tensor.device.type != "cpu":
+        """Let go of the resident pages wholly inside ``tensor``'s (contiguous) data, if it lies in this file's
+        mapping."""
+        if not self.ranges or tensor.device.type != "cpu" or not tensor.is_contiguous():
             return
-        storage = tensor.untyped_storage()
-        begin, page = storage.data_ptr(), mmap.PAGESIZE
-        low, high = -(-begin // page) * page, (begin + storage.nbytes()) // page * page
+        begin, page = tensor.data_ptr(), mmap.PAGESIZE
+        low, high = -(-begin // page) * page, (begin + tensor.nbytes) // page * page
         if high > low and any(a <= low and high <= b for a, b in self.ranges):
             ctypes.CDLL(None).madvise(ctypes.c_void_p(low), ctypes.c_size_t(high - low), self.MADV_DONTNEED)
 
+    def copy(self, t: torch.Tensor, device: torch.device | str, dtype: torch.dtype) -> torch.Tensor:
+        """``t.to(device, dtype)``, letting go of ``t``'s pages as the copy is made (a large tensor in row slices,
+        so that a 600 MB embedding is never resident twice over)."""
+        if t.dtype == dtype and t.device == torch.device(device):
+            return t
+        if not self.ranges or t.device.type != "cpu" or t.dim() == 0 or t.nbytes <= self.CHUNK_BYTES:
+            out = t.to(device=device, dtype=dtype)
+            self.release(t)
+            return out
+        out = torch.empty(t.shape, dtype=dtype, device=device)
+        rows = max(1, self.CHUNK_BYTES * t.shape[0] // t.nbytes)
+        for start in range(0, t.shape[0], rows):
+            part = t[start : start + rows]
+            out[start : start + rows].copy_(part)
+            self.release(part)
+        return out
+
     def cast(self, model: torch.nn.Module, device: torch.device | str, dtype: torch.dtype | None) -> torch.nn.Module:
         """``model.to(device, dtype)`` (``dtype=None``: each tensor keeps its own), releasing each mapped tensor's
-        pages as soon as its copy is made. Tensors that are one view of one storage in the file (an output layer
-        saved as the embedding it copies) stay one tensor: one copy, not two, as they were in the file."""
+        pages as its copy is made. Tensors that are one view of one storage in the file (an output layer saved as
+        the embedding it copies) stay one tensor: one copy, not two, as they were in the file."""
         copies: dict[tuple, torch.Tensor] = {}
 
         def convert(t: torch.Tensor) -> torch.Tensor:
             key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), t.stride(), t.dtype)
-            if key in copies:
-                return copies[key]
-            out = t.to(device=device, dtype=dtype if t.is_floating_point() else None)
-            if out.untyped_storage().data_ptr() != t.untyped_storage().data_ptr():
-                self.release(t)
-                copies[key] = out
-            return out
+            if key not in copies:
+                copies[key] = self.copy(t, device, dtype if dtype is not None and t.is_floating_point() else t.dtype)
+            return copies[key]
 
         return model._apply(convert)

@@ -346,6 +346,8 @@ import torch
 import litgpt.checkpoint, litgpt.model  # imported before the measurement
 from litgpt.loading import load_model
 
+litgpt.checkpoint.MappedFile.CHUNK_BYTES = 1 << 22  # the embedding (33 MB) in slices
+
 def status(key):
     for line in open("/proc/self/status"):
         if line.startswith(key + ":"):
@@ -360,7 +362,7 @@ print(before, status("VmHWM"))
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
-def test_loading_in_another_dtype_holds_one_copy(tmp_path):
+def test_loading_in_another_dtype_holds_one_copy(tmp_path, monkeypatch):
     """A float32 checkpoint (memory-mapped) loaded in bfloat16: each float32 tensor's pages are let go once its
     bfloat16 copy exists, so the peak grows by about the bfloat16 model, not by it plus the whole float32 file.
     An output layer saved as the embedding it copies (one storage in the file) comes out right, and one copy."""
@@ -376,8 +378,10 @@ def test_loading_in_another_dtype_holds_one_copy(tmp_path):
     file_bytes = (folder / "lit_model.pth").stat().st_size
     assert file_bytes > 80e6
 
+    from litgpt.checkpoint import MappedFile
     from litgpt.loading import load_model
 
+    monkeypatch.setattr(MappedFile, "CHUNK_BYTES", 1 << 20)  # large tensors copied in slices
     model = load_model(folder, dtype=torch.bfloat16)
     for name, tensor in model.state_dict().items():
         if name in state:
@@ -390,8 +394,8 @@ def test_loading_in_another_dtype_holds_one_copy(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     before, peak = map(int, proc.stdout.split())
-    growth = peak - before  # the bfloat16 model is half the file; without the release it is 1.5x the file
-    assert growth < 0.8 * file_bytes, f"peak RSS grew by {growth / 1e6:.0f} MB for a {file_bytes / 1e6:.0f} MB file"
+    growth = peak - before  # bfloat16: half the file; 0.9x with the embedding resident twice, 1.5x without releases
+    assert growth < 0.7 * file_bytes, f"peak RSS grew by {growth / 1e6:.0f} MB for a {file_bytes / 1e6:.0f} MB file"
 
 
 def test_bin_checkpoint_and_dtype(tmp_path):
