@@ -139,7 +139,9 @@ class MappedFile:
     """Where a weights file is memory-mapped into this process (read from ``/proc/self/maps``; Linux only), so that
     the resident pages of a tensor read from it can be let go once the tensor has been copied (cast to another dtype,
     moved to a GPU): a model loaded in another dtype than its file's then never holds two copies of the weights.
-    Only pages inside the file's own mappings are ever released; touching them again reads the file again."""
+    Only pages inside the file's own mappings are ever released; touching them again reads the file again. Release
+    only tensors that nothing wrote to since they were loaded: a write to a private mapping lives in the pages let
+    go of."""
 
     MADV_DONTNEED = 4
     CHUNK_BYTES = 1 << 26  # larger tensors are copied (and let go of) in row slices of about this size

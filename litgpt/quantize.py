@@ -255,11 +255,16 @@ class BnbLinear(nn.Module):
 
 # ----------------------------------------------------------------------------------------------------- the numbers
 def quantize_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Symmetric per-row int8: ``(q, scales)`` with ``weight ≈ q * scales[:, None]``."""
-    w = weight.detach().float()
-    scales = (w.abs().amax(dim=1) / 127.0).clamp(min=torch.finfo(torch.float32).tiny)
-    q = torch.round(w / scales[:, None]).clamp_(-127, 127).to(torch.int8)
-    return q.contiguous(), scales
+    """Symmetric per-row int8: ``(q, scales)`` with ``weight ≈ q * scales[:, None]``. Rows are done in slices, so
+    that a large output layer never has float copies of itself in flight."""
+    q = torch.empty(weight.shape, dtype=torch.int8, device=weight.device)
+    scales = torch.empty(weight.shape[0], dtype=torch.float32, device=weight.device)
+    for start in range(0, weight.shape[0], 4096):
+        w = weight[start : start + 4096].detach().float()
+        s = (w.abs().amax(dim=1) / 127.0).clamp(min=torch.finfo(torch.float32).tiny)
+        q[start : start + 4096] = torch.round(w / s[:, None]).clamp_(-127, 127)
+        scales[start : start + 4096] = s
+    return q, scales
 
 
 INT4_SPANS = (15, 14, 13, 12, 11)  # levels a group's range may span (15: all of them)
@@ -344,13 +349,16 @@ def quantize_model(
     group_size: int = DEFAULT_GROUP_SIZE,
     include_lm_head: bool = True,
     use_kernel: bool | None = None,
+    release=None,
 ) -> nn.Module:
     """Replace the model's Linear layers with quantized ones, in place, one layer at a time; return the model.
 
     ``device`` and ``dtype`` say where the quantized model runs and its compute dtype (default: where the weights are,
     in their dtype). The model's float weights may stay on the CPU (memory-mapped) until each layer is converted on
     ``device``; the remaining float parameters (embeddings, norms) are moved last. ``use_kernel`` forces (True) or
-    forbids (False) PyTorch's packed CPU kernels; by default they are used where available.
+    forbids (False) PyTorch's packed CPU kernels; by default they are used where available. ``release(weight)``, if
+    given, is called on each float weight once its layer is quantized (:meth:`litgpt.checkpoint.MappedFile.release`
+    lets go of a memory-mapped weight's pages).
     """
     check_mode(mode, "cuda" if mode.startswith("bnb.") else "cpu")
     layers = linear_layers(model, include_lm_head)
@@ -379,6 +387,8 @@ def quantize_model(
             parent_name, _, attr = name.rpartition(".")
             parent = model.get_submodule(parent_name) if parent_name else model
             setattr(parent, attr, new)
+            if release is not None:
+                release(layer.weight)
             del weight, bias, layer, new
     model.to(device=device, dtype=dtype)
     return model
@@ -418,11 +428,13 @@ def load_quantized(
     **kwargs,
 ) -> nn.Module:
     """Load a checkpoint memory-mapped on the CPU and quantize it layer by layer onto ``device``."""
-    from litgpt.loading import load_model
+    from litgpt.checkpoint import MappedFile
+    from litgpt.loading import WEIGHTS, load_model
 
     check_mode(mode, torch.device(device).type)
     model = load_model(checkpoint_dir, device="cpu", config=config)
-    return quantize_model(model, mode, device=device, dtype=dtype, **kwargs)
+    mapped = MappedFile(Path(checkpoint_dir) / WEIGHTS)  # each float weight's pages go once it is quantized
+    return quantize_model(model, mode, device=device, dtype=dtype, release=mapped.release, **kwargs)
 
 
 def quantized_bytes(model: nn.Module) -> int:
