@@ -46,12 +46,13 @@ def run_ours(method: str, args) -> float:
     from litgpt.kernels import cpu_linear
     from litgpt.loading import load_model
     from litgpt.lora import LoRASettings
-    from litgpt.training import Method, make_optimizer
+    from litgpt.training import Method, make_optimizer, separate_shared_trainables
 
     checkpoint, _ = models(args)
     model = load_model(checkpoint, dtype=DTYPES[args.dtype])
     strategy = LoRA(checkpoint, LoRASettings(r=8, alpha=16, dropout=0.05)) if method == "lora" else Method(checkpoint)
     strategy.prepare(model)
+    separate_shared_trainables(model)  # as the training loop does
     if args.device == "cpu":
         cpu_linear(model)  # as the training loop does on a CPU
     model.to(args.device).train()

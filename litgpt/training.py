@@ -181,6 +181,25 @@ class Method:
 
 
 # ------------------------------------------------------------------------------------------------ small pieces
+def separate_shared_trainables(model: nn.Module) -> int:
+    """Give a trainable parameter that shares its data with another parameter its own copy; return how many.
+
+    An output layer saved as the embedding it copies loads as one tensor (memory-mapped, or one cast copy), which
+    inference keeps. Trained, each of the two learns on its own, as in the established release (and frozen ones,
+    as under LoRA, stay shared)."""
+    seen: dict[int, nn.Parameter] = {}
+    separated = 0
+    for module in model.modules():
+        for name, param in list(module._parameters.items()):
+            if param is None:
+                continue
+            other = seen.setdefault(param.data_ptr(), param)
+            if other is not param and (param.requires_grad or other.requires_grad):
+                module._parameters[name] = nn.Parameter(param.detach().clone(), requires_grad=param.requires_grad)
+                separated += 1
+    return separated
+
+
 def default_precision() -> str:
     if torch.cuda.is_available():
         return "bf16-true" if torch.cuda.is_bf16_supported() else "16-mixed"
@@ -614,6 +633,7 @@ def _run(fabric, job: Job, dtype: torch.dtype) -> Progress:
     model.max_seq_length = max_seq_length
     model.activation_checkpointing = train.activation_checkpointing
     method.prepare(model)
+    separate_shared_trainables(model)
     if fabric.device.type == "cpu":
         from litgpt.kernels import cpu_linear
 

@@ -49,8 +49,9 @@ def prompt_texts() -> list[str]:
     return texts * 4
 
 
-def make_checkpoint(folder: Path, seed: int = 0, **overrides) -> Path:
-    """A tiny random Llama-like checkpoint (lit_model.pth + model_config.yaml + tokenizer)."""
+def make_checkpoint(folder: Path, seed: int = 0, tied: bool = False, **overrides) -> Path:
+    """A tiny random Llama-like checkpoint (lit_model.pth + model_config.yaml + tokenizer); ``tied``: the output
+    layer saved as the embedding (one storage in the file), as conversions write tied-embedding models."""
     from litgpt.model import GPT
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -59,7 +60,10 @@ def make_checkpoint(folder: Path, seed: int = 0, **overrides) -> Path:
     torch.manual_seed(seed)
     model = GPT(config)
     model.init_weights()
-    torch.save(model.state_dict(), folder / "lit_model.pth")
+    state = model.state_dict()
+    if tied:
+        state["lm_head.weight"] = state["transformer.wte.weight"]
+    torch.save(state, folder / "lit_model.pth")
     config.save(folder / "model_config.yaml")
     return folder
 

@@ -256,6 +256,34 @@ def test_methods_train_on_cuda(tiny, tmp_path, method):
     assert len(llm.generate("Llamas eat", max_new_tokens=4, return_as_token_ids=True)) == 4
 
 
+def test_an_output_layer_saved_as_the_embedding_trains_on_its_own(tmp_path):
+    """Loaded, the two are one tensor (one copy in memory); frozen (LoRA) they stay one; trained, each gets its own
+    copy and learns on its own (the established release's untied semantics)."""
+    from litgpt.loading import load_model
+    from litgpt.lora import LoRASettings, add_lora, mark_only_lora_as_trainable
+    from litgpt.training import Method, separate_shared_trainables
+
+    ckpt = make_checkpoint(tmp_path / "tied", tied=True)
+    for dtype in (None, torch.bfloat16):
+        model = load_model(ckpt, dtype=dtype)
+        assert model.lm_head.weight.data_ptr() == model.transformer.wte.weight.data_ptr()
+        add_lora(model, LoRASettings(r=2))
+        mark_only_lora_as_trainable(model)
+        assert separate_shared_trainables(model) == 0
+        assert model.lm_head.weight.data_ptr() == model.transformer.wte.weight.data_ptr()
+        model = load_model(ckpt, dtype=dtype)
+        Method().prepare(model)
+        assert separate_shared_trainables(model) == 1
+        assert model.lm_head.weight.data_ptr() != model.transformer.wte.weight.data_ptr()
+        assert torch.equal(model.lm_head.weight, model.transformer.wte.weight)
+
+    data = make_json_data(tmp_path / "data")
+    out = tmp_path / "out"
+    main(["finetune", "full", *fast_args(ckpt, data, out, steps=2)])
+    state = torch.load(out / "final" / "lit_model.pth")
+    assert not torch.equal(state["lm_head.weight"], state["transformer.wte.weight"])  # they trained apart
+
+
 def test_only_intended_parameters_get_gradients(tiny):
     from litgpt.adapter import add_adapter, add_adapter_v2, mark_only_adapter_as_trainable
     from litgpt.loading import load_model

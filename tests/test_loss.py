@@ -190,3 +190,18 @@ def test_activation_checkpointing_gives_the_same_step(dtype):
         results.append([value.detach()] + [p.grad.clone() for p in model.parameters() if p.requires_grad])
     for plain, recomputed in zip(*results):
         torch.testing.assert_close(recomputed, plain, atol=0, rtol=0)
+
+
+def test_repeated_backward_through_the_loss_scales_each_time_from_the_original():
+    """The first backward scales the gradients the forward computed in place; later ones (retain_graph) must still
+    give grad_out times the gradient of the mean, whatever came before."""
+    torch.manual_seed(0)
+    head = torch.nn.Linear(16, 300)
+    hidden = torch.randn(2, 9, 16, requires_grad=True)
+    targets = torch.randint(0, 300, (2, 9))
+    expected = torch.autograd.grad(reference(head, hidden, targets), [hidden, head.weight, head.bias])
+    value = loss.output_loss(head, hidden, targets)
+    for scale in (1.0, 0.25, 1.0, 3.0, 0.25):
+        got = torch.autograd.grad(value * scale, [hidden, head.weight, head.bias], retain_graph=True)
+        for g, e in zip(got, expected):
+            torch.testing.assert_close(g, e * scale, atol=1e-6, rtol=1e-4)
