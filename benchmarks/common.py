@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import os
 import resource
 import time
 
 import torch
 
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
 
 def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def device_name(device: str) -> str:
+    """The GPU's name, or the CPU's core count, for a benchmark's header."""
+    return torch.cuda.get_device_name() if device == "cuda" else f"{os.cpu_count()} CPU cores"
 
 
 def batches(vocab: int, steps: int, micro_batch: int, seq: int, device: str = "cpu") -> list[torch.Tensor]:

@@ -30,9 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from common import batches, default_device, peak_memory_gb, tokens_per_second  # noqa: E402
+from common import DTYPES, batches, default_device, device_name, peak_memory_gb, tokens_per_second  # noqa: E402
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 MODELS = {"smollm2": 49152, "gemma3": 262144}  # name (litgpt.reference.OFFLINE_MODELS): vocabulary size
 
 
@@ -50,7 +49,7 @@ def run_ours(method: str, args) -> float:
     from litgpt.training import Method, make_optimizer, separate_shared_trainables
 
     checkpoint, _ = models(args)
-    model = load_model(checkpoint, dtype=DTYPES[args.dtype])
+    model = load_model(checkpoint, device=args.device, dtype=DTYPES[args.dtype])
     strategy = LoRA(checkpoint, LoRASettings(r=8, alpha=16, dropout=0.05)) if method == "lora" else Method(checkpoint)
     strategy.prepare(model)
     separate_shared_trainables(model)  # as the training loop does
@@ -131,9 +130,8 @@ def main() -> None:
 
     models(args)  # the model folders, once, before the timed processes
     weights = "random weights" if args.random else "GGUF weights"
-    where = torch.cuda.get_device_name() if args.device == "cuda" else f"{os.cpu_count()} CPU cores"
     print(f"# Finetuning benchmark: {OFFLINE_MODELS[args.model]} ({weights}), micro-batch {args.micro_batch} x "
-          f"{args.seq} tokens, {args.dtype}, {args.steps} timed steps, {where}, torch {torch.__version__}\n")  # fmt: skip
+          f"{args.seq} tokens, {args.dtype}, {args.steps} timed steps, {device_name(args.device)}, torch {torch.__version__}\n")  # fmt: skip
     memory = "peak GPU memory allocated" if args.device == "cuda" else "peak resident memory"
     print(f"| method | implementation | tokens/s | {memory} (GB) | speed ratio |")
     print("|---|---|---|---|---|")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -23,9 +22,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import batches, default_device, tokens_per_second  # noqa: E402
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+from common import DTYPES, batches, default_device, device_name, tokens_per_second  # noqa: E402
 
 
 def child(args) -> None:
@@ -83,9 +80,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.impl:
         return child(args)
-    where = torch.cuda.get_device_name() if args.device == "cuda" else f"{os.cpu_count()} CPU cores"
     print(f"# Pretraining step benchmark: {args.model_name} (random init), micro-batch {args.micro_batch} x "
-          f"{args.seq} tokens, {args.precision}, {args.steps} timed steps, {where}, torch {torch.__version__}\n")  # fmt: skip
+          f"{args.seq} tokens, {args.precision}, {args.steps} timed steps, {device_name(args.device)}, torch {torch.__version__}\n")  # fmt: skip
     print("| implementation | tokens/s | speed ratio |")
     print("|---|---|---|")
     speeds = {}

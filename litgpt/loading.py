@@ -153,7 +153,7 @@ def load_model(
     if not (checkpoint_dir / WEIGHTS).is_file():  # a LoRA/adapter finetuning output: base + trained params
         from litgpt.finetuned import load_finetuned
 
-        finetuned = load_finetuned(Path(checkpoint_dir), config, device=device, dtype=dtype)
+        finetuned = load_finetuned(checkpoint_dir, config, device=device, dtype=dtype)
         if finetuned is not None:
             return finetuned
     weights = ensure_lit_weights(checkpoint_dir)

@@ -44,6 +44,7 @@ DEFAULT_GROUP_SIZE = 32  # int4: measured as fast as 64/128 for decode here (wit
 GROUP_SIZES = (32, 64, 128, 256)
 SKIP = ("gate",)  # MoE routers: tiny, and their top-k choice is sensitive to noise
 KERNEL_DTYPE = torch.bfloat16  # activation dtype of PyTorch's CPU kernels (float32 inputs take a slow path)
+SLICE_ROWS = 4096  # quantizing works through a weight this many rows at a time (few float copies in flight)
 
 
 def check_mode(mode: str, device_type: str = "cpu", generate_strategy: str | None = None) -> None:
@@ -259,11 +260,12 @@ def quantize_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     that a large output layer never has float copies of itself in flight."""
     q = torch.empty(weight.shape, dtype=torch.int8, device=weight.device)
     scales = torch.empty(weight.shape[0], dtype=torch.float32, device=weight.device)
-    for start in range(0, weight.shape[0], 4096):
-        w = weight[start : start + 4096].detach().float()
+    for start in range(0, weight.shape[0], SLICE_ROWS):
+        rows = slice(start, start + SLICE_ROWS)
+        w = weight[rows].detach().float()
         s = (w.abs().amax(dim=1) / 127.0).clamp(min=torch.finfo(torch.float32).tiny)
-        q[start : start + 4096] = torch.round(w / s[:, None]).clamp_(-127, 127)
-        scales[start : start + 4096] = s
+        q[rows] = torch.round(w / s[:, None]).clamp_(-127, 127)
+        scales[rows] = s
     return q, scales
 
 
@@ -286,8 +288,8 @@ def quantize_int4(weight: torch.Tensor, group_size: int) -> tuple[torch.Tensor, 
     N, K = weight.shape
     pad = -K % group_size
     qs, scales, zeros = [], [], []
-    for start in range(0, N, 4096):
-        w = weight[start : start + 4096].detach().float()
+    for start in range(0, N, SLICE_ROWS):
+        w = weight[start : start + SLICE_ROWS].detach().float()
         if pad:
             w = F.pad(w, (0, pad))
         groups = w.view(w.shape[0], -1, group_size)

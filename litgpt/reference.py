@@ -91,11 +91,12 @@ def random_checkpoint(model_name: str, folder: Path, seed: int = 0) -> Path:
     own initialisation) and a small byte-level tokenizer: what speed needs, without the model's files. Written once;
     ``export_hf`` turns it into the same network for transformers."""
     from litgpt.config import Config
+    from litgpt.loading import WEIGHTS
     from litgpt.model import GPT
     from litgpt.utils import atomic_path
 
     folder = Path(folder)
-    if (folder / "lit_model.pth").is_file():
+    if (folder / WEIGHTS).is_file():
         return folder
     config = Config.from_name(model_name)
     byte_level_tokenizer(folder)
@@ -103,7 +104,7 @@ def random_checkpoint(model_name: str, folder: Path, seed: int = 0) -> Path:
     model = GPT(config)
     model.init_weights()
     config.save(folder / "model_config.yaml")
-    with atomic_path(folder / "lit_model.pth") as tmp:
+    with atomic_path(folder / WEIGHTS) as tmp:
         torch.save(model.state_dict(), tmp)
     return folder
 

@@ -266,11 +266,10 @@ def test_sharded_checkpoint_converts_and_releases_tensors(tmp_path, monkeypatch)
         assert_close(load_lit(folder)(idx), model(idx).logits)
 
 
-_PEAK_SCRIPT = """
+_MEASURED = """
 import sys
 import torch
 from litgpt.config import Config
-from litgpt.convert_hf import convert_to_litgpt
 from litgpt.model import GPT
 
 with torch.device("meta"):  # torch's one-off start-up allocations happen before the baseline
@@ -285,6 +284,11 @@ def status(key):
 with open("/proc/self/clear_refs", "w") as f:
     f.write("5")  # reset the peak to the current RSS
 before = status("VmRSS")
+"""  # a subprocess script's start: what follows is measured from ``before``
+
+_PEAK_SCRIPT = """
+from litgpt.convert_hf import convert_to_litgpt
+""" + _MEASURED + """
 convert_to_litgpt(sys.argv[1])
 print(before, status("VmHWM"), status("RssAnon"), status("RssFile"))
 """
@@ -341,21 +345,11 @@ def test_sharded_conversion_peak_memory_is_one_model_copy(tmp_path):
 
 
 _LOAD_PEAK_SCRIPT = """
-import sys
-import torch
-import litgpt.checkpoint, litgpt.model  # imported before the measurement
+import litgpt.checkpoint
 from litgpt.loading import load_model
 
 litgpt.checkpoint.MappedFile.CHUNK_BYTES = 1 << 22  # the embedding (33 MB) in slices
-
-def status(key):
-    for line in open("/proc/self/status"):
-        if line.startswith(key + ":"):
-            return int(line.split()[1]) * 1024
-
-with open("/proc/self/clear_refs", "w") as f:
-    f.write("5")
-before = status("VmRSS")
+""" + _MEASURED + """
 model = load_model(sys.argv[1], dtype=torch.bfloat16)
 print(before, status("VmHWM"))
 """
@@ -366,15 +360,13 @@ def test_loading_in_another_dtype_holds_one_copy(tmp_path, monkeypatch):
     """A float32 checkpoint (memory-mapped) loaded in bfloat16: each float32 tensor's pages are let go once its
     bfloat16 copy exists, so the peak grows by about the bfloat16 model, not by it plus the whole float32 file.
     An output layer saved as the embedding it copies (one storage in the file) comes out right, and one copy."""
-    from tests.conftest import build_tiny_checkpoint
+    from tests.finetune_helpers import make_checkpoint
 
-    folder = build_tiny_checkpoint(
-        tmp_path / "tied", vocab_size=16000, padded_vocab_size=16000, n_embd=512, head_size=64, n_head=8,
+    folder = make_checkpoint(
+        tmp_path / "tied", tied=True, vocab_size=16000, padded_vocab_size=16000, n_embd=512, head_size=64, n_head=8,
         n_query_groups=8, intermediate_size=1536, n_layer=4,
     )  # fmt: skip
     state = torch.load(folder / "lit_model.pth")
-    state["lm_head.weight"] = state["transformer.wte.weight"]  # tied: one storage in the file
-    torch.save(state, folder / "lit_model.pth")
     file_bytes = (folder / "lit_model.pth").stat().st_size
     assert file_bytes > 80e6
 

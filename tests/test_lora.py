@@ -163,14 +163,8 @@ def test_merging_into_a_weight_that_shares_storage_leaves_the_other_alone(tmp_pa
     or one cast copy): merging LoRA into the output layer must not change the embedding."""
     from litgpt.loading import load_model
 
-    model = tiny_model()
-    state = model.state_dict()
-    state["lm_head.weight"] = state["transformer.wte.weight"]
-    folder = tmp_path / "tied"
-    folder.mkdir()
-    torch.save(state, folder / "lit_model.pth")
-    model.config.save(folder / "model_config.yaml")
-    embedding = state["transformer.wte.weight"].clone()
+    folder = make_checkpoint(tmp_path / "tied", tied=True)
+    embedding = torch.load(folder / "lit_model.pth")["transformer.wte.weight"]
     for dtype in (None, torch.bfloat16):
         loaded = load_model(folder, dtype=dtype)
         assert loaded.lm_head.weight.data_ptr() == loaded.transformer.wte.weight.data_ptr()
