@@ -8,7 +8,8 @@ Two savings over "logits for every position, then ``F.cross_entropy``":
 - :class:`LinearCrossEntropy` computes the logits in row chunks and turns each chunk into its gradient in place
   (``softmax - onehot``, one pass per row in :func:`litgpt.kernels.cross_entropy_rows_` on the CPU), then multiplies
   it back right away. No float32 copy of the logits, no log-softmax output and no second pass in the backward:
-  the backward only scales the two gradients it already holds.
+  the rows already hold the gradient of the mean (divided by the number of positions), and the backward returns
+  the two gradients it holds (scaled only when the loss's own gradient is not one, as under accumulation).
 
 The result equals ``F.cross_entropy(logits.float(), targets, ignore_index=..., reduction="mean")`` on the full
 logits (tested against it).
@@ -31,9 +32,9 @@ def chunk_rows(vocab: int, dtype: torch.dtype) -> int:
     return max(1, CHUNK_BYTES // (vocab * torch.finfo(dtype).bits // 8))
 
 
-def _cross_entropy_rows_(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Per-row losses; ``logits`` becomes ``softmax - onehot`` (in its own dtype)."""
-    loss = kernels.cross_entropy_rows_(logits, targets)
+def _cross_entropy_rows_(logits: torch.Tensor, targets: torch.Tensor, scale: float) -> torch.Tensor:
+    """Per-row losses; ``logits`` becomes ``scale * (softmax - onehot)`` (in its own dtype)."""
+    loss = kernels.cross_entropy_rows_(logits, targets, scale)
     if loss is not None:
         return loss
     z = logits.float()
@@ -41,7 +42,7 @@ def _cross_entropy_rows_(logits: torch.Tensor, targets: torch.Tensor) -> torch.T
     loss = lse - z.gather(1, targets[:, None]).squeeze(1)
     grad = z.sub_(lse[:, None]).exp_()
     grad[torch.arange(len(targets), device=grad.device), targets] -= 1
-    logits.copy_(grad)
+    logits.copy_(grad.mul_(scale))
     return loss
 
 
@@ -60,24 +61,22 @@ class LinearCrossEntropy(torch.autograd.Function):
         for start in range(0, N, step):
             hc, tc = h[start : start + step], targets[start : start + step]
             z = gemm.linear(hc, weight, bias)
-            losses[start : start + step] = _cross_entropy_rows_(z, tc)
+            losses[start : start + step] = _cross_entropy_rows_(z, tc, 1.0 / divisor)
             if need_h:
                 grad_h[start : start + step] = mm(z, weight)
             if need_w:
                 grad_w = mm(z.T, hc) if grad_w is None else grad_w.add_(mm(z.T, hc))
             if need_b:
                 grad_b = z.sum(0) if grad_b is None else grad_b.add_(z.sum(0))
-        ctx.divisor = divisor
         ctx.save_for_backward(grad_h, grad_w, grad_b)
         return losses.sum() / divisor
 
     @staticmethod
     def backward(ctx, grad_out):
-        grads = list(ctx.saved_tensors)
-        scale = grad_out / ctx.divisor
-        # on the CPU, skip a pass over the (vocab, n_embd) gradient when the scale is one (no accumulation)
-        if not (scale.device.type == "cpu" and float(scale) == 1.0):
-            grads = [None if g is None else g * scale.to(g.dtype) for g in grads]
+        grads = list(ctx.saved_tensors)  # already divided by the divisor
+        # on the CPU, skip a pass over the (vocab, n_embd) gradient for a plain backward() (no accumulation)
+        if not (grad_out.device.type == "cpu" and float(grad_out) == 1.0):
+            grads = [None if g is None else g * grad_out.to(g.dtype) for g in grads]
         return grads[0], grads[1], grads[2], None, None
 
 

@@ -17,7 +17,7 @@ def row_path(request, monkeypatch):
     if request.param == "kernel" and not kernels.available():
         pytest.skip("the C kernels are not available on this machine (no compiler or no AVX2)")
     if request.param == "torch":
-        monkeypatch.setattr(kernels, "cross_entropy_rows_", lambda logits, targets: None)
+        monkeypatch.setattr(kernels, "cross_entropy_rows_", lambda logits, targets, scale: None)
     return request.param
 
 
@@ -135,19 +135,36 @@ def test_optimizers_are_fused_unless_told_otherwise():
     assert "fused" not in make_optimizer("RMSprop", params).defaults  # a class without fused kernels is left as is
 
 
+@pytest.fixture(params=["kernel", "torch"])
+def attention_path(request, monkeypatch):
+    """The softmax of the C kernels (kernels.attention) where available, and PyTorch's everywhere."""
+    if request.param == "kernel" and not kernels.available():
+        pytest.skip("the C kernels are not available on this machine (no compiler or no AVX2)")
+    if request.param == "torch":
+        monkeypatch.setattr(kernels, "attention", lambda *args: None)
+    return request.param
+
+
 @pytest.mark.parametrize("n_head, n_query_groups", [(4, 4), (6, 2), (4, 1)])
 @pytest.mark.parametrize("window", [False, True], ids=["causal", "sliding"])
-def test_materialized_attention_matches_sdpa(n_head, n_query_groups, window):
-    """The bfloat16 CPU training attention: outputs and gradients equal SDPA's (same bfloat16 rounding scale)."""
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_materialized_attention_matches_sdpa(n_head, n_query_groups, window, dtype, attention_path, monkeypatch):
+    """The CPU training attention: outputs and gradients equal SDPA's (to bfloat16's rounding, or float32's)."""
     from litgpt import model as model_module
 
+    taken = []
+    if attention_path == "kernel":
+        monkeypatch.setattr(
+            kernels.AttentionFunction, "apply", lambda *a, f=kernels.AttentionFunction.apply: taken.append(1) or f(*a)
+        )
     torch.manual_seed(0)
-    q = torch.randn(2, n_head, 33, 16, dtype=torch.bfloat16, requires_grad=True)
-    k, v = (torch.randn(2, n_query_groups, 33, 16, dtype=torch.bfloat16, requires_grad=True) for _ in range(2))
-    assert model_module.use_materialized_attention(q, k, v)
-    with torch.no_grad():
-        assert not model_module.use_materialized_attention(q, k, v)  # inference keeps SDPA
-    grad_out = torch.randn(2, n_head, 33, 16, dtype=torch.bfloat16)
+    q = torch.randn(2, n_head, 33, 16, dtype=dtype, requires_grad=True)
+    k, v = (torch.randn(2, n_query_groups, 33, 16, dtype=dtype, requires_grad=True) for _ in range(2))
+    if dtype == torch.bfloat16:
+        assert model_module.use_materialized_attention(q, k, v)
+        with torch.no_grad():
+            assert not model_module.use_materialized_attention(q, k, v)  # inference keeps SDPA
+    grad_out = torch.randn(2, n_head, 33, 16, dtype=dtype)
     positions = torch.arange(33)
     mask = model_module.build_mask(positions, 33, None) & model_module.sliding_mask(positions, 33, 8) if window else None
     gqa = n_head != n_query_groups
@@ -159,11 +176,27 @@ def test_materialized_attention_matches_sdpa(n_head, n_query_groups, window):
         ),
     ):
         out = fn()
-        out.backward(grad_out)
+        out.backward(grad_out.transpose(1, 2).contiguous().transpose(1, 2))  # as it arrives from the output layer
         results.append([out.detach().float()] + [t.grad.float() for t in (q, k, v)])
         q.grad = k.grad = v.grad = None
+    assert len(taken) == (attention_path == "kernel")
+    tol = 0.02 if dtype == torch.bfloat16 else 1e-5
     for ours, theirs in zip(*results):
-        torch.testing.assert_close(ours, theirs, atol=0.02 * theirs.abs().max().item(), rtol=0.02)
+        torch.testing.assert_close(ours, theirs, atol=tol * theirs.abs().max().item(), rtol=tol)
+
+
+def test_attention_kernel_reads_masks_as_ranges():
+    positions = torch.arange(6)
+    from litgpt import model as model_module
+
+    lo, hi = kernels.visible_ranges(
+        6, model_module.build_mask(positions, 6, None) & model_module.sliding_mask(positions, 6, 2)
+    )
+    assert lo.tolist() == [0, 0, 1, 2, 3, 4] and hi.tolist() == [1, 2, 3, 4, 5, 6]
+    holes = torch.ones(6, 6, dtype=torch.bool)
+    holes[4, 1] = False
+    assert kernels.visible_ranges(6, holes) is None  # not one range per row: PyTorch's softmax takes it
+    assert kernels.visible_ranges(6, torch.zeros(6, 6, dtype=torch.bool)) is None  # a row that sees nothing
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])

@@ -99,11 +99,13 @@ def _library() -> ctypes.CDLL | None:
     lib.head_top.argtypes = [p, i64, i64, i64, i64, p, p, p, p, i64, ctypes.c_double, p, i32]
     lib.head_top.restype = i64
     lib.head_screen.argtypes = [p, i64, i64, i64, p, p, i32]
-    lib.xent_rows.argtypes = [p, i32, i64, i64, i64, p, p, i32]
+    lib.xent_rows.argtypes = [p, i32, i64, i64, i64, p, ctypes.c_float, p, i32]
     lib.xent_rows.restype = i32
     lib.rmsnorm_forward.argtypes = [p, p, p, p, i32, i64, i64, ctypes.c_float, i32]
     lib.rmsnorm_backward.argtypes = [p, p, p, p, p, p, i32, i64, i64, i32]
     lib.dropout_mask.argtypes = [p, i32, i64, ctypes.c_double, ctypes.c_uint64, i32]
+    lib.attn_softmax.argtypes = [p, i32, i64, i64, i64, p, p, ctypes.c_float, i32]
+    lib.attn_softmax_backward.argtypes = [p, p, i32, i64, i64, i64, p, p, ctypes.c_float, i32]
     lib.has_avx512_bf16.restype = i32
     lib.allow_avx512.argtypes = [i32]
     lib.allow_avx512(int(os.environ.get("LITGPT_KERNELS_AVX512", "1") != "0"))
@@ -214,17 +216,18 @@ def _takes(t: torch.Tensor) -> bool:
     return available() and t.device.type == "cpu" and t.dtype in (torch.float32, torch.bfloat16)
 
 
-def cross_entropy_rows_(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor | None:
+def cross_entropy_rows_(logits: torch.Tensor, targets: torch.Tensor, scale: float = 1.0) -> torch.Tensor | None:
     """Per-row cross entropy of float32/bfloat16 CPU ``logits`` (N, V) against ``targets`` (N,), overwriting
-    ``logits`` with its gradient ``softmax - onehot`` (see ``train.c``); float32 losses, or None (nothing written)
-    when the kernels cannot take it (unavailable, other dtype or device, rows not contiguous, target out of range)."""
+    ``logits`` with ``scale`` times its gradient, ``softmax - onehot`` (see ``train.c``); float32 losses, or None
+    (nothing written) when the kernels cannot take it (unavailable, other dtype or device, rows not contiguous,
+    target out of range)."""
     if not _takes(logits) or logits.dim() != 2 or logits.stride(1) != 1:
         return None
     targets = targets.to(torch.int64).contiguous()
     loss = torch.empty(logits.shape[0], dtype=torch.float32)
     ok = _library().xent_rows(
         logits.data_ptr(), int(logits.dtype == torch.bfloat16), logits.shape[0], logits.shape[1], logits.stride(0),
-        targets.data_ptr(), loss.data_ptr(), torch.get_num_threads(),
+        targets.data_ptr(), scale, loss.data_ptr(), torch.get_num_threads(),
     )  # fmt: skip
     return loss if ok else None
 
@@ -285,6 +288,71 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float, unit_offset: boo
     # the kernel reads a float32 copy of the scale; the weight's gradient comes back through the second input
     scale = (weight.detach().float() + 1.0) if unit_offset else weight.detach().float().contiguous()
     return RMSNormFunction.apply(x.contiguous(), weight, scale, float(eps))
+
+
+class AttentionFunction(torch.autograd.Function):
+    """Causal attention over a square as three batched products, with the softmax (scaled, masked to each query's
+    visible columns) and its backward in ``train.c``. ``q`` is (G, rep * T, hs): the ``rep`` query heads of each of
+    the G = batch x K/V groups stacked along the rows, so grouped-query attention shares ``k`` and ``v`` (G, T, hs)
+    without copies. Query position ``i`` sees the keys ``[lo[i], hi[i])``.
+
+    Against the same products around PyTorch's softmax: no additive mask to build and add, no separate scaling of
+    the queries, and one pass per row for the softmax and for its backward (whose PyTorch kernel is slow for
+    bfloat16); the backward multiplies a contiguous copy of the output's gradient (it arrives transposed)."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, scale, lo, hi):
+        G, rows, _ = q.shape
+        T = k.shape[1]
+        probs = torch.bmm(q, k.transpose(1, 2))
+        bf16, threads = int(q.dtype == torch.bfloat16), torch.get_num_threads()
+        _library().attn_softmax(probs.data_ptr(), bf16, G * rows, T, T, lo.data_ptr(), hi.data_ptr(), scale, threads)
+        ctx.save_for_backward(q, k, v, probs, lo, hi)
+        ctx.scale = scale
+        return torch.bmm(probs, v)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        q, k, v, probs, lo, hi = ctx.saved_tensors
+        G, rows, T = probs.shape
+        grad_out = grad_out.contiguous()
+        grad_v = torch.bmm(probs.transpose(1, 2), grad_out)
+        grad_s = torch.bmm(grad_out, v.transpose(1, 2))
+        _library().attn_softmax_backward(
+            probs.data_ptr(), grad_s.data_ptr(), int(q.dtype == torch.bfloat16), G * rows, T, T, lo.data_ptr(),
+            hi.data_ptr(), ctx.scale, torch.get_num_threads(),
+        )  # fmt: skip
+        return torch.bmm(grad_s, k), torch.bmm(grad_s.transpose(1, 2), q), grad_v, None, None, None
+
+
+def visible_ranges(T: int, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Each query position's visible key columns ``[lo, hi)`` as two int32 tensors: causal when ``mask`` is None,
+    else read from a boolean (T, T) mask; None when some row of the mask is not one contiguous range."""
+    if mask is None:
+        return _causal_ranges(T)
+    mask = mask.to("cpu", torch.bool)
+    hi = T - mask.flip(1).int().argmax(1)
+    lo = mask.int().argmax(1)
+    if not bool((mask.sum(1) == hi - lo).all()) or not bool(mask.any(1).all()):
+        return None
+    return lo.to(torch.int32), hi.to(torch.int32)
+
+
+@cache
+def _causal_ranges(T: int) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.zeros(T, dtype=torch.int32), torch.arange(1, T + 1, dtype=torch.int32)
+
+
+def attention(q, k, v, scale: float, mask: torch.Tensor | None = None) -> torch.Tensor | None:
+    """:class:`AttentionFunction` on (G, rep * T, hs) queries and (G, T, hs) keys/values, where it applies
+    (kernels available, float32/bfloat16 on the CPU, not compiling, ``mask`` None or rows of contiguous ranges),
+    else None."""
+    if not _takes(q) or torch.compiler.is_compiling():
+        return None
+    ranges = visible_ranges(k.shape[1], mask)
+    if ranges is None:
+        return None
+    return AttentionFunction.apply(q.contiguous(), k.contiguous(), v.contiguous(), float(scale), *ranges)
 
 
 def head_screen(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

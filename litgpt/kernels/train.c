@@ -2,8 +2,8 @@
 //
 // For each row r of `logits` (float32 or bfloat16, `vocab` wide, rows `stride` elements apart) and its target t:
 //     loss[r] = logsumexp(z) - z[t]
-// and the row is overwritten, in its own dtype, with the gradient of that loss:
-//     softmax(z) - onehot(t)
+// and the row is overwritten, in its own dtype, with the gradient of that loss times `scale` (the loss's 1 / N):
+//     scale * (softmax(z) - onehot(t))
 // A row is read three times (maximum; exponentials into a float scratch row; normalise and store), but a row of
 // 49152 bfloat16 logits is 96 KB and the scratch 192 KB, so all but the first read come from the core's L2 cache.
 // PyTorch's log_softmax + backward on a float32 copy of the logits makes about eight passes through main memory.
@@ -14,6 +14,7 @@
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 // e^x for x <= 0 (inputs below -87 are clamped there: their e^x is below 1e-38 and vanishes in any sum with 1).
 // x = n ln2 + r with |r| <= ln2 / 2; e^r by its Taylor series to degree 7 (relative error < 1e-8).
@@ -72,7 +73,7 @@ static inline float hadd(__m256 v) {
 }
 
 // One row: `z` holds `vocab` logits (bf16 when `is_bf16`), `e` is float scratch of at least `vocab`.
-static float xent_row(void *z, int is_bf16, int64_t vocab, int64_t target, float *e) {
+static float xent_row(void *z, int is_bf16, int64_t vocab, int64_t target, float scale, float *e) {
     const uint16_t *zb = (const uint16_t *)z;
     const float *zf = (const float *)z;
     int64_t body = vocab & ~(int64_t)7, j;
@@ -96,7 +97,7 @@ static float xent_row(void *z, int is_bf16, int64_t vocab, int64_t target, float
     float target_logit = is_bf16 ? bf16_value(zb[target]) : zf[target];
     float loss = max + logf(sum) - target_logit;
 
-    float inv = 1.0f / sum;
+    float inv = scale / sum;
     __m256 vinv = _mm256_set1_ps(inv);
     e[target] -= sum;  // (e[t] - sum) / sum = softmax[t] - 1, rounded once
     if (is_bf16) {
@@ -113,7 +114,7 @@ static float xent_row(void *z, int is_bf16, int64_t vocab, int64_t target, float
 
 // Returns 1, or 0 (nothing written) when a target is out of range or scratch memory is short.
 int xent_rows(void *logits, int is_bf16, int64_t rows, int64_t vocab, int64_t stride, const int64_t *targets,
-              float *loss, int threads) {
+              float scale, float *loss, int threads) {
     for (int64_t r = 0; r < rows; r++)
         if (targets[r] < 0 || targets[r] >= vocab) return 0;
     int failed = 0;
@@ -129,7 +130,7 @@ int xent_rows(void *logits, int is_bf16, int64_t rows, int64_t vocab, int64_t st
         if (!failed) {
 #pragma omp for schedule(static)
             for (int64_t r = 0; r < rows; r++)
-                loss[r] = xent_row((char *)logits + r * stride * elt, is_bf16, vocab, targets[r], e);
+                loss[r] = xent_row((char *)logits + r * stride * elt, is_bf16, vocab, targets[r], scale, e);
         }
         free(e);
     }
@@ -227,5 +228,98 @@ void rmsnorm_backward(const void *gy, const void *x, const float *w, const float
                 for (int64_t j = 0; j < dim; j++) gw[j] += load_one(gyr, is_bf16, j) * load_one(xr, is_bf16, j) * s;
             }
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------- attention probabilities
+// Score rows s (float32 or bfloat16, `cols` wide, contiguous) of causal attention: row r holds the scores of query
+// position q = r % T (a block's rows are the query heads of one K/V group, each over T positions), and only the
+// columns [lo[q], hi[q]) are visible to it (causal: [0, q + 1); a sliding window starts later).
+// Forward, in place: p = softmax(scale * s) over the visible columns, exactly 0 elsewhere (no -inf bias to add).
+void attn_softmax(void *s, int is_bf16, int64_t rows, int64_t cols, int64_t T, const int32_t *lo, const int32_t *hi,
+                  float scale, int threads) {
+    int64_t elt = is_bf16 ? 2 : 4;
+#pragma omp parallel num_threads(threads)
+    {
+        float *e = (float *)aligned_alloc(64, ((cols * sizeof(float) + 63) / 64) * 64);
+#pragma omp for schedule(static)
+        for (int64_t r = 0; r < rows; r++) {
+            int64_t q = r % T, a = lo[q], b = hi[q], j;
+            uint16_t *sb = (uint16_t *)((char *)s + r * cols * elt);
+            float *sf = (float *)sb;
+            __m256 vscale = _mm256_set1_ps(scale), vmax = _mm256_set1_ps(-INFINITY);
+            for (j = a; j + 8 <= b; j += 8)
+                vmax = _mm256_max_ps(vmax, is_bf16 ? load_bf16(sb + j) : _mm256_loadu_ps(sf + j));
+            float max = hmax(vmax);
+            for (; j < b; j++) max = fmaxf(max, is_bf16 ? bf16_value(sb[j]) : sf[j]);
+            max *= scale;  // scale > 0
+            __m256 vm = _mm256_set1_ps(max), vsum = _mm256_setzero_ps();
+            for (j = a; j + 8 <= b; j += 8) {
+                __m256 x = is_bf16 ? load_bf16(sb + j) : _mm256_loadu_ps(sf + j);
+                __m256 ex = exp_nonpositive(_mm256_fmsub_ps(x, vscale, vm));
+                _mm256_storeu_ps(e + j, ex);
+                vsum = _mm256_add_ps(vsum, ex);
+            }
+            float sum = hadd(vsum);
+            for (; j < b; j++) {
+                e[j] = expf((is_bf16 ? bf16_value(sb[j]) : sf[j]) * scale - max);
+                sum += e[j];
+            }
+            float inv = 1.0f / sum;
+            __m256 vinv = _mm256_set1_ps(inv);
+            for (j = 0; j < a; j++) store_one(sb, is_bf16, j, 0.0f);
+            for (j = a; j + 8 <= b; j += 8) {
+                __m256 p = _mm256_mul_ps(_mm256_loadu_ps(e + j), vinv);
+                if (is_bf16)
+                    store_bf16(sb + j, p);
+                else
+                    _mm256_storeu_ps(sf + j, p);
+            }
+            for (; j < b; j++) store_one(sb, is_bf16, j, e[j] * inv);
+            if (is_bf16)
+                memset(sb + b, 0, (cols - b) * 2);
+            else
+                memset(sf + b, 0, (cols - b) * 4);
+        }
+        free(e);
+    }
+}
+
+// Backward of the above for dp, the gradient of p, in place: ds = scale * p * (dp - sum_j p_j dp_j), 0 on the
+// columns the row does not see.
+void attn_softmax_backward(const void *p, void *dp, int is_bf16, int64_t rows, int64_t cols, int64_t T,
+                           const int32_t *lo, const int32_t *hi, float scale, int threads) {
+    int64_t elt = is_bf16 ? 2 : 4;
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t q = r % T, a = lo[q], b = hi[q], j;
+        const uint16_t *pb = (const uint16_t *)((const char *)p + r * cols * elt);
+        const float *pf = (const float *)pb;
+        uint16_t *gb = (uint16_t *)((char *)dp + r * cols * elt);
+        float *gf = (float *)gb;
+        __m256 vdot = _mm256_setzero_ps();
+        for (j = a; j + 8 <= b; j += 8) {
+            __m256 pv = is_bf16 ? load_bf16(pb + j) : _mm256_loadu_ps(pf + j);
+            __m256 gv = is_bf16 ? load_bf16(gb + j) : _mm256_loadu_ps(gf + j);
+            vdot = _mm256_fmadd_ps(pv, gv, vdot);
+        }
+        float dot = hadd(vdot);
+        for (; j < b; j++) dot += load_one(pb, is_bf16, j) * load_one(gb, is_bf16, j);
+        __m256 vd = _mm256_set1_ps(dot), vscale = _mm256_set1_ps(scale);
+        for (j = 0; j < a; j++) store_one(gb, is_bf16, j, 0.0f);
+        for (j = a; j + 8 <= b; j += 8) {
+            __m256 pv = is_bf16 ? load_bf16(pb + j) : _mm256_loadu_ps(pf + j);
+            __m256 gv = is_bf16 ? load_bf16(gb + j) : _mm256_loadu_ps(gf + j);
+            __m256 ds = _mm256_mul_ps(_mm256_mul_ps(pv, _mm256_sub_ps(gv, vd)), vscale);
+            if (is_bf16)
+                store_bf16(gb + j, ds);
+            else
+                _mm256_storeu_ps(gf + j, ds);
+        }
+        for (; j < b; j++) store_one(gb, is_bf16, j, scale * load_one(pb, is_bf16, j) * (load_one(gb, is_bf16, j) - dot));
+        if (is_bf16)
+            memset(gb + b, 0, (cols - b) * 2);
+        else
+            memset(gf + b, 0, (cols - b) * 4);
     }
 }
