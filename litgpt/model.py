@@ -245,7 +245,14 @@ class CausalSelfAttention(nn.Module):
         cfg = self.config
         B, T, _ = x.shape
         hs, nh, ng = cfg.head_size, cfg.n_head, cfg.n_query_groups
-        q, k, v = self.qkv(x).split((nh * hs, ng * hs, ng * hs), dim=-1)
+        qkv = self.qkv(x)
+        if input_pos is None and not cfg.norm_qk and torch.is_grad_enabled() and qkv.requires_grad:
+            from litgpt import kernels
+
+            heads = kernels.qkv_heads(qkv, cos, sin, nh, ng, hs, cfg.rope_n_elem)  # training on a CPU: one pass
+            if heads is not None:
+                return self.proj(self.attend(*heads, mask).transpose(1, 2).reshape(B, T, nh * hs))
+        q, k, v = qkv.split((nh * hs, ng * hs, ng * hs), dim=-1)
         if cfg.norm_qk and cfg.norm_qk_type == "olmo2":
             q, k = self.norm_q(q), self.norm_k(k)
         q = q.view(B, T, nh, hs).transpose(1, 2)  # (B, nh, T, hs)

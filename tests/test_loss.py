@@ -238,3 +238,37 @@ def test_repeated_backward_through_the_loss_scales_each_time_from_the_original()
         got = torch.autograd.grad(value * scale, [hidden, head.weight, head.bias], retain_graph=True)
         for g, e in zip(got, expected):
             torch.testing.assert_close(g, e * scale, atol=1e-6, rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "arch",
+    [
+        dict(n_head=6, n_query_groups=2),  # grouped-query attention
+        dict(n_head=4, n_query_groups=4, rotary_percentage=0.25, bias=True),  # partial rotation, a bias on qkv
+    ],
+    ids=["gqa", "partial-rope"],
+)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_qkv_heads_kernel_gives_the_same_training_step(arch, dtype, monkeypatch):
+    """Splitting qkv into heads with rotary embeddings in one pass (kernels.qkv_heads) changes neither the loss
+    nor any gradient."""
+    if not kernels.available():
+        pytest.skip("the C kernels are not available on this machine (no compiler or no AVX2)")
+    torch.manual_seed(0)
+    config = Config(name="tiny", vocab_size=97, padded_vocab_size=128, n_layer=2, n_embd=96, block_size=64, **arch)
+    model = GPT(config).to(dtype)
+    idx, targets = torch.randint(0, 97, (3, 20)), torch.randint(0, 97, (3, 20))
+    taken = []
+    monkeypatch.setattr(kernels.QKVHeadsFunction, "apply", lambda *a, f=kernels.QKVHeadsFunction.apply: taken.append(1) or f(*a))
+    results = []
+    for path in ("kernel", "torch"):
+        if path == "torch":
+            monkeypatch.setattr(kernels, "qkv_heads", lambda *args: None)
+        model.zero_grad(set_to_none=True)
+        value = model(idx, targets=targets)
+        value.backward()
+        results.append([value.detach()] + [p.grad.float() for p in model.parameters()])
+    assert len(taken) == config.n_layer  # the kernel took every layer's heads in the first pass
+    tol = dict(atol=1e-5, rtol=1e-4) if dtype == torch.float32 else dict(atol=2e-2, rtol=2e-2)
+    for ours, theirs in zip(*results):
+        torch.testing.assert_close(ours, theirs, atol=tol["atol"] * max(1.0, theirs.abs().max().item()), rtol=tol["rtol"])

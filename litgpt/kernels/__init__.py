@@ -104,6 +104,9 @@ def _library() -> ctypes.CDLL | None:
     lib.rmsnorm_forward.argtypes = [p, p, p, p, i32, i64, i64, ctypes.c_float, i32]
     lib.rmsnorm_backward.argtypes = [p, p, p, p, p, p, i32, i64, i64, i32]
     lib.dropout_mask.argtypes = [p, i32, i64, ctypes.c_double, ctypes.c_uint64, i32]
+    heads = [p, p, p, p, p, p, i32, i64, i64, i64, i64, i64, i64, i32]
+    lib.qkv_heads_forward.argtypes = [p, i64, *heads[1:]]
+    lib.qkv_heads_backward.argtypes = heads
     lib.attn_softmax.argtypes = [p, i32, i64, i64, i64, p, p, ctypes.c_float, i32]
     lib.attn_softmax_backward.argtypes = [p, p, i32, i64, i64, i64, p, p, ctypes.c_float, i32]
     lib.has_avx512_bf16.restype = i32
@@ -288,6 +291,54 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float, unit_offset: boo
     # the kernel reads a float32 copy of the scale; the weight's gradient comes back through the second input
     scale = (weight.detach().float() + 1.0) if unit_offset else weight.detach().float().contiguous()
     return RMSNormFunction.apply(x.contiguous(), weight, scale, float(eps))
+
+
+class QKVHeadsFunction(torch.autograd.Function):
+    """The fused qkv projection's output (B, T, (nh + 2 ng) * hs) split into contiguous heads q (B, nh, T, hs),
+    k and v (B, ng, T, hs), with rotary embeddings on the first ``n_elem`` features of q and k (``cos``/``sin``:
+    float32 (T, n_elem)), in one pass (``train.c``); the backward writes the qkv gradient in one pass as well.
+    PyTorch's split, transposes, rotation (a dozen operators, float32 copies) and the copies that make the heads
+    contiguous for attention, in each direction, become one pass each."""
+
+    @staticmethod
+    def forward(ctx, qkv, cos, sin, nh, ng, hs, n_elem):
+        B, T, _ = qkv.shape
+        q = qkv.new_empty(B, nh, T, hs)
+        k, v = qkv.new_empty(B, ng, T, hs), qkv.new_empty(B, ng, T, hs)
+        _library().qkv_heads_forward(
+            qkv.data_ptr(), qkv.stride(1), q.data_ptr(), k.data_ptr(), v.data_ptr(), cos.data_ptr(), sin.data_ptr(),
+            int(qkv.dtype == torch.bfloat16), B, T, nh, ng, hs, n_elem, torch.get_num_threads(),
+        )  # fmt: skip
+        ctx.save_for_backward(cos, sin)
+        ctx.shape = (B, T, nh, ng, hs, n_elem)
+        return q, k, v
+
+    @staticmethod
+    def backward(ctx, gq, gk, gv):
+        cos, sin = ctx.saved_tensors
+        B, T, nh, ng, hs, n_elem = ctx.shape
+        ref = next(g for g in (gq, gk, gv) if g is not None)
+        gq, gk, gv = (torch.zeros(B, n, T, hs, dtype=ref.dtype) if g is None else g.contiguous()
+                      for g, n in ((gq, nh), (gk, ng), (gv, ng)))  # fmt: skip
+        grad = gq.new_empty(B, T, (nh + 2 * ng) * hs)
+        _library().qkv_heads_backward(
+            gq.data_ptr(), gk.data_ptr(), gv.data_ptr(), grad.data_ptr(), cos.data_ptr(), sin.data_ptr(),
+            int(grad.dtype == torch.bfloat16), B, T, nh, ng, hs, n_elem, torch.get_num_threads(),
+        )  # fmt: skip
+        return grad, None, None, None, None, None, None
+
+
+def qkv_heads(qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, nh: int, ng: int, hs: int, n_elem: int):
+    """:class:`QKVHeadsFunction` where it applies (kernels available, float32/bfloat16 on the CPU, rows of unit
+    stride, one (T, n_elem) float32 table for the batch, not compiling), else None."""
+    B, T, width = qkv.shape
+    if not _takes(qkv) or torch.compiler.is_compiling() or qkv.stride(2) != 1 or width != (nh + 2 * ng) * hs:
+        return None
+    if cos.shape != (T, n_elem) or cos.dtype != torch.float32 or cos.device.type != "cpu" or n_elem % 2:
+        return None
+    if qkv.stride(0) != T * qkv.stride(1):
+        qkv = qkv.contiguous()
+    return QKVHeadsFunction.apply(qkv, cos.contiguous(), sin.contiguous(), nh, ng, hs, n_elem)
 
 
 class AttentionFunction(torch.autograd.Function):

@@ -323,3 +323,82 @@ void attn_softmax_backward(const void *p, void *dp, int is_bf16, int64_t rows, i
             memset(gf + b, 0, (cols - b) * 4);
     }
 }
+
+// --------------------------------------------------------------------------------------- query/key/value heads
+// The fused qkv projection's output (B, T, (nh + 2 ng) * hs; rows `row_stride` elements apart) to contiguous
+// heads q (B, nh, T, hs), k and v (B, ng, T, hs), with rotary embeddings (rotate-half convention) on the first
+// n_elem features of q and k: out[j] = x[j] c[j] - x[j + h] s[j], out[j + h] = x[j + h] c[j + h] + x[j] s[j + h]
+// for j < h = n_elem / 2, with c, s the float32 (T, n_elem) tables of position t; features past n_elem and v are
+// copied. Computed in float32 and rounded once, as PyTorch's expression does.
+static inline void rope_row(const void *x, void *o, const float *c, const float *s, int64_t hs, int64_t n_elem,
+                            int is_bf16) {
+    int64_t h = n_elem / 2;
+#pragma omp simd
+    for (int64_t j = 0; j < h; j++) {
+        float a = load_one(x, is_bf16, j), b = load_one(x, is_bf16, j + h);
+        store_one(o, is_bf16, j, a * c[j] - b * s[j]);
+        store_one(o, is_bf16, j + h, b * c[j + h] + a * s[j + h]);
+    }
+    for (int64_t j = n_elem; j < hs; j++) store_one(o, is_bf16, j, load_one(x, is_bf16, j));
+}
+
+// The transpose of the above (the rotation by -angle): gx[j] = g[j] c[j] + g[j + h] s[j + h],
+// gx[j + h] = g[j + h] c[j + h] - g[j] s[j].
+static inline void rope_row_backward(const void *g, void *gx, const float *c, const float *s, int64_t hs,
+                                     int64_t n_elem, int is_bf16) {
+    int64_t h = n_elem / 2;
+#pragma omp simd
+    for (int64_t j = 0; j < h; j++) {
+        float a = load_one(g, is_bf16, j), b = load_one(g, is_bf16, j + h);
+        store_one(gx, is_bf16, j, a * c[j] + b * s[j + h]);
+        store_one(gx, is_bf16, j + h, b * c[j + h] - a * s[j]);
+    }
+    for (int64_t j = n_elem; j < hs; j++) store_one(gx, is_bf16, j, load_one(g, is_bf16, j));
+}
+
+static inline void heads_pass(void *qkv, int64_t row_stride, void *q, void *k, void *v, const float *cos,
+                              const float *sin, int is_bf16, int backward, int64_t B, int64_t T, int64_t nh,
+                              int64_t ng, int64_t hs, int64_t n_elem, int threads) {
+    int64_t elt = is_bf16 ? 2 : 4, heads = nh + 2 * ng;
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t bt = 0; bt < B * T; bt++) {
+        int64_t b = bt / T, t = bt % T;
+        char *row = (char *)qkv + bt * row_stride * elt;
+        const float *c = cos + t * n_elem, *s = sin + t * n_elem;
+        for (int64_t head = 0; head < heads; head++) {
+            char *x = row + head * hs * elt, *o;
+            if (head < nh)
+                o = (char *)q + ((b * nh + head) * T + t) * hs * elt;
+            else if (head < nh + ng)
+                o = (char *)k + ((b * ng + head - nh) * T + t) * hs * elt;
+            else
+                o = (char *)v + ((b * ng + head - nh - ng) * T + t) * hs * elt;
+            int64_t rotated = head < nh + ng ? n_elem : 0;
+            if (backward) {
+                if (is_bf16)
+                    rope_row_backward(o, x, c, s, hs, rotated, 1);
+                else
+                    rope_row_backward(o, x, c, s, hs, rotated, 0);
+            } else {
+                if (is_bf16)
+                    rope_row(x, o, c, s, hs, rotated, 1);
+                else
+                    rope_row(x, o, c, s, hs, rotated, 0);
+            }
+        }
+    }
+}
+
+void qkv_heads_forward(const void *qkv, int64_t row_stride, void *q, void *k, void *v, const float *cos,
+                       const float *sin, int is_bf16, int64_t B, int64_t T, int64_t nh, int64_t ng, int64_t hs,
+                       int64_t n_elem, int threads) {
+    heads_pass((void *)qkv, row_stride, q, k, v, cos, sin, is_bf16, 0, B, T, nh, ng, hs, n_elem, threads);
+}
+
+// gq, gk, gv (contiguous, shaped as q, k, v) to the gradient of the qkv output (B, T, (nh + 2 ng) * hs), contiguous.
+void qkv_heads_backward(const void *gq, const void *gk, const void *gv, void *gqkv, const float *cos,
+                        const float *sin, int is_bf16, int64_t B, int64_t T, int64_t nh, int64_t ng, int64_t hs,
+                        int64_t n_elem, int threads) {
+    heads_pass(gqkv, (nh + 2 * ng) * hs, (void *)gq, (void *)gk, (void *)gv, cos, sin, is_bf16, 1, B, T, nh, ng,
+               hs, n_elem, threads);
+}
