@@ -13,7 +13,8 @@ see :func:`register_for_compile`) so the compiled decode step stays one graph. O
 bfloat16 kernel multiplies bfloat16 pairs natively (``LITGPT_KERNELS_AVX512=0`` or :func:`allow_avx512` keeps the
 AVX2 path). The same library holds ``step.c``, the whole decode step of one sequence (see :mod:`.fused`), and
 ``train.c``, pieces of CPU training: cross entropy rows (:func:`cross_entropy_rows_`, for :mod:`litgpt.loss`), RMSNorm
-forward and backward (:func:`rms_norm`) and dropout masks (:func:`dropout_mask`).
+forward and backward (:func:`rms_norm`), dropout masks (:func:`dropout_mask`), the qkv output to rotated heads
+(:func:`qkv_heads`) and the softmax of training attention (:func:`attention`).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import torch.nn.functional as F
 
 from litgpt.kernels import gemm
 
-# step.c: fused.py; head.c: the top logits for step.c; train.c: loss, norms, dropout
+# step.c: fused.py; head.c: the top logits for step.c; train.c: loss, norms, dropout, heads, attention softmax
 SOURCES = [Path(__file__).with_name(n) for n in ("gemv.c", "step.c", "head.c", "train.c")]
 FLAGS = ["-O3", "-mavx2", "-mfma", "-fopenmp", "-fPIC", "-shared"]
 MAX_ROWS = 8  # activation rows per kernel call (the C side's MAX_M)
