@@ -242,16 +242,22 @@ class CausalSelfAttention(nn.Module):
         self.kv_cache: KVCache | None = None
 
     def forward(self, x, cos, sin, mask, input_pos, input_pos_maxp1=None) -> torch.Tensor:
-        cfg = self.config
         B, T, _ = x.shape
-        hs, nh, ng = cfg.head_size, cfg.n_head, cfg.n_query_groups
         qkv = self.qkv(x)
-        if input_pos is None and not cfg.norm_qk and torch.is_grad_enabled() and qkv.requires_grad:
-            from litgpt import kernels
+        heads = self.training_heads(qkv, cos, sin) if input_pos is None else None
+        q, k, v = heads if heads is not None else self.heads(qkv, cos, sin)
+        if input_pos is not None:
+            k, v = self.kv_cache.update(input_pos, k, v)
+            if input_pos_maxp1 is not None:
+                k, v = k[:, :, :input_pos_maxp1], v[:, :, :input_pos_maxp1]
+        y = self.attend(q, k, v, mask)
+        return self.proj(y.transpose(1, 2).reshape(B, T, self.config.n_head * self.config.head_size))
 
-            heads = kernels.qkv_heads(qkv, cos, sin, nh, ng, hs, cfg.rope_n_elem)  # training on a CPU: one pass
-            if heads is not None:
-                return self.proj(self.attend(*heads, mask).transpose(1, 2).reshape(B, T, nh * hs))
+    def heads(self, qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """q (B, nh, T, hs), k and v (B, ng, T, hs) from the qkv output, with q/k norms and rotary embeddings."""
+        cfg = self.config
+        B, T, _ = qkv.shape
+        hs, nh, ng = cfg.head_size, cfg.n_head, cfg.n_query_groups
         q, k, v = qkv.split((nh * hs, ng * hs, ng * hs), dim=-1)
         if cfg.norm_qk and cfg.norm_qk_type == "olmo2":
             q, k = self.norm_q(q), self.norm_k(k)
@@ -260,14 +266,17 @@ class CausalSelfAttention(nn.Module):
         v = v.view(B, T, ng, hs).transpose(1, 2)
         if cfg.norm_qk and cfg.norm_qk_type != "olmo2":
             q, k = self.norm_q(q), self.norm_k(k)
-        q = apply_rope(q, cos, sin, cfg.rope_n_elem)
-        k = apply_rope(k, cos, sin, cfg.rope_n_elem)
-        if input_pos is not None:
-            k, v = self.kv_cache.update(input_pos, k, v)
-            if input_pos_maxp1 is not None:
-                k, v = k[:, :, :input_pos_maxp1], v[:, :, :input_pos_maxp1]
-        y = self.attend(q, k, v, mask)
-        return self.proj(y.transpose(1, 2).reshape(B, T, nh * hs))
+        return apply_rope(q, cos, sin, cfg.rope_n_elem), apply_rope(k, cos, sin, cfg.rope_n_elem), v
+
+    def training_heads(self, qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> tuple | None:
+        """:meth:`heads` in one pass each way for CPU training (``litgpt.kernels.qkv_heads``: layers without q/k
+        norms), else None."""
+        cfg = self.config
+        if cfg.norm_qk or not torch.is_grad_enabled() or not qkv.requires_grad:
+            return None
+        from litgpt import kernels
+
+        return kernels.qkv_heads(qkv, cos, sin, cfg.n_head, cfg.n_query_groups, cfg.head_size, cfg.rope_n_elem)
 
     def attend(self, q, k, v, mask) -> torch.Tensor:
         cfg = self.config
