@@ -8,6 +8,7 @@ would need to run code or rebuild arbitrary objects is refused with a :class:`Li
 from __future__ import annotations
 
 import ctypes
+import functools
 import mmap
 import pickle
 import sys
@@ -135,6 +136,11 @@ def _few(names: list[str], n: int = 5) -> str:
     return ", ".join(names[:n]) + (f" (and {len(names) - n} more)" if len(names) > n else "")
 
 
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None)
+
+
 class MappedFile:
     """Where a weights file is memory-mapped into this process (read from ``/proc/self/maps``; Linux only), so that
     the resident pages of a tensor read from it can be let go once the tensor has been copied (cast to another dtype,
@@ -169,7 +175,7 @@ class MappedFile:
         begin, page = tensor.data_ptr(), mmap.PAGESIZE
         low, high = -(-begin // page) * page, (begin + tensor.nbytes) // page * page
         if high > low and any(a <= low and high <= b for a, b in self.ranges):
-            ctypes.CDLL(None).madvise(ctypes.c_void_p(low), ctypes.c_size_t(high - low), self.MADV_DONTNEED)
+            _libc().madvise(ctypes.c_void_p(low), ctypes.c_size_t(high - low), self.MADV_DONTNEED)
 
     def copy(self, t: torch.Tensor, device: torch.device | str, dtype: torch.dtype) -> torch.Tensor:
         """``t.to(device, dtype)``, letting go of ``t``'s pages as the copy is made (a large tensor in row slices,
