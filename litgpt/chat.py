@@ -55,7 +55,7 @@ def main(
         top_p: Nucleus sampling threshold in [0, 1]; 0 means greedy.
         temperature: Sampling temperature; 0 means greedy.
         quantize: Weight quantization for inference.
-        precision: Weight dtype, e.g. "bf16-true" or "32-true".
+        precision: Weight dtype, e.g. "bf16-true" or "32-true" (default: as `litgpt generate`).
         multiline: Read several lines per prompt; finish a prompt with a line `!submit`.
         sys_prompt: An optional system prompt.
         access_token: Hugging Face token for gated repos (default: $HF_TOKEN).

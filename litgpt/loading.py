@@ -176,11 +176,15 @@ def load_model(
 
 
 def default_dtype(device: torch.device | str) -> torch.dtype:
-    """bfloat16 where the hardware has it, else float32."""
+    """The inference dtype when no precision is given: bfloat16 where the hardware computes in it (GPUs that
+    support it, as the established release; CPUs with AVX512-BF16, where decoding is about 2x faster than in float32
+    and needs half the memory), float16 on other GPUs, float32 on other CPUs (whose bfloat16 products are slow)."""
     device = torch.device(device)
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.float32
+    from litgpt import kernels
+
+    return torch.bfloat16 if device.type == "cpu" and kernels.native_bf16() else torch.float32
 
 
 def parse_precision(precision: str | None, device: torch.device | str) -> torch.dtype:

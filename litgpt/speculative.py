@@ -140,7 +140,7 @@ def main(
         top_k: Sample among the k most likely tokens (None: all).
         top_p: Nucleus sampling threshold in [0, 1].
         temperature: Sampling temperature; 0 means greedy (identical to the target alone).
-        precision: Weight dtype, e.g. "bf16-true" or "32-true".
+        precision: Weight dtype, e.g. "bf16-true" or "32-true" (default: as `litgpt generate`).
     """
     from litgpt.api import LLM
     from litgpt.loading import resolve_checkpoint

@@ -13,6 +13,14 @@ from litgpt.errors import LitGPTError
 GREEDY = dict(temperature=0, max_new_tokens=20)
 
 
+def load_float32(checkpoint) -> LLM:
+    """One device in float32: the tests that compare two ways of computing the same tokens exactly (bfloat16, the
+    default on CPUs with AVX512-BF16, rounds differently along each way)."""
+    llm = LLM.load(checkpoint, distribute=None)
+    llm.distribute(precision="32-true")
+    return llm
+
+
 def test_generate_stream_and_token_ids_agree(tiny_checkpoint):
     llm = LLM.load(tiny_checkpoint)
     text = llm.generate("Llamas eat", **GREEDY)
@@ -25,7 +33,7 @@ def test_generate_stream_and_token_ids_agree(tiny_checkpoint):
 
 
 def test_batched_generation_equals_one_by_one(tiny_checkpoint):
-    llm = LLM.load(tiny_checkpoint)
+    llm = load_float32(tiny_checkpoint)
     prompts = ["Llamas eat", "The quick brown fox jumps over the", "def"]
     together = llm.generate(prompts, return_as_token_ids=True, **GREEDY)
     alone = [llm.generate(p, return_as_token_ids=True, **GREEDY) for p in prompts]
@@ -44,6 +52,19 @@ def test_benchmark_and_markdown_table(tiny_checkpoint):
     assert "nan" not in table.lower() and "Tokens generated" in table
 
 
+@pytest.mark.parametrize("native_bf16", [True, False], ids=["avx512-bf16", "no-bf16"])
+def test_default_precision_on_a_cpu_follows_its_bfloat16_support(tiny_checkpoint, monkeypatch, native_bf16):
+    from litgpt import kernels
+    from litgpt.loading import default_dtype
+
+    monkeypatch.setattr(kernels, "native_bf16", lambda: native_bf16)
+    expected = torch.bfloat16 if native_bf16 else torch.float32
+    assert default_dtype("cpu") == expected
+    llm = LLM.load(tiny_checkpoint)
+    assert {p.dtype for p in llm.model.parameters()} == {expected}
+    assert len(llm.generate("Llamas eat", return_as_token_ids=True, **GREEDY)) > 0
+
+
 def test_unplaced_model_and_strategy_errors(tiny_checkpoint):
     llm = LLM.load(tiny_checkpoint, distribute=None)
     with pytest.raises(LitGPTError, match="distribute"):
@@ -55,9 +76,11 @@ def test_unplaced_model_and_strategy_errors(tiny_checkpoint):
 
 
 def test_sequential_strategy_matches_single_device(tiny_checkpoint):
-    ref = LLM.load(tiny_checkpoint).generate("Llamas eat", return_as_token_ids=True, **GREEDY)
+    ref = load_float32(tiny_checkpoint).generate("Llamas eat", return_as_token_ids=True, **GREEDY)
     llm = LLM.load(tiny_checkpoint, distribute=None)
-    llm.distribute(accelerator="cpu", devices=2, generate_strategy="sequential", fixed_kv_cache_size=64)
+    llm.distribute(
+        accelerator="cpu", devices=2, precision="32-true", generate_strategy="sequential", fixed_kv_cache_size=64
+    )
     assert llm.generate("Llamas eat", return_as_token_ids=True, **GREEDY).tolist() == ref.tolist()
     hooks = [len(b._forward_pre_hooks) for b in llm.model.transformer.h]
     assert hooks == [1, 1]  # every stage hands activations over to its device
@@ -68,7 +91,7 @@ def test_tensor_parallel_two_processes_match_one(tmp_path, groups):
     from tests.conftest import build_tiny_checkpoint
 
     tiny_checkpoint = build_tiny_checkpoint(tmp_path / "tiny", n_query_groups=groups)
-    ref = LLM.load(tiny_checkpoint).generate("Llamas eat", return_as_token_ids=True, **GREEDY)
+    ref = load_float32(tiny_checkpoint).generate("Llamas eat", return_as_token_ids=True, **GREEDY)
     script = tmp_path / "tp.py"
     script.write_text(textwrap.dedent(f"""
         import sys
@@ -77,7 +100,7 @@ def test_tensor_parallel_two_processes_match_one(tmp_path, groups):
 
         if __name__ == "__main__":
             llm = LLM.load({str(tiny_checkpoint)!r}, distribute=None)
-            llm.distribute(accelerator="cpu", devices=2, generate_strategy="tensor_parallel")
+            llm.distribute(accelerator="cpu", devices=2, precision="32-true", generate_strategy="tensor_parallel")
             greedy = llm.generate("Llamas eat", temperature=0, max_new_tokens=20, return_as_token_ids=True)
             sampled = llm.generate("Llamas eat", temperature=0.8, top_k=50, max_new_tokens=20, return_as_token_ids=True)
             with open({str(tmp_path)!r} + f"/out.{{dist.get_rank()}}", "w") as f:
@@ -117,9 +140,9 @@ def test_real_model_sequential_and_tensor_parallel_match_one_process(offline_wor
     monkeypatch.chdir(offline_workdir)
     checkpoint = (offline_workdir / resolve_checkpoint("HuggingFaceTB/SmolLM2-135M-Instruct")).resolve()
     prompt = "What food do llamas eat?"
-    ref = LLM.load(checkpoint).generate(prompt, return_as_token_ids=True, **GREEDY).tolist()
+    ref = load_float32(checkpoint).generate(prompt, return_as_token_ids=True, **GREEDY).tolist()
     llm = LLM.load(checkpoint, distribute=None)
-    llm.distribute(accelerator="cpu", devices=2, generate_strategy="sequential")
+    llm.distribute(accelerator="cpu", devices=2, precision="32-true", generate_strategy="sequential")
     assert llm.generate(prompt, return_as_token_ids=True, **GREEDY).tolist() == ref
     script = tmp_path / "tp_real.py"
     script.write_text(textwrap.dedent(f"""
@@ -128,7 +151,7 @@ def test_real_model_sequential_and_tensor_parallel_match_one_process(offline_wor
 
         if __name__ == "__main__":
             llm = LLM.load({str(checkpoint)!r}, distribute=None)
-            llm.distribute(accelerator="cpu", devices=2, generate_strategy="tensor_parallel")
+            llm.distribute(accelerator="cpu", devices=2, precision="32-true", generate_strategy="tensor_parallel")
             out = llm.generate({prompt!r}, temperature=0, max_new_tokens=20, return_as_token_ids=True)
             with open({str(tmp_path)!r} + f"/real.{{dist.get_rank()}}", "w") as f:
                 f.write(repr(out.tolist()))
