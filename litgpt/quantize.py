@@ -5,8 +5,10 @@ Modes:
 * ``int8``: one symmetric scale per output channel (``w ≈ q * scale``, ``q`` in [-127, 127]).
 * ``int4``: asymmetric groups of ``group_size`` input features (``w ≈ (q - 8) * scale + zero``, ``q`` in [0, 15]),
   stored two values a byte.
-* ``bnb.nf4``, ``bnb.nf4-dq``, ``bnb.fp4``, ``bnb.fp4-dq``, ``bnb.int8``: bitsandbytes' layers, CUDA only (``-dq`` also
-  quantizes the 4-bit scales).
+* ``bnb.nf4``, ``bnb.nf4-dq``, ``bnb.fp4``, ``bnb.fp4-dq``, ``bnb.int8``: bitsandbytes' layers (``-dq`` also
+  quantizes the 4-bit scales), on a CUDA GPU, or on the CPU with a bitsandbytes release that has its CPU backend
+  (0.50 is tested; the established release allows them on CUDA only). On the CPU they are slower than
+  ``int8``/``int4``.
 
 On the CPU, inputs of up to ``kernels.kernel_rows`` rows (decode steps, small batches) run our weight-only kernels
 (:mod:`litgpt.kernels`, which read the int8/int4 codes directly); larger ones (a prefill) take one dense matrix
@@ -29,6 +31,7 @@ soon as its replacement exists, so two full copies of the model never coexist.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -54,14 +57,42 @@ def check_mode(mode: str, device_type: str = "cpu", generate_strategy: str | Non
     if generate_strategy is not None:
         raise LitGPTError(f"quantize={mode!r} works with a single device (generate_strategy=None)")
     if mode.startswith("bnb."):
-        if device_type != "cuda" or not torch.cuda.is_available():
+        if device_type not in ("cuda", "cpu") or (device_type == "cuda" and not torch.cuda.is_available()):
+            raise LitGPTError(f"quantize={mode!r} runs on a CUDA GPU or the CPU, not on {device_type!r}")
+        bnb = import_bitsandbytes(mode)
+        if device_type == "cpu" and not bnb_runs_on_cpu():
             raise LitGPTError(
-                f"quantize={mode!r} needs a CUDA GPU and the bitsandbytes package; on this machine use 'int8' or 'int4'"
+                f"quantize={mode!r} on the CPU needs a bitsandbytes release with its CPU backend (installed: "
+                f"{bnb.__version__}): pip install -U bitsandbytes, or use 'int8' or 'int4'"
             )
-        try:
-            import bitsandbytes  # noqa: F401
-        except ImportError:
-            raise LitGPTError(f"quantize={mode!r} needs bitsandbytes: pip install bitsandbytes") from None
+
+
+def import_bitsandbytes(mode: str):
+    """The bitsandbytes module, or a one-line error saying how to install it. Its import warns, on CPUs with
+    AVX512-BF16, that an optional kernel package from the Hugging Face Hub is missing; its own CPU code runs instead,
+    so that warning is kept quiet."""
+    import logging
+
+    log = logging.getLogger("bitsandbytes.backends.cpu.ops")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        import bitsandbytes
+    except ImportError:
+        raise LitGPTError(f"quantize={mode!r} needs bitsandbytes: pip install bitsandbytes") from None
+    finally:
+        log.setLevel(level)
+    return bitsandbytes
+
+
+@functools.cache
+def bnb_runs_on_cpu() -> bool:
+    """Whether the installed bitsandbytes quantizes and multiplies on the CPU (tried on a small 4-bit layer)."""
+    try:
+        probe = bnb_linear("bnb.nf4", torch.ones(64, 64), None, torch.float32, torch.device("cpu"))
+        return bool(torch.isfinite(probe(torch.ones(1, 64))).all())
+    except Exception:  # older releases: no CPU kernels registered, or a CUDA-only library
+        return False
 
 
 def has_op(name: str) -> bool:
@@ -240,9 +271,11 @@ def _dense_product(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
 class BnbLinear(nn.Module):
     """A bitsandbytes layer behind the same ``weight`` stand-in as the other quantized layers."""
 
-    def __init__(self, inner: nn.Module, dtype: torch.dtype, device: torch.device) -> None:
+    def __init__(self, inner: nn.Module, dtype: torch.dtype, device: torch.device, mode: str) -> None:
         super().__init__()
         self.inner = inner
+        # LLM.int8() multiplies float16 inputs (it casts others, warning at every call)
+        self.input_dtype = torch.float16 if mode == "bnb.int8" else None
         self.in_features, self.out_features = inner.in_features, inner.out_features
         self.register_buffer("compute_dtype_marker", torch.empty(0, dtype=dtype, device=device), persistent=False)
 
@@ -251,7 +284,7 @@ class BnbLinear(nn.Module):
         return self.compute_dtype_marker
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.inner(x).to(x.dtype)
+        return self.inner(x if self.input_dtype is None else x.to(self.input_dtype)).to(x.dtype)
 
 
 # ----------------------------------------------------------------------------------------------------- the numbers
@@ -362,7 +395,6 @@ def quantize_model(
     given, is called on each float weight once its layer is quantized (:meth:`litgpt.checkpoint.MappedFile.release`
     lets go of a memory-mapped weight's pages).
     """
-    check_mode(mode, "cuda" if mode.startswith("bnb.") else "cpu")
     layers = linear_layers(model, include_lm_head)
     if not layers:
         return model
@@ -372,8 +404,7 @@ def quantize_model(
         raise LitGPTError("the model's weights are not materialised (meta device); load them before quantizing")
     if dtype is None:
         dtype = first.dtype if first.dtype.is_floating_point else torch.float32
-    if mode.startswith("bnb.") and device.type != "cuda":
-        raise LitGPTError(f"quantize={mode!r} needs the model on a CUDA device, not {device.type}")
+    check_mode(mode, device.type)
     with torch.no_grad():
         for name, layer in layers:
             weight = layer.weight.detach().to(device=device)
@@ -397,8 +428,8 @@ def quantize_model(
 
 
 def bnb_linear(mode: str, weight: torch.Tensor, bias: torch.Tensor | None, dtype: torch.dtype, device) -> BnbLinear:
-    """A bitsandbytes layer holding ``weight`` quantized on ``device`` (bitsandbytes quantizes on the move to CUDA)."""
-    import bitsandbytes as bnb
+    """A bitsandbytes layer holding ``weight`` quantized on ``device`` (bitsandbytes quantizes on the move there)."""
+    bnb = import_bitsandbytes(mode)
 
     out_features, in_features = weight.shape
     has_bias = bias is not None
@@ -418,7 +449,7 @@ def bnb_linear(mode: str, weight: torch.Tensor, bias: torch.Tensor | None, dtype
     if has_bias:
         inner.bias = nn.Parameter(bias.to("cpu", dtype), requires_grad=False)
     inner = inner.to(device)  # quantizes here
-    return BnbLinear(inner, dtype, device)
+    return BnbLinear(inner, dtype, device, mode)
 
 
 def load_quantized(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -224,34 +225,81 @@ def test_unknown_mode_lists_the_valid_ones(tiny_checkpoint):
         llm.distribute(accelerator="cpu", quantize="int8", devices=2, generate_strategy="sequential")
 
 
-@pytest.mark.parametrize("mode", [m for m in MODES if m.startswith("bnb.")])
-def test_bnb_on_cpu_is_a_clear_error(tiny_checkpoint, mode):
+BNB_MODES = [m for m in MODES if m.startswith("bnb.")]
+
+
+def needs_bnb(device: str) -> None:
+    if device == "cuda" and not torch.cuda.is_available():
+        pytest.skip("CUDA is not available: the CPU case runs the same code")
+    pytest.importorskip("bitsandbytes", reason="bitsandbytes is not installed (the test extra brings it)")
+    from litgpt.quantize import bnb_runs_on_cpu
+
+    if device == "cpu" and not bnb_runs_on_cpu():
+        pytest.skip("the installed bitsandbytes has no CPU backend")
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
+@pytest.mark.parametrize("mode", BNB_MODES)
+def test_bnb_modes(tiny_checkpoint, mode, device):
+    """bitsandbytes' layers (CUDA, and the CPU with a release that has its CPU backend) in the whole model."""
+    needs_bnb(device)
     from litgpt.api import LLM
+    from litgpt.quantize import BnbLinear
 
-    llm = LLM.load(tiny_checkpoint, distribute=None)
-    with pytest.raises(LitGPTError, match="needs a CUDA GPU and the bitsandbytes package") as info:
-        llm.distribute(accelerator="cpu", quantize=mode)
-    assert "\n" not in str(info.value)
+    def logits(quantize):
+        llm = LLM.load(tiny_checkpoint, distribute=None)
+        llm.distribute(accelerator=device, precision="bf16-true", quantize=quantize)
+        with torch.inference_mode():
+            return llm, llm.model(x).float()
 
-
-@pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="bitsandbytes quantization needs a CUDA GPU")
-@pytest.mark.parametrize("mode", [m for m in MODES if m.startswith("bnb.")])
-def test_bnb_modes_on_cuda(tiny_checkpoint, mode):
-    pytest.importorskip("bitsandbytes", reason="bitsandbytes is not installed")
-    from litgpt.api import LLM
-
-    ref = LLM.load(tiny_checkpoint, distribute=None)
-    ref.distribute(accelerator="cuda", precision="bf16-true")
-    x = torch.randint(0, 320, (1, 16), device="cuda")
-    with torch.inference_mode():
-        expected = ref.model(x).float()
-    llm = LLM.load(tiny_checkpoint, distribute=None)
-    llm.distribute(accelerator="cuda", precision="bf16-true", quantize=mode)
-    with torch.inference_mode():
-        got = llm.model(x).float()
-    assert rel_err(got, expected) < (0.1 if mode == "bnb.int8" else 0.3)
+    x = torch.randint(0, 320, (1, 16), device=device)
+    _, expected = logits(None)
+    llm, got = logits(mode)
+    assert isinstance(llm.model.transformer.h[0].attn.qkv, BnbLinear)
+    assert got.device.type == device
+    if mode == "bnb.int8":
+        assert rel_err(got, expected) < 0.1
+    else:  # 4 bits of a tiny random model are far from its float weights: as far as our int4 (garbage is ~1.4)
+        assert rel_err(got, expected) < 1.5 * rel_err(logits("int4")[1], expected)
     assert 0 < len(llm.generate("Llamas eat", max_new_tokens=5, temperature=0, return_as_token_ids=True)) <= 5
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
+@pytest.mark.parametrize("mode", [m for m in BNB_MODES if m != "bnb.int8"])
+def test_bnb_4bit_layer_computes_with_its_dequantized_weight(mode, device):
+    """One layer, bias and compute dtype included, against bitsandbytes' own dequantization of its codes (read
+    before the first forward: on CPUs with AVX512-BF16 bitsandbytes repacks the codes for its kernel then)."""
+    needs_bnb(device)
+    from bitsandbytes.functional import dequantize_4bit
+
+    from litgpt.quantize import bnb_linear
+
+    torch.manual_seed(0)
+    weight, bias = torch.randn(96, 64) * 0.05, torch.randn(96) * 0.05
+    layer = bnb_linear(mode, weight, bias, torch.bfloat16, torch.device(device)).eval()
+    dequantized = dequantize_4bit(layer.inner.weight.data, layer.inner.weight.quant_state).float()
+    assert 0.05 < rel_err(dequantized.cpu(), weight) < 0.15  # 4 bits
+    x = torch.randn(5, 64, device=device)
+    with torch.inference_mode():
+        got = layer(x)
+    assert got.dtype == torch.float32  # the input's dtype back
+    assert rel_err(got, F.linear(x, dequantized, bias.to(device))) < 0.01
+
+
+def test_bnb_errors_are_one_line(tiny_checkpoint, monkeypatch):
+    import litgpt.quantize as quantize
+    from litgpt.api import LLM
+
+    llm = LLM.load(tiny_checkpoint, distribute=None)
+    monkeypatch.setitem(sys.modules, "bitsandbytes", None)  # not installed
+    with pytest.raises(LitGPTError, match="needs bitsandbytes: pip install bitsandbytes") as info:
+        llm.distribute(accelerator="cpu", quantize="bnb.nf4")
+    assert "\n" not in str(info.value)
+    monkeypatch.setitem(sys.modules, "bitsandbytes", types.SimpleNamespace(__version__="0.42.0"))
+    monkeypatch.setattr(quantize, "bnb_runs_on_cpu", lambda: False)  # a release without the CPU backend
+    with pytest.raises(LitGPTError, match=r"CPU backend \(installed: 0.42.0\).*'int8' or 'int4'") as info:
+        llm.distribute(accelerator="cpu", quantize="bnb.int8")
+    assert "\n" not in str(info.value)
 
 
 def test_cli_generate_quantize_int8(tiny_checkpoint):
