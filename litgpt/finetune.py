@@ -158,7 +158,8 @@ COMMON_DOC = """
             exist), a step-NNNNNN folder, or false.
 """
 LORA_DOC = """
-        quantize: Quantize the frozen base weights with bitsandbytes (QLoRA; needs a CUDA GPU).
+        quantize: Quantize the frozen base weights with bitsandbytes (QLoRA; on a CUDA GPU, or on the CPU with a
+            bitsandbytes release that has its CPU backend).
         lora_r: The LoRA rank.
         lora_alpha: The LoRA alpha (the update is scaled by alpha / r).
         lora_dropout: The LoRA dropout value.
@@ -246,7 +247,8 @@ def finetune_qlora(
 
 
 finetune_qlora.__doc__ = _doc(
-    "Finetune a model with QLoRA: LoRA on 4-bit (bitsandbytes) base weights. Needs a CUDA GPU.", COMMON_DOC, LORA_DOC
+    "Finetune a model with QLoRA: LoRA on 4-bit (bitsandbytes) base weights, on a CUDA GPU or the CPU.", COMMON_DOC,
+    LORA_DOC,
 )
 
 

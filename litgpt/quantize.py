@@ -50,8 +50,11 @@ KERNEL_DTYPE = torch.bfloat16  # activation dtype of PyTorch's CPU kernels (floa
 SLICE_ROWS = 4096  # quantizing works through a weight this many rows at a time (few float copies in flight)
 
 
-def check_mode(mode: str, device_type: str = "cpu", generate_strategy: str | None = None) -> None:
-    """Raise a one-line :class:`LitGPTError` unless ``mode`` can run on ``device_type``."""
+def check_mode(
+    mode: str, device_type: str = "cpu", generate_strategy: str | None = None, instead: str = "or use 'int8' or 'int4'"
+) -> None:
+    """Raise a one-line :class:`LitGPTError` unless ``mode`` can run on ``device_type`` (``instead``: what else the
+    user can do, in the error)."""
     if mode not in MODES:
         raise LitGPTError(f"Unknown quantize mode {mode!r}; choose one of {', '.join(MODES)}")
     if generate_strategy is not None:
@@ -63,7 +66,7 @@ def check_mode(mode: str, device_type: str = "cpu", generate_strategy: str | Non
         if device_type == "cpu" and not bnb_runs_on_cpu():
             raise LitGPTError(
                 f"quantize={mode!r} on the CPU needs a bitsandbytes release with its CPU backend (installed: "
-                f"{bnb.__version__}): pip install -U bitsandbytes, or use 'int8' or 'int4'"
+                f"{bnb.__version__}): pip install -U bitsandbytes, {instead}"
             )
 
 
@@ -449,6 +452,10 @@ def bnb_linear(mode: str, weight: torch.Tensor, bias: torch.Tensor | None, dtype
     if has_bias:
         inner.bias = nn.Parameter(bias.to("cpu", dtype), requires_grad=False)
     inner = inner.to(device)  # quantizes here
+    if mode != "bnb.int8" and in_features % inner.weight.blocksize and hasattr(inner, "support_avx512bf16_for_cpu"):
+        # bitsandbytes' AVX512-BF16 CPU kernel repacks the codes on a first inference call, and fails on rows that
+        # are not whole blocks (its general CPU path handles them)
+        inner.support_avx512bf16_for_cpu = False
     return BnbLinear(inner, dtype, device, mode)
 
 

@@ -529,24 +529,15 @@ def fit(job: Job) -> Optional[Progress]:
     import lightning as L
 
     precision = job.precision or default_precision()
-    plugins = None
     if job.quantize is not None:
         if not job.quantize.startswith("bnb."):
             raise LitGPTError(f"--quantize {job.quantize!r} is not supported; use bnb.nf4, bnb.nf4-dq, bnb.fp4, bnb.fp4-dq or bnb.int8")
-        if not torch.cuda.is_available():
-            raise LitGPTError(
-                f"--quantize {job.quantize} (QLoRA) needs a CUDA GPU and the bitsandbytes package "
-                "(pip install bitsandbytes); none is available on this machine"
-            )
         if "mixed" in precision:
             raise LitGPTError("--quantize cannot be combined with a mixed --precision; use bf16-true or 16-true")
-        try:
-            from lightning.fabric.plugins import BitsandbytesPrecision
+        from litgpt.quantize import check_mode
 
-            plugins = BitsandbytesPrecision(job.quantize[4:], weight_dtype(precision))
-        except (ImportError, ModuleNotFoundError) as e:
-            raise LitGPTError(f"--quantize {job.quantize} needs bitsandbytes: pip install bitsandbytes ({e})") from None
-        precision = None
+        on_gpu = job.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+        check_mode(job.quantize, "cuda" if on_gpu else "cpu", instead="or finetune with LoRA without --quantize")
     devices = job.devices
     if devices in ("auto", -1):
         devices = torch.cuda.device_count() if torch.cuda.is_available() else 1
@@ -569,10 +560,9 @@ def fit(job: Job) -> Optional[Progress]:
         strategy=strategy,
         precision=precision,
         loggers=logger,
-        plugins=plugins,
     )
     job.train.gradient_accumulation_iters(devices, job.num_nodes)  # fail before launching
-    return fabric.launch(_run, job, weight_dtype(precision) if precision else weight_dtype(job.precision or "bf16-true"))
+    return fabric.launch(_run, job, weight_dtype(precision))
 
 
 def _run(fabric, job: Job, dtype: torch.dtype) -> Progress:
@@ -634,6 +624,10 @@ def _run(fabric, job: Job, dtype: torch.dtype) -> Progress:
     model.activation_checkpointing = train.activation_checkpointing
     method.prepare(model)
     separate_shared_trainables(model)
+    if job.quantize is not None:  # QLoRA: the frozen base layers become bitsandbytes' ones, quantized on the device
+        from litgpt.quantize import quantize_model
+
+        quantize_model(model, job.quantize, device=fabric.device, dtype=dtype)
     if fabric.device.type == "cpu":
         from litgpt.kernels import cpu_linear
 

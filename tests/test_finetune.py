@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -216,25 +218,57 @@ def test_tiny_config_hub_file_trains(tiny, tmp_path):
     assert hparams["data"]["class_path"] == "litgpt.data.Pirate"
 
 
-def test_qlora_without_cuda_is_a_clear_error(tiny, tmp_path, capsys):
-    if torch.cuda.is_available():
-        pytest.skip("this machine has CUDA")
-    ckpt, data = tiny
-    with pytest.raises(SystemExit) as exit_info:
-        main(["finetune", "qlora", *fast_args(ckpt, data, tmp_path / "out", steps=1)])
-    message = str(exit_info.value.code)
-    assert "CUDA" in message and "bitsandbytes" in message and "\n" not in message
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
+def test_qlora_trains(tiny, tmp_path, monkeypatch, device):
+    """QLoRA: the frozen base layers become bitsandbytes' 4-bit ones, LoRA trains on them (the loss falls), the
+    checkpoints hold the LoRA weights only, and the final folder also has the weights merged from the float base."""
+    import litgpt.quantize as quantize
+    from litgpt.api import LLM
+    from litgpt.lora import LoRALinear
 
-
-@pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="QLoRA needs a CUDA GPU")
-def test_qlora_trains_on_cuda(tiny, tmp_path):
-    pytest.importorskip("bitsandbytes")
+    if (device == "cuda") != torch.cuda.is_available():  # the training loop takes the GPU where there is one
+        pytest.skip("QLoRA on CUDA needs a CUDA GPU: the CPU case runs the same code" if device == "cuda" else
+                    "the training loop takes the GPU here: the cuda case runs")  # fmt: skip
+    pytest.importorskip("bitsandbytes", reason="bitsandbytes is not installed (the test extra brings it)")
+    if device == "cpu" and not quantize.bnb_runs_on_cpu():
+        pytest.skip("the installed bitsandbytes has no CPU backend")
     ckpt, data = tiny
     out = tmp_path / "out"
-    main(["finetune", "qlora", *fast_args(ckpt, data, out, "--precision", "bf16-true", steps=4)])
-    assert (out / "final" / "lit_model.pth.lora").is_file()
+    built, real_quantize = [], quantize.quantize_model
+    monkeypatch.setattr(quantize, "quantize_model", lambda *a, **k: built.append(real_quantize(*a, **k)) or built[-1])
+    main(["finetune", "qlora", *fast_args(ckpt, data, out, *EXTRA["lora"], "--precision", "bf16-true", steps=6)])
+    qkv = built[0].transformer.h[0].attn.qkv
+    assert isinstance(qkv, LoRALinear) and isinstance(qkv.linear, quantize.BnbLinear)
+    assert qkv.linear.inner.weight.dtype == torch.uint8  # 4-bit codes, two a byte
+    losses = [loss for _, loss in sorted(read_csv_losses(out).items())]
+    assert sum(losses[-2:]) / 2 < sum(losses[:2]) / 2 - 0.02, losses
+    saved = torch.load(out / "step-000002" / "lit_model.pth.lora", weights_only=True)
+    assert saved and all("lora_" in k for k in saved)
     assert (out / "final" / "lit_model.pth").is_file()
+    llm = LLM.load(out / "final", distribute=None)
+    llm.distribute(accelerator=device, precision="bf16-true")
+    llm.prompt_style.stop_tokens = lambda tokenizer: ()
+    assert len(llm.generate("Llamas eat", max_new_tokens=4, return_as_token_ids=True)) == 4
+
+
+def test_qlora_errors_are_one_line(tiny, tmp_path, monkeypatch):
+    import litgpt.quantize as quantize
+
+    ckpt, data = tiny
+    monkeypatch.setitem(sys.modules, "bitsandbytes", None)  # not installed
+    with pytest.raises(SystemExit) as exit_info:
+        main(["finetune", "qlora", *fast_args(ckpt, data, tmp_path / "a", steps=1)])
+    message = str(exit_info.value.code)
+    assert "needs bitsandbytes: pip install bitsandbytes" in message and "\n" not in message
+    monkeypatch.setitem(sys.modules, "bitsandbytes", types.SimpleNamespace(__version__="0.42.0"))
+    monkeypatch.setattr(quantize, "bnb_runs_on_cpu", lambda: False)  # a release without the CPU backend
+    with pytest.raises(SystemExit) as exit_info:
+        main(["finetune", "qlora", *fast_args(ckpt, data, tmp_path / "b", steps=1)])
+    message = str(exit_info.value.code)
+    assert "CPU backend (installed: 0.42.0)" in message and "without --quantize" in message and "\n" not in message
+    with pytest.raises(SystemExit) as exit_info:
+        main(["finetune", "qlora", *fast_args(ckpt, data, tmp_path / "c", "--precision", "bf16-mixed", steps=1)])
+    assert "mixed --precision" in str(exit_info.value.code)
 
 
 @pytest.mark.cuda
