@@ -394,7 +394,8 @@ def quantize_model(
     ``device`` and ``dtype`` say where the quantized model runs and its compute dtype (default: where the weights are,
     in their dtype). The model's float weights may stay on the CPU (memory-mapped) until each layer is converted on
     ``device``; the remaining float parameters (embeddings, norms) are moved last. ``use_kernel`` forces (True) or
-    forbids (False) PyTorch's packed CPU kernels; by default they are used where available. ``release(weight)``, if
+    forbids (False) PyTorch's packed CPU kernels (for ``bnb.*``: bitsandbytes' AVX512-BF16 one, see
+    :func:`bnb_linear`); by default they are used where available. ``release(weight)``, if
     given, is called on each float weight once its layer is quantized (:meth:`litgpt.checkpoint.MappedFile.release`
     lets go of a memory-mapped weight's pages).
     """
@@ -419,7 +420,7 @@ def quantize_model(
             elif mode == "int4":
                 new = Int4Linear(weight, bias, dtype=dtype, group_size=group_size, use_kernel=use_kernel)
             else:
-                new = bnb_linear(mode, weight, bias, dtype, device)
+                new = bnb_linear(mode, weight, bias, dtype, device, use_kernel)
             parent_name, _, attr = name.rpartition(".")
             parent = model.get_submodule(parent_name) if parent_name else model
             setattr(parent, attr, new)
@@ -430,8 +431,13 @@ def quantize_model(
     return model
 
 
-def bnb_linear(mode: str, weight: torch.Tensor, bias: torch.Tensor | None, dtype: torch.dtype, device) -> BnbLinear:
-    """A bitsandbytes layer holding ``weight`` quantized on ``device`` (bitsandbytes quantizes on the move there)."""
+def bnb_linear(
+    mode: str, weight: torch.Tensor, bias: torch.Tensor | None, dtype: torch.dtype, device, use_kernel: bool | None = None
+) -> BnbLinear:
+    """A bitsandbytes layer holding ``weight`` quantized on ``device`` (bitsandbytes quantizes on the move there).
+    ``use_kernel=False`` keeps 4-bit layers off bitsandbytes' AVX512-BF16 CPU kernel, as training needs: that kernel
+    repacks the codes at a first inference call (a validation), and has no backward, so the gradient of what a
+    training step computes afterwards would not reach the layer's input."""
     bnb = import_bitsandbytes(mode)
 
     out_features, in_features = weight.shape
@@ -452,10 +458,8 @@ def bnb_linear(mode: str, weight: torch.Tensor, bias: torch.Tensor | None, dtype
     if has_bias:
         inner.bias = nn.Parameter(bias.to("cpu", dtype), requires_grad=False)
     inner = inner.to(device)  # quantizes here
-    if mode != "bnb.int8" and in_features % inner.weight.blocksize and hasattr(inner, "support_avx512bf16_for_cpu"):
-        # bitsandbytes' AVX512-BF16 CPU kernel repacks the codes on a first inference call, and fails on rows that
-        # are not whole blocks (its general CPU path handles them)
-        inner.support_avx512bf16_for_cpu = False
+    if hasattr(inner, "support_avx512bf16_for_cpu") and (use_kernel is False or in_features % inner.weight.blocksize):
+        inner.support_avx512bf16_for_cpu = False  # the kernel also fails on rows that are not whole blocks
     return BnbLinear(inner, dtype, device, mode)
 
 

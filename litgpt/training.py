@@ -627,7 +627,7 @@ def _run(fabric, job: Job, dtype: torch.dtype) -> Progress:
     if job.quantize is not None:  # QLoRA: the frozen base layers become bitsandbytes' ones, quantized on the device
         from litgpt.quantize import quantize_model
 
-        quantize_model(model, job.quantize, device=fabric.device, dtype=dtype)
+        quantize_model(model, job.quantize, device=fabric.device, dtype=dtype, use_kernel=False)
     if fabric.device.type == "cpu":
         from litgpt.kernels import cpu_linear
 

@@ -218,6 +218,7 @@ def test_tiny_config_hub_file_trains(tiny, tmp_path):
     assert hparams["data"]["class_path"] == "litgpt.data.Pirate"
 
 
+@pytest.mark.filterwarnings("error:.*autograd kernel was not registered")  # a gradient that would not flow
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
 def test_qlora_trains(tiny, tmp_path, monkeypatch, device):
     """QLoRA: the frozen base layers become bitsandbytes' 4-bit ones, LoRA trains on them (the loss falls), the
@@ -380,3 +381,48 @@ def test_group_by_length_needs_lengths():
 
     with pytest.raises(LitGPTError, match="group_by_length needs a dataset that knows its sample lengths"):
         sample_lengths(torch.utils.data.TensorDataset(torch.zeros(3)))
+
+
+def test_qlora_gradients_equal_those_of_the_dequantized_model(tiny):
+    """LoRA over bitsandbytes' 4-bit layers, after an inference call (a validation: where bitsandbytes' CPU kernel,
+    which has no backward, would repack the codes), has the gradients of LoRA over float layers holding the
+    dequantized codes."""
+    pytest.importorskip("bitsandbytes", reason="bitsandbytes is not installed (the test extra brings it)")
+    from bitsandbytes.functional import dequantize_4bit
+
+    from litgpt.loading import load_model
+    from litgpt.lora import LoRASettings, add_lora, lora_state_dict, mark_only_lora_as_trainable
+    from litgpt.quantize import BnbLinear, bnb_runs_on_cpu, quantize_model
+
+    if not bnb_runs_on_cpu():
+        pytest.skip("the installed bitsandbytes has no CPU backend")
+    ckpt, _ = tiny
+    torch.manual_seed(0)
+    models = []
+    for _ in range(2):
+        model = load_model(ckpt, dtype=torch.float32)
+        add_lora(model, LoRASettings(r=4, dropout=0.0, key=True, mlp=True, projection=True))
+        mark_only_lora_as_trainable(model)
+        models.append(model)
+    quantized, plain = models
+    for p in lora_state_dict(quantized).values():  # B starts at zero: give both the same non-zero update
+        p.data.normal_(0, 0.1)
+    plain.load_state_dict(lora_state_dict(quantized), strict=False)
+    quantize_model(quantized, "bnb.nf4", device="cpu", dtype=torch.float32, use_kernel=False)
+    with torch.no_grad():
+        for name, layer in quantized.named_modules():
+            if isinstance(layer, BnbLinear):
+                codes = layer.inner.weight
+                plain.get_submodule(name).weight.copy_(dequantize_4bit(codes.data, codes.quant_state))
+    x = torch.randint(0, 300, (2, 12))
+    quantized.eval()
+    with torch.no_grad():
+        quantized(x)
+    grads = []
+    for model in (quantized, plain):
+        model.train()
+        model(x, targets=torch.roll(x, -1, 1)).backward()
+        grads.append({k: p.grad for k, p in model.named_parameters() if p.requires_grad})
+    assert grads[0].keys() == grads[1].keys()
+    for k in grads[0]:
+        torch.testing.assert_close(grads[0][k], grads[1][k], rtol=1e-3, atol=1e-5)
