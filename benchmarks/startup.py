@@ -1,6 +1,6 @@
 """Time from a cold `litgpt generate` process to its first generated token, and peak resident memory.
 
-    python benchmarks/startup.py [--model HuggingFaceTB/SmolLM2-135M-Instruct] [--runs 3]
+    python benchmarks/startup.py [--model HuggingFaceTB/SmolLM2-135M-Instruct] [--runs 3] [--precision 32-true]
 
 The checkpoint is converted beforehand (conversion is not on the hot path); each run starts a fresh interpreter.
 """
@@ -17,14 +17,15 @@ import time
 from pathlib import Path
 
 
-def generate_command(checkpoint: Path, new_tokens: int) -> list[str]:
+def generate_command(checkpoint: Path, new_tokens: int, precision: str | None = None) -> list[str]:
     return [sys.executable, "-m", "litgpt", "generate", str(checkpoint), "--max_new_tokens", str(new_tokens),
-            "--temperature", "0"]  # fmt: skip
+            "--temperature", "0", *(["--precision", precision] if precision else [])]  # fmt: skip
 
 
-def first_token_seconds(checkpoint: Path, cwd: Path) -> float:
+def first_token_seconds(checkpoint: Path, cwd: Path, precision: str | None = None) -> float:
     start = time.perf_counter()
-    proc = subprocess.Popen(generate_command(checkpoint, 8), cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    command = generate_command(checkpoint, 8, precision)
+    proc = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     proc.stdout.read(1)  # the first character the model writes
     elapsed = time.perf_counter() - start
     proc.stdout.read()
@@ -47,6 +48,7 @@ def main() -> None:
     parser.add_argument("--model", default="HuggingFaceTB/SmolLM2-135M-Instruct")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "litgpt-bench"))
+    parser.add_argument("--precision", default=None, help="litgpt generate's --precision (default: its default)")
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from litgpt.loading import resolve_checkpoint
@@ -55,11 +57,12 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     os.chdir(work)
     checkpoint = resolve_checkpoint(args.model).resolve()
-    first_token_seconds(checkpoint, work)  # page cache warm, as on a second run
-    times = [first_token_seconds(checkpoint, work) for _ in range(args.runs)]
-    print("| model | cold process to first token (s), median | min | max |")
-    print("|---|---|---|---|")
-    print(f"| {args.model} | {statistics.median(times):.2f} | {min(times):.2f} | {max(times):.2f} |")
+    first_token_seconds(checkpoint, work, args.precision)  # page cache warm, as on a second run
+    times = [first_token_seconds(checkpoint, work, args.precision) for _ in range(args.runs)]
+    print("| model | precision | cold process to first token (s), median | min | max |")
+    print("|---|---|---|---|---|")
+    median = statistics.median(times)
+    print(f"| {args.model} | {args.precision or 'default'} | {median:.2f} | {min(times):.2f} | {max(times):.2f} |")
     weights = sum(f.stat().st_size for f in checkpoint.glob("*.safetensors")) or sum(
         f.stat().st_size for f in checkpoint.glob("*.pth")
     )
@@ -70,7 +73,8 @@ def main() -> None:
     print(f"| weights on disk | {weights / 2**20:.0f} |")
     print(f"| python + torch + litgpt imported, no model | {peak_rss_mb(baseline, work):.0f} |")
     print(f"| `LLM.load` (memory-mapped weights) | {peak_rss_mb(load, work):.0f} |")
-    print(f"| `litgpt generate`, 128 new tokens | {peak_rss_mb(generate_command(checkpoint, 128), work):.0f} |")
+    generate = generate_command(checkpoint, 128, args.precision)
+    print(f"| `litgpt generate`, 128 new tokens | {peak_rss_mb(generate, work):.0f} |")
 
 
 if __name__ == "__main__":
