@@ -12,7 +12,7 @@ fixtures in tests/conftest.py build them) it reports, per mode:
 
 Usage (from the repository root; the Hugging Face folders and converted checkpoints are cached in ``--cache``)::
 
-    python benchmarks/quantize.py [--models smollm2,gemma3] [--modes float32,bf16,int8,int4] [--threads 1]
+    python benchmarks/quantize.py [--models smollm2,gemma3] [--modes float32,bf16,int8,int4,bnb.nf4] [--threads 1]
         [--group_sizes 32,64,128] [--cache /tmp/litgpt-test-cache]
 
 ``--group_sizes`` adds int4 rows with other group sizes (the default mode uses 32). Note that both reference models
@@ -57,7 +57,8 @@ def checkpoint(name: str, cache: Path) -> Path:
 
 
 def build(folder: Path, mode: str):
-    """The model for one table row: float32, bf16, int8 or int4[-gN] (quantized models compute in float32)."""
+    """The model for one table row: float32, bf16, int8, int4[-gN] or a ``bnb.*`` mode (our quantized models compute
+    in float32, bitsandbytes' in bfloat16, the dtype of its CPU kernel)."""
     from litgpt.kernels import use_decode_kernels
     from litgpt.loading import load_model
     from litgpt.quantize import load_quantized
@@ -68,7 +69,8 @@ def build(folder: Path, mode: str):
         return model
     base, _, group = mode.partition("-g")
     kwargs = {"group_size": int(group)} if group else {}
-    return load_quantized(folder, base, device="cpu", dtype=torch.float32, **kwargs)
+    dtype = torch.bfloat16 if base.startswith("bnb.") else torch.float32
+    return load_quantized(folder, base, device="cpu", dtype=dtype, **kwargs)
 
 
 @torch.inference_mode()
