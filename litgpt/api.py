@@ -154,7 +154,7 @@ class LLM(torch.nn.Module):
             device = torch.device(f"{kind}:0" if kind == "cuda" else "cpu")
         if rank == 0:
             print(f"Using {n} device(s)", file=sys.stderr)
-        dtype = parse_precision(precision, device, quantize)
+        dtype = parse_precision(precision, device)
         if self.init == "random":
             from litgpt.model import GPT
 

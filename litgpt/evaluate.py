@@ -309,7 +309,7 @@ def main(
         batch_size: Sequences scored or generated together ("auto" means 4).
         device: "cpu", "cuda" or "cuda:0" (default: a GPU when there is one).
         dtype: Weight dtype, e.g. "bfloat16" or "float32" (default: bf16 where the hardware computes in it,
-            CPUs with AVX512-BF16 included, but fp32 for int8/int4 on CPUs; else fp16 on GPUs, fp32 on CPUs).
+            CPUs with AVX512-BF16 included; else fp16 on GPUs, fp32 on CPUs).
         quantize: Weight quantization, e.g. "int8" or "int4" (see ``litgpt generate --quantize``).
         limit: At most this many examples per task (a fraction of each task when below 1).
         seed: Random seed for few-shot sampling, numpy and torch.

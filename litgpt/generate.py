@@ -61,7 +61,7 @@ def main(
         temperature: Sampling temperature; 0 means greedy.
         quantize: Weight quantization for inference.
         precision: Weight dtype, e.g. "bf16-true" or "32-true" (default: bf16 where the hardware computes in it,
-            CPUs with AVX512-BF16 included, but fp32 for int8/int4 on CPUs; else fp16 on GPUs, fp32 on CPUs).
+            CPUs with AVX512-BF16 included; else fp16 on GPUs, fp32 on CPUs).
         access_token: Hugging Face token for gated repos (default: $HF_TOKEN).
         accelerator: "auto", "cpu" or "cuda".
         devices: How many devices to spread the model over (with a generate_strategy).

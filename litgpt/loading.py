@@ -175,25 +175,21 @@ def load_model(
     return MappedFile(weights).cast(model, device, dtype)
 
 
-def default_dtype(device: torch.device | str, quantize: str | None = None) -> torch.dtype:
+def default_dtype(device: torch.device | str) -> torch.dtype:
     """The inference dtype when no precision is given: bfloat16 where the hardware computes in it (GPUs that
     support it, as the established release; CPUs with AVX512-BF16, where decoding is about 2x faster than in float32
-    and needs half the memory), float16 on other GPUs, float32 on other CPUs (whose bfloat16 products are slow).
-    On a CPU, ``quantize="int8"``/``"int4"`` models compute in float32: the fused decode step of our kernels takes
-    float32 activations (about 3x the tokens/s of bfloat16 ones, which run PyTorch's step)."""
+    and needs half the memory), float16 on other GPUs, float32 on other CPUs (whose bfloat16 products are slow)."""
     device = torch.device(device)
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     from litgpt import kernels
 
-    if device.type != "cpu" or quantize in ("int8", "int4") or not kernels.native_bf16():
-        return torch.float32
-    return torch.bfloat16
+    return torch.bfloat16 if device.type == "cpu" and kernels.native_bf16() else torch.float32
 
 
-def parse_precision(precision: str | None, device: torch.device | str, quantize: str | None = None) -> torch.dtype:
+def parse_precision(precision: str | None, device: torch.device | str) -> torch.dtype:
     if precision is None:
-        return default_dtype(device, quantize)
+        return default_dtype(device)
     table = {
         "32-true": torch.float32, "32": torch.float32, "float32": torch.float32, "fp32": torch.float32,
         "bf16-true": torch.bfloat16, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "bf16-mixed": torch.bfloat16,

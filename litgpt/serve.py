@@ -871,7 +871,7 @@ def main(
         checkpoint_dir: A checkpoint folder, a registry name or repo id, or a .gguf file. Default: the bundled model.
         quantize: Weight quantization for inference.
         precision: Weight dtype, e.g. "bf16-true" or "32-true" (default: bf16 where the hardware computes in it,
-            CPUs with AVX512-BF16 included, but fp32 for int8/int4 on CPUs; else fp16 on GPUs, fp32 on CPUs).
+            CPUs with AVX512-BF16 included; else fp16 on GPUs, fp32 on CPUs).
         temperature: Default sampling temperature (requests may override it); 0 means greedy.
         top_k: Default top-k (requests may override it); None samples among all tokens.
         top_p: Default nucleus sampling threshold in [0, 1] (requests may override it).

@@ -534,16 +534,20 @@ def use_decode_kernels(model: torch.nn.Module, dtypes=tuple(FLOAT_KINDS)) -> int
     """Switch the model's float ``nn.Linear`` layers whose weights have one of ``dtypes`` to :class:`CPULinear`,
     in place (no copy). Returns how many were switched; 0 where the kernels are unavailable.
 
-    A model with bfloat16 weights and nothing but plain or quantized linear layers (no LoRA/adapter wrappers) also
-    gets float32 activations (``GPT.activation_dtype``): the weights stay bfloat16 in memory and are read as such
-    by the kernels, while norms, attention and the KV cache run in float32, which these CPUs compute much faster
-    than bfloat16 (and more accurately)."""
+    A bfloat16 model with nothing but plain linear layers or our int8/int4 ones (no LoRA/adapter wrappers, no
+    bitsandbytes layers) also gets float32 activations (``GPT.activation_dtype``): the weights stay bfloat16 (or
+    quantized) in memory and are read as such by the kernels, while norms, attention and the KV cache run in
+    float32, which these CPUs compute much faster than bfloat16 (and more accurately)."""
     if not available():
         return 0
     switched = cpu_linear(model, dtypes)
+    kinds = {type(m).__name__ for m in model.modules() if type(m).__module__ != "torch.nn.modules.linear"}
     wrapped = any(type(m).__module__ in ("litgpt.lora", "litgpt.adapter") for m in model.modules())
-    weights = [m.weight for m in model.modules() if isinstance(m, CPULinear)]
-    if hasattr(model, "activation_dtype") and weights and not wrapped:
-        if all(w.dtype == torch.bfloat16 for w in weights):
+    layers = [m.weight for m in model.modules() if isinstance(m, CPULinear) or type(m).__name__ in QUANTIZED_KINDS]
+    if hasattr(model, "activation_dtype") and layers and not wrapped and "BnbLinear" not in kinds:
+        if all(w.dtype == torch.bfloat16 for w in layers):
             model.activation_dtype = torch.float32
     return switched
+
+
+QUANTIZED_KINDS = ("Int8Linear", "Int4Linear")  # litgpt.quantize's layers (their ``weight``: the compute dtype)
