@@ -426,3 +426,13 @@ def test_qlora_gradients_equal_those_of_the_dequantized_model(tiny):
     assert grads[0].keys() == grads[1].keys()
     for k in grads[0]:
         torch.testing.assert_close(grads[0][k], grads[1][k], rtol=1e-3, atol=1e-5)
+
+
+@pytest.mark.parametrize("native_bf16, expected", [(True, "bf16-true"), (False, "32-true")])
+def test_default_training_precision_on_a_cpu_follows_its_bfloat16_support(monkeypatch, native_bf16, expected):
+    from litgpt import kernels
+    from litgpt.training import default_precision
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(kernels, "native_bf16", lambda: native_bf16)
+    assert default_precision() == expected
