@@ -1,7 +1,7 @@
 """Finetuning throughput and peak memory: litgpt vs transformers + PEFT on the same model, data and settings.
 
     python benchmarks/finetune.py [--model smollm2|gemma3] [--methods lora full] [--dtype bfloat16|float32] [--steps 8]
-                                  [--device cpu|cuda] [--random] [--rounds 1]
+                                  [--device cpu|cuda] [--random] [--rounds 3]
 
 Each variant runs in a fresh process (so peak resident memory is its own): load SmolLM2-135M-Instruct or
 Gemma-3-270M (dequantized from the GGUF files shipped on PyPI), wrap it (litgpt: ``litgpt.finetune.LoRA``'s preparation / all parameters; peers:
@@ -110,8 +110,9 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=["lora", "full"], choices=["lora", "full"])
     parser.add_argument("--dtype", default="bfloat16", choices=sorted(DTYPES))
     parser.add_argument("--steps", type=int, default=8)
-    parser.add_argument("--rounds", type=int, default=1, help="runs of every implementation, alternating; the table "
-                        "gives the median speed and the largest peak")  # fmt: skip
+    parser.add_argument("--rounds", type=int, default=3, help="runs of every implementation, alternating; the table "
+                        "gives the median speed and the largest peak (a shared machine's speed can drift by tens of "
+                        "percent within minutes)")  # fmt: skip
     parser.add_argument("--micro_batch", type=int, default=4)
     parser.add_argument("--seq", type=int, default=256)
     parser.add_argument("--compile", action="store_true", help="torch.compile litgpt's model")

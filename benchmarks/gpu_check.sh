@@ -39,7 +39,7 @@ print("missing packages:", ", ".join(missing) or "none")
 EOF
 step tests 180 python3 -m pytest -p no:cacheprovider -m cuda -v -rs tests/test_compile.py tests/test_finetune.py tests/test_quantize.py
 step decode 200 python3 benchmarks/decode.py --random --compile --dtypes bfloat16 --new_tokens "$NEW_TOKENS" --repeats 3 --workdir "$out/work"
-step finetune 120 python3 benchmarks/finetune.py --random --steps "$STEPS" --workdir "$out/work"
+step finetune 120 python3 benchmarks/finetune.py --random --rounds 1 --steps "$STEPS" --workdir "$out/work"
 step pretrain 80 python3 benchmarks/pretrain.py --model_name SmolLM2-135M --precision bfloat16 --steps "$STEPS"
 rm -rf "$out/work"
 exit $status
