@@ -142,7 +142,7 @@ COMMON_DOC = """
         checkpoint_dir: The base model: a checkpoint folder, or a model name / repo id (downloaded when missing).
         out_dir: Directory in which to save checkpoints (step-NNNNNN/, final/) and logs.
         precision: The precision to use for finetuning, e.g. "bf16-true", "bf16-mixed", "32-true"
-            (default: bf16-true on GPUs with bfloat16 and CPUs with AVX512-BF16, else 16-mixed on GPUs, 32-true).
+            (default: bf16-true on GPUs with bfloat16, else 16-mixed; bf16-mixed on CPUs with AVX512-BF16, else 32-true).
         devices: How many devices/GPUs to use ("auto": all).
         num_nodes: How many nodes the code is being run on.
         data: Data-related arguments (a data module, e.g. ``--data JSON --data.json_path x.json``). Default: Alpaca.

@@ -100,7 +100,7 @@ def output_loss(
     fused = type(head) in (torch.nn.Linear, CPULinear) and softcap is None and h.dtype == head.weight.dtype
     if fused and not torch.is_autocast_enabled(h.device.type):
         return LinearCrossEntropy.apply(h, head.weight, head.bias, t, divisor)
-    total = hidden.new_zeros((), dtype=torch.float32)
+    total = h[:0].float().sum()  # 0, in the graph: a batch without supervised positions still backpropagates
     step = chunk_rows(head.out_features if hasattr(head, "out_features") else 1 << 16, torch.float32)
     for start in range(0, h.shape[0], step):
         logits = project(h[start : start + step])

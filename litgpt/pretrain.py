@@ -282,7 +282,7 @@ def setup(
         model_config: A ``litgpt.Config`` object to define the model architecture (instead of ``model_name``).
         out_dir: Directory in which to save checkpoints (step-NNNNNNNN/, final/) and logs.
         precision: The precision to use, e.g. "bf16-true", "bf16-mixed", "32-true"
-            (default: bf16-true on GPUs with bfloat16 and CPUs with AVX512-BF16, else 16-mixed on GPUs, 32-true).
+            (default: bf16-true on GPUs with bfloat16, else 16-mixed; bf16-mixed on CPUs with AVX512-BF16, else 32-true).
         initial_checkpoint_dir: A checkpoint folder whose weights start the training (continued pretraining).
         resume: Continue an interrupted run: "auto" (the latest step-* folder in out_dir, if any), true (the
             latest, which must exist), a step-* folder, or false.

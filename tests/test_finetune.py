@@ -428,11 +428,14 @@ def test_qlora_gradients_equal_those_of_the_dequantized_model(tiny):
         torch.testing.assert_close(grads[0][k], grads[1][k], rtol=1e-3, atol=1e-5)
 
 
-@pytest.mark.parametrize("native_bf16, expected", [(True, "bf16-true"), (False, "32-true")])
-def test_default_training_precision_on_a_cpu_follows_its_bfloat16_support(monkeypatch, native_bf16, expected):
+@pytest.mark.parametrize(
+    "native_bf16, quantize, expected",
+    [(True, None, "bf16-mixed"), (True, "bnb.nf4", "bf16-true"), (False, None, "32-true"), (False, "bnb.nf4", "32-true")],
+)
+def test_default_training_precision_on_a_cpu_follows_its_bfloat16_support(monkeypatch, native_bf16, quantize, expected):
     from litgpt import kernels
     from litgpt.training import default_precision
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(kernels, "native_bf16", lambda: native_bf16)
-    assert default_precision() == expected
+    assert default_precision(quantize) == expected

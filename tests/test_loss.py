@@ -70,10 +70,13 @@ def test_frozen_head_gets_no_gradient_and_no_grad_mode_works():
         torch.testing.assert_close(loss.output_loss(head, hidden, targets), reference(head, hidden, targets))
 
 
-def test_everything_ignored_gives_zero_loss():
+@pytest.mark.parametrize("autocast", [False, True], ids=["fused", "autocast"])  # autocast: bf16-mixed's path
+def test_everything_ignored_gives_zero_loss(autocast):
+    """A micro-batch whose every target is masked (a long prompt cut at max_seq_length) still backpropagates."""
     head = torch.nn.Linear(8, 20)
     hidden = torch.randn(1, 4, 8, requires_grad=True)
-    value = loss.output_loss(head, hidden, torch.full((1, 4), -100))
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        value = loss.output_loss(head, hidden, torch.full((1, 4), -100), project=head)
     value.backward()
     assert value.item() == 0.0 and hidden.grad.abs().sum() == 0
 
