@@ -540,14 +540,14 @@ def use_decode_kernels(model: torch.nn.Module, dtypes=tuple(FLOAT_KINDS)) -> int
     float32, which these CPUs compute much faster than bfloat16 (and more accurately)."""
     if not available():
         return 0
+    from litgpt.quantize import BnbLinear, Int4Linear, Int8Linear
+
     switched = cpu_linear(model, dtypes)
-    kinds = {type(m).__name__ for m in model.modules() if type(m).__module__ != "torch.nn.modules.linear"}
-    wrapped = any(type(m).__module__ in ("litgpt.lora", "litgpt.adapter") for m in model.modules())
-    layers = [m.weight for m in model.modules() if isinstance(m, CPULinear) or type(m).__name__ in QUANTIZED_KINDS]
-    if hasattr(model, "activation_dtype") and layers and not wrapped and "BnbLinear" not in kinds:
-        if all(w.dtype == torch.bfloat16 for w in layers):
+    modules = list(model.modules())
+    wrapped = any(type(m).__module__ in ("litgpt.lora", "litgpt.adapter") or isinstance(m, BnbLinear) for m in modules)
+    # a quantized layer's ``weight`` is its compute-dtype stand-in
+    weights = [m.weight for m in modules if isinstance(m, (CPULinear, Int8Linear, Int4Linear))]
+    if hasattr(model, "activation_dtype") and weights and not wrapped:
+        if all(w.dtype == torch.bfloat16 for w in weights):
             model.activation_dtype = torch.float32
     return switched
-
-
-QUANTIZED_KINDS = ("Int8Linear", "Int4Linear")  # litgpt.quantize's layers (their ``weight``: the compute dtype)
