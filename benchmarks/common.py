@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
-import resource
+import subprocess
 import time
 
 import torch
@@ -45,4 +46,15 @@ def peak_memory_gb(device: str) -> float:
     """The process's peak: GPU memory allocated on a GPU, resident memory on the CPU."""
     if device.startswith("cuda"):
         return torch.cuda.max_memory_allocated() / 1e9
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+    from litgpt.api import peak_rss_gb
+
+    return peak_rss_gb()
+
+
+def run_child(cmd: list[str]) -> dict:
+    """Run one measured variant in a fresh process and return the JSON object of its last line of output. A failing
+    child ends the benchmark with its own error output (a GPU run's log must say what failed)."""
+    run = subprocess.run(cmd, capture_output=True, text=True)
+    if run.returncode:
+        raise SystemExit(f"{' '.join(cmd)} failed with exit code {run.returncode}:\n{run.stderr[-4000:]}")
+    return json.loads(run.stdout.strip().splitlines()[-1])

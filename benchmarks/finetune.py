@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -30,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from common import DTYPES, batches, default_device, device_name, peak_memory_gb, tokens_per_second  # noqa: E402
+from common import DTYPES, batches, default_device, device_name, peak_memory_gb, run_child, tokens_per_second  # noqa: E402
 
 MODELS = {"smollm2": 49152, "gemma3": 262144}  # name (litgpt.reference.OFFLINE_MODELS): vocabulary size
 
@@ -156,8 +155,7 @@ def main() -> None:
             cmd += ["--compile"] if args.compile else []
             cmd += ["--random"] if args.random else []
             cmd += ["--activation_checkpointing"] if "checkpointing" in impl else []  # fmt: skip
-            out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
-            results.setdefault(impl, []).append(json.loads(out))
+            results.setdefault(impl, []).append(run_child(cmd))
         speed = {impl: statistics.median(r["speed"] for r in runs) for impl, runs in results.items()}
         base = speed[impls[0]]
         for impl, runs in results.items():

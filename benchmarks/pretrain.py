@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import DTYPES, batches, default_device, device_name, tokens_per_second  # noqa: E402
+from common import DTYPES, batches, default_device, device_name, run_child, tokens_per_second  # noqa: E402
 
 
 def child(args) -> None:
@@ -89,8 +88,7 @@ def main() -> None:
         cmd = [sys.executable, __file__, "--impl", impl, "--model_name", args.model_name, "--steps", str(args.steps),
                "--micro_batch", str(args.micro_batch), "--seq", str(args.seq), "--device", args.device,
                "--precision", args.precision]  # fmt: skip
-        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
-        speeds[impl] = json.loads(out)["speed"]
+        speeds[impl] = run_child(cmd)["speed"]
     for impl, speed in speeds.items():
         print(f"| {impl} | {speed:.0f} | {speed / speeds['transformers']:.2f}x |")
 

@@ -33,14 +33,32 @@ def first_token_seconds(checkpoint: Path, cwd: Path, precision: str | None = Non
     return elapsed
 
 
+# Runs a command's interpreter and writes its own peak resident memory (VmHWM, in kB) to stderr as it exits. The peak
+# that wait4 reports (ru_maxrss) is no use here: Linux carries it over from the forked parent, so every child would
+# report at least this benchmark's own size.
+PEAK_HOOK = """
+import atexit, runpy, sys
+def peak():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            sys.stderr.write("VmHWM " + line.split()[1] + "\\n")
+atexit.register(peak)
+flag, target, *rest = sys.argv[1:]
+sys.argv = [target, *rest]
+if flag == "-m":
+    runpy.run_module(target, run_name="__main__", alter_sys=True)
+else:
+    exec(compile(target, "<string>", "exec"), {"__name__": "__main__"})
+"""
+
+
 def peak_rss_mb(command: list[str], cwd: Path) -> float:
-    """Peak resident memory of one process running ``command`` (Linux: ru_maxrss in KiB)."""
-    proc = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    """Peak resident memory of one Python process running ``command`` (``python -m ...`` or ``python -c ...``)."""
+    proc = subprocess.run([command[0], "-c", PEAK_HOOK, *command[1:]], cwd=cwd, capture_output=True, text=True)
     if proc.returncode:
-        raise SystemExit(f"{' '.join(command)} failed with exit code {proc.returncode}")
-    return usage.ru_maxrss / 1024
+        raise SystemExit(f"{' '.join(command)} failed with exit code {proc.returncode}:\n{proc.stderr[-2000:]}")
+    peaks = [line.split()[1] for line in proc.stderr.splitlines() if line.startswith("VmHWM ")]
+    return int(peaks[-1]) / 1024
 
 
 def main() -> None:

@@ -455,9 +455,17 @@ def sync(device: torch.device) -> None:
 
 
 def peak_rss_gb() -> float:
+    """This process's peak resident memory: VmHWM on Linux (ru_maxrss there also counts the peak of the parent this
+    process was forked from), ru_maxrss elsewhere."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1e6  # kB
+    except OSError:
+        pass
     import resource
 
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # kB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1e9 if sys.platform == "darwin" else 1e6)
 
 
 def benchmark_dict_to_markdown_table(data: dict[str, list]) -> str:

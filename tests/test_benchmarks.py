@@ -1,0 +1,92 @@
+"""The benchmark scripts run as a GPU machine runs them (``benchmarks/gpu_check.sh``: random weights, no GGUF files)
+and print their tables; short settings, no speed asserted. Their figures live in benchmarks/README.md."""
+
+import importlib.util
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def run_script(name: str, *args: str, cwd: Path) -> str:
+    run = subprocess.run([sys.executable, str(BENCHMARKS / name), *args], cwd=cwd, capture_output=True, text=True,
+                         timeout=900)  # fmt: skip
+    assert run.returncode == 0, f"{name} failed:\n{run.stdout[-2000:]}\n{run.stderr[-4000:]}"
+    return run.stdout
+
+
+def table_rows(output: str, header: str) -> list[list[str]]:
+    """The cells of each row of the markdown table whose header row starts with ``header``."""
+    lines = output.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header))
+    rows = []
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip("|").split("|")])
+    return rows
+
+
+def ratio(cell: str) -> float:
+    match = re.fullmatch(r"([0-9.]+)x", cell)
+    assert match, f"not a ratio: {cell!r}"
+    return float(match.group(1))
+
+
+def test_decode_benchmark_random_weights(tmp_path):
+    out = run_script("decode.py", "--random", "--models", "smollm2", "--dtypes", "bfloat16", "--new_tokens", "4",
+                     "--repeats", "1", "--quantize", "int8", "--workdir", str(tmp_path), cwd=tmp_path)  # fmt: skip
+    rows = table_rows(out, "| model |")
+    assert [r[2] for r in rows] == ["transformers", "litgpt", "litgpt int8"]
+    assert ratio(rows[0][5]) == 1.0 and all(ratio(r[5]) > 0 for r in rows)
+    assert "| model | weights | one batch" in out  # the batched-generation table
+
+
+def test_finetune_benchmark_random_weights(tmp_path):
+    out = run_script("finetune.py", "--random", "--methods", "lora", "full", "--steps", "3", "--rounds", "1",
+                     "--micro_batch", "1", "--seq", "32", "--device", "cpu", "--workdir", str(tmp_path), cwd=tmp_path)  # fmt: skip
+    rows = table_rows(out, "| method |")
+    assert [(r[0], r[1]) for r in rows] == [
+        ("lora", "transformers+peft"), ("lora", "litgpt"), ("full", "transformers"), ("full", "litgpt")
+    ]  # fmt: skip
+    for r in rows:
+        assert float(r[2]) > 0 and float(r[3]) > 0 and ratio(r[4]) > 0
+
+
+def test_pretrain_benchmark(tmp_path):
+    out = run_script("pretrain.py", "--steps", "3", "--micro_batch", "2", "--seq", "32", "--device", "cpu", cwd=tmp_path)
+    rows = table_rows(out, "| implementation |")
+    assert [r[0] for r in rows] == ["transformers", "litgpt"]
+    assert ratio(rows[0][2]) == 1.0 and float(rows[1][1]) > 0 and ratio(rows[1][2]) > 0
+
+
+def load_startup():
+    spec = importlib.util.spec_from_file_location("startup_benchmark", BENCHMARKS / "startup.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_peak_memory_is_the_child_process_own(tmp_path):
+    """Linux carries a process's peak resident memory (ru_maxrss) over from the parent it was forked from; the
+    benchmarks (each variant in a child process) must report each child's own peak, whatever the parent's size."""
+    startup = load_startup()
+    ballast = bytearray(800 * 2**20)  # this process: 800 MB more resident
+    ballast[::4096] = b"x" * len(ballast[::4096])
+    small = startup.peak_rss_mb([sys.executable, "-c", "pass"], tmp_path)
+    large = startup.peak_rss_mb([sys.executable, "-c", "b = bytearray(300 * 2**20); b[::4096] = b'x' * len(b[::4096])"],
+                                tmp_path)  # fmt: skip
+    # what a finetuning benchmark's child reports of itself (litgpt.api.peak_rss_gb): torch and litgpt imported
+    own = subprocess.run([sys.executable, "-c", "from litgpt.api import peak_rss_gb; print(peak_rss_gb())"],
+                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    del ballast
+    assert small < 100, small
+    assert 300 < large < 400, large
+    assert float(own) < 0.7, own
+    assert startup.peak_rss_mb([sys.executable, "-m", "json.tool", "--help"], tmp_path) < 100
+    with pytest.raises(SystemExit, match="exit code 3"):
+        startup.peak_rss_mb([sys.executable, "-c", "raise SystemExit(3)"], tmp_path)
