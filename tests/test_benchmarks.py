@@ -90,3 +90,9 @@ def test_peak_memory_is_the_child_process_own(tmp_path):
     assert startup.peak_rss_mb([sys.executable, "-m", "json.tool", "--help"], tmp_path) < 100
     with pytest.raises(SystemExit, match="exit code 3"):
         startup.peak_rss_mb([sys.executable, "-c", "raise SystemExit(3)"], tmp_path)
+
+
+def test_gpu_check_script_parses():
+    """benchmarks/gpu_check.sh only runs where a GPU is lent: at least its syntax is checked everywhere."""
+    run = subprocess.run(["bash", "-n", str(BENCHMARKS / "gpu_check.sh")], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
