@@ -46,7 +46,7 @@ def peak_memory_gb(device: str) -> float:
     """The process's peak: GPU memory allocated on a GPU, resident memory on the CPU."""
     if device.startswith("cuda"):
         return torch.cuda.max_memory_allocated() / 1e9
-    from litgpt.api import peak_rss_gb
+    from litgpt.utils import peak_rss_gb
 
     return peak_rss_gb()
 

@@ -33,16 +33,13 @@ def first_token_seconds(checkpoint: Path, cwd: Path, precision: str | None = Non
     return elapsed
 
 
-# Runs a command's interpreter and writes its own peak resident memory (VmHWM, in kB) to stderr as it exits. The peak
-# that wait4 reports (ru_maxrss) is no use here: Linux carries it over from the forked parent, so every child would
-# report at least this benchmark's own size.
+# Runs a command's interpreter and writes its own peak resident memory (litgpt.utils.peak_rss_gb, torch-free) to
+# stderr as it exits. The peak that wait4 reports (ru_maxrss) is no use here: Linux carries it over from the forked
+# parent, so every child would report at least this benchmark's own size.
 PEAK_HOOK = """
 import atexit, runpy, sys
-def peak():
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            sys.stderr.write("VmHWM " + line.split()[1] + "\\n")
-atexit.register(peak)
+from litgpt.utils import peak_rss_gb
+atexit.register(lambda: sys.stderr.write(f"PEAK_GB {peak_rss_gb()}\\n"))
 flag, target, *rest = sys.argv[1:]
 sys.argv = [target, *rest]
 if flag == "-m":
@@ -57,8 +54,8 @@ def peak_rss_mb(command: list[str], cwd: Path) -> float:
     proc = subprocess.run([command[0], "-c", PEAK_HOOK, *command[1:]], cwd=cwd, capture_output=True, text=True)
     if proc.returncode:
         raise SystemExit(f"{' '.join(command)} failed with exit code {proc.returncode}:\n{proc.stderr[-2000:]}")
-    peaks = [line.split()[1] for line in proc.stderr.splitlines() if line.startswith("VmHWM ")]
-    return int(peaks[-1]) / 1024
+    peaks = [line.split()[1] for line in proc.stderr.splitlines() if line.startswith("PEAK_GB ")]
+    return float(peaks[-1]) * 1e6 / 1024  # peak_rss_gb gives /proc's kB / 1e6; the table has kB / 1024
 
 
 def main() -> None:

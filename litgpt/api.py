@@ -20,6 +20,7 @@ from litgpt.config import Config
 from litgpt.errors import LitGPTError
 from litgpt.generation import SamplingParams, StopMatcher, generate_batch, stream_tokens
 from litgpt.loading import load_model, parse_precision, resolve_checkpoint
+from litgpt.utils import peak_rss_gb
 
 Prompt = Union[str, list]  # text, or a list of {"role", "content"} messages
 
@@ -452,20 +453,6 @@ def chunked_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, ignore_in
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def peak_rss_gb() -> float:
-    """This process's peak resident memory: VmHWM on Linux (ru_maxrss there also counts the peak of the parent this
-    process was forked from), ru_maxrss elsewhere."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1e6  # kB
-    except OSError:
-        pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1e9 if sys.platform == "darwin" else 1e6)
 
 
 def benchmark_dict_to_markdown_table(data: dict[str, list]) -> str:
