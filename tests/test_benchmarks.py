@@ -96,3 +96,22 @@ def test_gpu_check_script_parses():
     """benchmarks/gpu_check.sh only runs where a GPU is lent: at least its syntax is checked everywhere."""
     run = subprocess.run(["bash", "-n", str(BENCHMARKS / "gpu_check.sh")], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
+
+
+def test_startup_benchmark_times_the_file_and_a_bfloat16_copy(tiny_checkpoint, tmp_path):
+    """A float32 checkpoint is timed as is and as the bfloat16 copy the benchmark makes of it (the Hub's dtype)."""
+    import torch
+
+    out = run_script("startup.py", "--model", str(tiny_checkpoint), "--runs", "1", "--workdir", str(tmp_path / "w"),
+                     cwd=tmp_path)  # fmt: skip
+    rows = table_rows(out, "| model | weights file |")
+    assert [r[1] for r in rows] == ["float32 (as converted)", "bfloat16 copy"]
+    assert all(0 < float(r[3]) for r in rows)
+    copy = tmp_path / "w" / "checkpoints-bfloat16" / tiny_checkpoint.name
+    source = torch.load(tiny_checkpoint / "lit_model.pth")
+    cast = torch.load(copy / "lit_model.pth")
+    assert cast.keys() == source.keys()
+    assert all(cast[k].dtype == torch.bfloat16 and torch.equal(cast[k], source[k].bfloat16()) for k in source)
+    assert {f.name for f in copy.iterdir()} == {f.name for f in tiny_checkpoint.iterdir()}
+    # a bfloat16 checkpoint is timed as it is: no second copy
+    assert load_startup().bfloat16_copy(copy, tmp_path / "again") is None
