@@ -37,6 +37,42 @@ def atomic_torch_save(obj, path: str | Path) -> None:
         torch.save(obj, tmp)
 
 
+# glibc's mallopt parameters (malloc.h)
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+MMAP_THRESHOLD_MAX = 32 << 20  # glibc's upper limit for M_MMAP_THRESHOLD on 64-bit systems
+
+
+@contextmanager
+def keep_freed_memory(top: int = 1 << 30) -> Iterator[bool]:
+    """Within the block, glibc keeps memory freed at the top of its heap (up to ``top`` bytes) instead of handing it
+    back to the kernel, and serves blocks up to 32 MiB from that heap; yields whether it applies (Linux with glibc).
+
+    A training step frees most of what it allocates (activations, gradients) and allocates it again in the next
+    step. By default glibc returns a freed top of heap of more than twice its largest recent block, so every step
+    touches that memory afresh: on a 2-core VM, a full finetuning step of SmolLM2-135M (4 x 256 tokens, bfloat16)
+    took about 210,000 page faults (850 MB) and 0.5 s of system time, some 10% of the step. Kept, the step takes
+    about 50,000 (the blocks above 32 MiB, which glibc always maps afresh). The peak is unchanged: what is kept is
+    what the next step uses again. Forbidding fresh mappings altogether (``M_MMAP_MAX`` 0) removes those too, but
+    with batches of varying length the heap then fragments and grew to twice the resident memory in 120 steps.
+
+    On leaving, the thresholds become the values glibc's own adjustment settles at for such programs (blocks up to
+    32 MiB from the heap, a free top of more than 64 MiB returned) and the kept memory is returned."""
+    import ctypes
+    import platform
+
+    libc = None
+    if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc":
+        libc = ctypes.CDLL(None)
+        libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX)
+        libc.mallopt(M_TRIM_THRESHOLD, top)
+    try:
+        yield libc is not None
+    finally:
+        if libc is not None:
+            libc.mallopt(M_TRIM_THRESHOLD, 2 * MMAP_THRESHOLD_MAX)
+            libc.malloc_trim(0)
+
+
 def peak_rss_gb() -> float:
     """This process's peak resident memory: VmHWM on Linux (ru_maxrss there also counts the peak of the parent this
     process was forked from), ru_maxrss elsewhere."""
