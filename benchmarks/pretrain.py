@@ -67,7 +67,8 @@ def child(args) -> None:
 
     from litgpt.utils import keep_freed_memory
 
-    with keep_freed_memory() if args.impl == "litgpt" and args.device == "cpu" else nullcontext():  # as `litgpt pretrain`
+    keep = keep_freed_memory(args.device) if args.impl == "litgpt" else nullcontext()  # as `litgpt pretrain` does
+    with keep:
         print(json.dumps({"speed": tokens_per_second(step, data)}))
 
 

@@ -577,9 +577,7 @@ def fit(job: Job) -> Optional[Progress]:
 def _run(fabric, job: Job, dtype: torch.dtype) -> Progress:
     from litgpt.utils import keep_freed_memory
 
-    if fabric.device.type != "cpu":
-        return _train(fabric, job, dtype)
-    with keep_freed_memory():  # each step's activations and gradients reuse the last step's pages (no page faults)
+    with keep_freed_memory(fabric.device):  # on a CPU, each step reuses the last step's pages (no page faults)
         return _train(fabric, job, dtype)
 
 

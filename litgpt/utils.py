@@ -43,9 +43,10 @@ MMAP_THRESHOLD_MAX = 32 << 20  # glibc's upper limit for M_MMAP_THRESHOLD on 64-
 
 
 @contextmanager
-def keep_freed_memory(top: int = 1 << 30) -> Iterator[bool]:
+def keep_freed_memory(device: object = "cpu", top: int = 1 << 30) -> Iterator[bool]:
     """Within the block, glibc keeps memory freed at the top of its heap (up to ``top`` bytes) instead of handing it
-    back to the kernel, and serves blocks up to 32 MiB from that heap; yields whether it applies (Linux with glibc).
+    back to the kernel, and serves blocks up to 32 MiB from that heap; yields whether it applies (tensors on the CPU
+    ``device``, Linux with glibc). Training on another device leaves the allocator as it is.
 
     A training step frees most of what it allocates (activations, gradients) and allocates it again in the next
     step. By default glibc returns a freed top of heap of more than twice its largest recent block, so every step
@@ -61,7 +62,8 @@ def keep_freed_memory(top: int = 1 << 30) -> Iterator[bool]:
     import platform
 
     libc = None
-    if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc":
+    on_cpu = str(device).split(":")[0] == "cpu"  # a str or a torch.device
+    if on_cpu and sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc":
         libc = ctypes.CDLL(None)
         libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX)
         libc.mallopt(M_TRIM_THRESHOLD, top)
