@@ -188,6 +188,9 @@ class LLM(torch.nn.Module):
             from litgpt.kernels import use_decode_kernels
 
             use_decode_kernels(self.model)  # decode steps run our fused matrix-vector kernels
+            from litgpt import hugepages
+
+            hugepages.move_later(self.model)  # into 2 MB pages at its first decode step (not before the first token)
         self.preprocessor.device = device
         self.fixed_kv_cache_size = fixed_kv_cache_size
         if fixed_kv_cache_size is not None:

@@ -152,18 +152,19 @@ class MappedFile:
     MADV_DONTNEED = 4
     CHUNK_BYTES = 1 << 26  # larger tensors are copied (and let go of) in row slices of about this size
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path | None) -> None:
+        """``path`` None: every file this process maps (its weights however they were loaded)."""
         self.ranges: list[tuple[int, int]] = []
         if not sys.platform.startswith("linux"):
             return
-        target = str(Path(path).resolve())
+        target = None if path is None else str(Path(path).resolve())
         try:
             lines = Path("/proc/self/maps").read_text().splitlines()
         except OSError:
             return
         for line in lines:
             fields = line.split(None, 5)
-            if len(fields) == 6 and fields[5] == target:
+            if len(fields) == 6 and (fields[5] == target or target is None and fields[5].startswith("/")):
                 low, high = (int(x, 16) for x in fields[0].split("-"))
                 self.ranges.append((low, high))
 

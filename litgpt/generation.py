@@ -14,6 +14,7 @@ from typing import Optional
 
 import torch
 
+from litgpt import hugepages
 from litgpt.errors import LitGPTError
 from litgpt.kernels.fused import fused_decoder, screened_head
 from litgpt.model import GPT
@@ -135,6 +136,7 @@ def generate_batch(
             break
         if try_fused:
             try_fused = False
+            hugepages.settle(model)
             fused = fused_decoder(model)
             screened = screened_head(model) if fused is None and top else None
         if fused is not None:

@@ -75,6 +75,15 @@ def keep_freed_memory(device: object = "cpu", top: int = 1 << 30) -> Iterator[bo
             libc.malloc_trim(0)
 
 
+def return_freed_memory() -> None:
+    """Hand the pages of memory freed inside glibc's heap back to the kernel (``malloc_trim``); a no-op elsewhere."""
+    import ctypes
+    import platform
+
+    if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc":
+        ctypes.CDLL(None).malloc_trim(0)
+
+
 def peak_rss_gb() -> float:
     """This process's peak resident memory: VmHWM on Linux (ru_maxrss there also counts the peak of the parent this
     process was forked from), ru_maxrss elsewhere."""

@@ -46,6 +46,36 @@ def test_decode_benchmark_random_weights(tmp_path):
     assert "| model | weights | one batch" in out  # the batched-generation table
 
 
+FAKE_LLAMA_CPP = """
+import os, signal
+
+class Llama:  # llama-cpp-python's interface as decode.py uses it
+    def __init__(self, path, **kwargs):
+        if os.environ.get("FAKE_LLAMA_CPP_CRASH"):  # as its AMX backend does on some Xeons
+            os.kill(os.getpid(), signal.SIGSEGV)
+
+    def token_eos(self):
+        return 2
+
+    def __call__(self, prompt, max_tokens, **kwargs):
+        for _ in range(max_tokens):
+            yield {"choices": [{"text": "x"}]}
+"""
+
+
+def test_decode_benchmark_measures_llama_cpp_in_a_child_that_may_crash(tmp_path, monkeypatch, capsys):
+    (tmp_path / "llama_cpp.py").write_text(FAKE_LLAMA_CPP)
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    decode = load_script("decode.py")
+    ttft, speed = decode.llama_cpp_child("smollm2", 5, 2)
+    assert 0 < ttft and speed > 0
+    monkeypatch.setenv("FAKE_LLAMA_CPP_CRASH", "1")
+    assert decode.llama_cpp_child("smollm2", 5, 2) is None
+    out = capsys.readouterr().out
+    assert "llama-cpp-python failed on smollm2 (signal SIGSEGV); its row is left out" in out
+    assert "GGML_NATIVE=OFF" in out  # how to build it without the AMX backend
+
+
 def test_finetune_benchmark_random_weights(tmp_path):
     out = run_script("finetune.py", "--random", "--methods", "lora", "full", "--steps", "3", "--rounds", "1",
                      "--micro_batch", "1", "--seq", "32", "--device", "cpu", "--workdir", str(tmp_path), cwd=tmp_path)  # fmt: skip
@@ -64,8 +94,8 @@ def test_pretrain_benchmark(tmp_path):
     assert ratio(rows[0][2]) == 1.0 and float(rows[1][1]) > 0 and ratio(rows[1][2]) > 0
 
 
-def load_startup():
-    spec = importlib.util.spec_from_file_location("startup_benchmark", BENCHMARKS / "startup.py")
+def load_script(name: str = "startup.py"):
+    spec = importlib.util.spec_from_file_location(f"benchmark_{Path(name).stem}", BENCHMARKS / name)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -74,7 +104,7 @@ def load_startup():
 def test_peak_memory_is_the_child_process_own(tmp_path):
     """Linux carries a process's peak resident memory (ru_maxrss) over from the parent it was forked from; the
     benchmarks (each variant in a child process) must report each child's own peak, whatever the parent's size."""
-    startup = load_startup()
+    startup = load_script()
     ballast = bytearray(800 * 2**20)  # this process: 800 MB more resident
     ballast[::4096] = b"x" * len(ballast[::4096])
     small = startup.peak_rss_mb([sys.executable, "-c", "pass"], tmp_path)
@@ -114,4 +144,4 @@ def test_startup_benchmark_times_the_file_and_a_bfloat16_copy(tiny_checkpoint, t
     assert all(cast[k].dtype == torch.bfloat16 and torch.equal(cast[k], source[k].bfloat16()) for k in source)
     assert {f.name for f in copy.iterdir()} == {f.name for f in tiny_checkpoint.iterdir()}
     # a bfloat16 checkpoint is timed as it is: no second copy
-    assert load_startup().bfloat16_copy(copy, tmp_path / "again") is None
+    assert load_script().bfloat16_copy(copy, tmp_path / "again") is None

@@ -413,8 +413,10 @@ def head_screen(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     if weight.dtype not in FLOAT_KINDS or weight.shape[1] % 8:
         raise ValueError(f"head_screen needs a float32/bfloat16 weight with a multiple of 8 columns, got "
                          f"{weight.dtype} {tuple(weight.shape)}")  # fmt: skip
+    from litgpt import hugepages
+
     weight = weight.contiguous()
-    q = torch.empty(weight.shape, dtype=torch.int8)
+    q = hugepages.empty(tuple(weight.shape), torch.int8)  # read at every token
     scales = torch.empty(weight.shape[0], dtype=torch.float32)
     _library().head_screen(
         weight.data_ptr(), int(weight.dtype == torch.bfloat16), weight.shape[0], weight.shape[1], q.data_ptr(),
