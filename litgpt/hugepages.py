@@ -33,7 +33,8 @@ from litgpt.utils import return_freed_memory
 HUGE_PAGE = 2 << 20
 ALIGN = 64  # each tensor's data starts on a cache line
 THP_SETTING = Path("/sys/kernel/mm/transparent_hugepage/enabled")
-TRIM_EVERY = 64 << 20
+TRIM_EVERY = 16 << 20
+CHUNK = 16 << 20
 
 
 def enabled() -> bool:
@@ -78,17 +79,24 @@ def empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
     return torch.empty(0, dtype=dtype).set_(_Region(nbytes).take(nbytes), 0, shape)
 
 
-def to_huge_pages(module: torch.nn.Module, release: Callable[[torch.Tensor], None] | None = None) -> int:
+def to_huge_pages(
+    module: torch.nn.Module,
+    release: Callable[[torch.Tensor], None] | None = None,
+    keep: tuple[torch.Tensor, ...] = (),
+) -> int:
     """Move ``module``'s CPU parameters and buffers into one mapping of huge pages, in place (the same Parameter
-    objects; tensors that shared a storage still share one); returns the bytes moved, 0 where not :func:`enabled`.
+    objects; tensors that shared a storage still share one), except those sharing a storage with a tensor of
+    ``keep``; returns the bytes moved, 0 where not :func:`enabled`.
 
-    Storages are copied one at a time and each source is dropped (and passed to ``release``, such as
-    :meth:`litgpt.checkpoint.MappedFile.release` for memory-mapped weights) before the next, so the weights are not
-    held twice. Each tensor keeps a storage of its own over its part of the mapping (``torch.save`` of one writes that
-    part only); the mapping is freed when the last of them is. Move a model once it is final: tensors that later
-    replace some of its weights leave the rest of the mapping in memory."""
+    Storages are copied one at a time, in slices of ``CHUNK`` bytes each passed to ``release`` once copied (such as
+    :meth:`litgpt.checkpoint.MappedFile.release`, which lets go of memory-mapped weights' pages), and each source is
+    dropped before the next, so the weights are not held twice: at most one source tensor PyTorch allocated more.
+    Each tensor keeps a storage of its own over its part of the mapping (``torch.save`` of one writes that part
+    only); the mapping is freed when the last of them is. Move a model once it is final: tensors that later replace
+    some of its weights leave the rest of the mapping in memory."""
     if not enabled():
         return 0
+    kept = {t.untyped_storage().data_ptr() for t in keep}
     owners: dict[int, list[tuple[dict, str]]] = {}  # storage address -> the (module dict, name) pairs using it
     storages: dict[int, torch.UntypedStorage] = {}
     for sub in module.modules():
@@ -97,11 +105,11 @@ def to_huge_pages(module: torch.nn.Module, release: Callable[[torch.Tensor], Non
                 if t is None or t.device.type != "cpu" or t.is_quantized or t.layout != torch.strided:
                     continue
                 storage = t.untyped_storage()
-                if storage.nbytes() == 0:
+                if storage.nbytes() == 0 or storage.data_ptr() in kept:
                     continue
                 storages.setdefault(storage.data_ptr(), storage)
                 owners.setdefault(storage.data_ptr(), []).append((table, name))
-    total = sum(-(-max(s.nbytes(), 1) // ALIGN) * ALIGN for s in storages.values())
+    total = sum(-(-storage.nbytes() // ALIGN) * ALIGN for storage in storages.values())
     if total == 0:
         return 0
     region = _Region(total)
@@ -109,7 +117,11 @@ def to_huge_pages(module: torch.nn.Module, release: Callable[[torch.Tensor], Non
     for address in list(storages):
         storage = storages.pop(address)
         new = region.take(storage.nbytes())
-        new.copy_(storage)
+        source, target = (torch.empty(0, dtype=torch.uint8).set_(s, 0, (s.nbytes(),)) for s in (storage, new))
+        for start in range(0, storage.nbytes(), CHUNK):
+            target[start : start + CHUNK].copy_(source[start : start + CHUNK])
+            if release is not None:
+                release(source[start : start + CHUNK])
         for table, name in owners[address]:
             old = table[name]
             moved = torch.empty(0, dtype=old.dtype).set_(new, old.storage_offset(), old.shape, old.stride())
@@ -117,10 +129,8 @@ def to_huge_pages(module: torch.nn.Module, release: Callable[[torch.Tensor], Non
                 old.data = moved
             else:
                 table[name] = moved
-        if release is not None:
-            release(torch.empty(0, dtype=torch.uint8).set_(storage, 0, (storage.nbytes(),)))
         freed += storage.nbytes()
-        del storage, old
+        del storage, source, old
         if freed >= TRIM_EVERY:  # sources PyTorch allocated from glibc's heap: hand their pages back as we go
             freed = 0
             return_freed_memory()
@@ -138,10 +148,12 @@ def move_later(model: torch.nn.Module) -> None:
 
 
 def settle(model: torch.nn.Module) -> None:
-    """Move ``model`` into huge pages if :func:`move_later` asked for it and it has not moved yet; memory-mapped
-    weights let go of their file's pages as they are copied."""
+    """Move ``model`` (a GPT) into huge pages if :func:`move_later` asked for it and it has not moved yet;
+    memory-mapped weights let go of their file's pages as they are copied. The embedding table stays where it is
+    (with an output layer tied to it): a decode step reads one row of it, and the output layer's int8 copy (in huge
+    pages, :func:`litgpt.kernels.head_screen`) stands in for the whole when only the top logits are needed."""
     if model in _PENDING:
         _PENDING.discard(model)
         from litgpt.checkpoint import MappedFile
 
-        to_huge_pages(model, release=MappedFile(None).release)
+        to_huge_pages(model, release=MappedFile(None).release, keep=(model.transformer.wte.weight,))
