@@ -79,6 +79,12 @@ def empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
     return torch.empty(0, dtype=dtype).set_(_Region(nbytes).take(nbytes), 0, shape)
 
 
+def _movable(t: torch.Tensor | None) -> bool:
+    """A plain dense CPU tensor: a subclass (bitsandbytes' packed parameters) may keep its own view of the data."""
+    plain = type(t) in (torch.Tensor, torch.nn.Parameter)
+    return plain and t.device.type == "cpu" and t.layout == torch.strided and not t.is_quantized
+
+
 def to_huge_pages(
     module: torch.nn.Module,
     release: Callable[[torch.Tensor], None] | None = None,
@@ -102,7 +108,7 @@ def to_huge_pages(
     for sub in module.modules():
         for table in (sub._parameters, sub._buffers):
             for name, t in table.items():
-                if t is None or t.device.type != "cpu" or t.is_quantized or t.layout != torch.strided:
+                if not _movable(t):
                     continue
                 storage = t.untyped_storage()
                 if storage.nbytes() == 0 or storage.data_ptr() in kept:

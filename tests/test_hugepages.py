@@ -111,20 +111,29 @@ def test_huge_pages_switched_off(monkeypatch):
     assert model.transformer.wte.weight.data_ptr() == address
 
 
+def quantize_modes() -> list:
+    from litgpt.quantize import bnb_runs_on_cpu
+
+    return [None, "int8", "int4"] + (["bnb.nf4"] if bnb_runs_on_cpu() else [])  # bitsandbytes' parameters stay
+
+
 @needs_thp
-def test_a_distributed_model_moves_at_its_first_decode_step_and_generates_the_same(tiny_checkpoint, monkeypatch):
+@pytest.mark.parametrize("quantize", quantize_modes())
+def test_a_distributed_model_moves_at_its_first_decode_step_and_generates_the_same(
+    tiny_checkpoint, monkeypatch, quantize
+):
     from litgpt.api import LLM
 
     def generate(huge: str) -> tuple[str, bool, bool, bool]:
         monkeypatch.setenv("LITGPT_HUGE_PAGES", huge)
         llm = LLM.load(tiny_checkpoint, distribute=None)
-        llm.distribute(accelerator="cpu", precision="32-true")
+        llm.distribute(accelerator="cpu", precision="32-true", quantize=quantize)
         model = llm.model
-        table, layer = model.transformer.wte.weight.data_ptr(), model.transformer.h[0].mlp.fc_1.weight.data_ptr()
+        table, layer = model.transformer.wte.weight.data_ptr(), model.transformer.h[0].norm_1.weight.data_ptr()
         pending = model in hugepages._PENDING
         out = llm.generate("hello there", temperature=0, max_new_tokens=12)
         assert model not in hugepages._PENDING
-        moved = model.transformer.h[0].mlp.fc_1.weight.data_ptr() != layer
+        moved = model.transformer.h[0].norm_1.weight.data_ptr() != layer
         return out, pending, moved, model.transformer.wte.weight.data_ptr() == table
 
     text, pending, moved, table_stayed = generate("1")
