@@ -3,7 +3,7 @@
 Decoding on a CPU streams every weight from memory once per token. With the kernel's 4 KB pages, that stream crosses
 a page boundary every 4 KB: a TLB miss each time, and the hardware prefetchers stop at the boundary. On the Intel Xeon
 (AMX) VM of ``benchmarks/README.md``, two cores read 212 MB of SmolLM2-135M's bfloat16 layers in 12.9 ms from 4 KB
-pages and in 10.4 ms from 2 MB pages (one core: 25.2 and 17.7 ms), and whole decoding ran 28% faster.
+pages and in 10.4 ms from 2 MB pages (one core: 25.2 and 17.7 ms), and whole decoding ran 1.12-1.32x faster.
 
 Linux gives an anonymous mapping transparent huge pages where it asks for them (``MADV_HUGEPAGE``) unless they are
 switched off (``/sys/kernel/mm/transparent_hugepage/enabled`` set to ``never``); memory-mapped checkpoint files and
@@ -12,7 +12,7 @@ PyTorch's allocations get 4 KB pages. :func:`to_huge_pages` moves a model's CPU 
 
 :meth:`litgpt.api.LLM.distribute` marks a CPU model (:func:`move_later`) and the generation core moves it at its first
 decode step (:func:`settle`), after the first token is out: a 2 MB page of memory the process never touched before
-costs a zeroing (about 0.3 ms) but, in a VM whose host reclaims the guest's free memory (free page reporting, as on
+costs a zeroing (about 0.25 ms) but, in a VM whose host reclaims the guest's free memory (free page reporting, as on
 this project's VMs), a host fault too. There, 270 MB of fresh huge pages took 0.25-0.7 s in the first allocation of
 some processes and 37 ms in others, so the move stays off the time to the first token.
 """
