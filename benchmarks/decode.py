@@ -34,7 +34,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from litgpt import kernels  # noqa: E402
+from litgpt import hugepages, kernels  # noqa: E402
 from litgpt.api import LLM  # noqa: E402
 from litgpt.reference import OFFLINE_MODELS, gguf_source, model_pair  # noqa: E402
 
@@ -190,7 +190,7 @@ def main() -> None:
             llm.distribute(accelerator=device, precision=precision)
             llm.prompt_style.stop_tokens = lambda tokenizer: ()  # always the full number of tokens
             ids = llm.prompt_ids(PROMPT).to(device)
-            ours(llm, 8)()  # warm-up
+            ours(llm, hugepages.MIN_TOKENS)()  # warm-up, long enough to move the weights into huge pages
             variants = [("litgpt", dtype_name, ours(llm, args.new_tokens))]
             last = dtype_name == args.dtypes[-1]
             extra = [(f"litgpt {q}", q, False) for q in args.quantize if last]

@@ -136,7 +136,8 @@ def generate_batch(
             break
         if try_fused:
             try_fused = False
-            hugepages.settle(model)
+            if max_new_tokens >= hugepages.MIN_TOKENS:  # a move pays off over enough tokens
+                hugepages.settle(model)
             fused = fused_decoder(model)
             screened = screened_head(model) if fused is None and top else None
         if fused is not None:

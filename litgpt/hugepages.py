@@ -14,7 +14,8 @@ PyTorch's allocations get 4 KB pages. :func:`to_huge_pages` moves a model's CPU 
 decode step (:func:`settle`), after the first token is out: a 2 MB page of memory the process never touched before
 costs a zeroing (about 0.25 ms) but, in a VM whose host reclaims the guest's free memory (free page reporting, as on
 this project's VMs), a host fault too. There, 270 MB of fresh huge pages took 0.25-0.7 s in the first allocation of
-some processes and 37 ms in others, so the move stays off the time to the first token.
+some processes and 37 ms in others, so the move stays off the time to the first token, and a generation of fewer
+than ``MIN_TOKENS`` tokens leaves the model pending.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ HUGE_PAGE = 2 << 20
 ALIGN = 64  # each tensor's data starts on a cache line
 THP_SETTING = Path("/sys/kernel/mm/transparent_hugepage/enabled")
 TRIM_EVERY = 16 << 20
+# a generation of fewer tokens leaves a pending model where it is: on the VM of benchmarks/README.md the move took
+# 0.06-0.15 s (0.3-0.8 s from fresh host memory) and saved 1.4-4.9 ms per token
+MIN_TOKENS = 32
 CHUNK = 16 << 20
 
 

@@ -124,14 +124,16 @@ def test_a_distributed_model_moves_at_its_first_decode_step_and_generates_the_sa
 ):
     from litgpt.api import LLM
 
-    def generate(huge: str) -> tuple[str, bool, bool, bool]:
+    def generate(huge: str) -> tuple[tuple[str, str], bool, bool, bool]:
         monkeypatch.setenv("LITGPT_HUGE_PAGES", huge)
         llm = LLM.load(tiny_checkpoint, distribute=None)
         llm.distribute(accelerator="cpu", precision="32-true", quantize=quantize)
         model = llm.model
         table, layer = model.transformer.wte.weight.data_ptr(), model.transformer.h[0].norm_1.weight.data_ptr()
         pending = model in hugepages._PENDING
-        out = llm.generate("hello there", temperature=0, max_new_tokens=12)
+        short = llm.generate("hello there", temperature=0, max_new_tokens=hugepages.MIN_TOKENS - 1)
+        assert (model in hugepages._PENDING) == pending  # too short a generation to pay for the move
+        out = short, llm.generate("hello there", temperature=0, max_new_tokens=hugepages.MIN_TOKENS)
         assert model not in hugepages._PENDING
         moved = model.transformer.h[0].norm_1.weight.data_ptr() != layer
         return out, pending, moved, model.transformer.wte.weight.data_ptr() == table
