@@ -211,3 +211,59 @@ def test_training_rms_norm_kernel_matches_torch(dtype, unit_offset, monkeypatch)
     for ours, theirs in zip(*results):
         assert ours.dtype == theirs.dtype == dtype
         torch.testing.assert_close(ours.float(), theirs.float(), **tol)
+
+
+def float64_glu(a: torch.Tensor, b: torch.Tensor, g: torch.Tensor, activation: str):
+    """The gated unit and its two input gradients, computed in float64 from the same inputs."""
+    import torch.nn.functional as F
+
+    a64, b64 = (t.detach().double().requires_grad_() for t in (a, b))
+    act = F.silu(a64) if activation == "silu" else F.gelu(a64, approximate="tanh")
+    h = act * b64
+    return (h.detach(), *torch.autograd.grad(h, (a64, b64), g.double()))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("activation", ["silu", "gelu_tanh"])
+def test_gated_unit_kernel_is_as_exact_as_the_pytorch_expression(dtype, activation):
+    """act(a) * b and its gradients (train.c), against float64: no further from it than PyTorch's own expression,
+    element by element up to one rounding of the dtype (PyTorch rounds act(a) to the dtype before the product)."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    shape = (3, 5, 101)  # 1515 elements: blocks of 8 and a tail
+    a = (torch.randn(shape) * 4).to(dtype).requires_grad_()
+    a.data[0, 0, :4] = torch.tensor([0.0, -0.0, 100.0, -100.0])  # zero, and where exp under/overflows
+    b = torch.randn(shape).to(dtype).requires_grad_()
+    g = torch.randn(shape).to(dtype)
+    h = kernels.glu(a, b, activation)
+    assert h is not None and h.grad_fn.name() == "GLUFunctionBackward"
+    ga, gb = torch.autograd.grad(h, (a, b), g)
+    act = F.silu(a) if activation == "silu" else F.gelu(a, approximate="tanh")
+    theirs = (act * b, *torch.autograd.grad(act * b, (a, b), g))
+    eps = torch.finfo(dtype).eps
+    for ours, pytorch, exact in zip((h, ga, gb), theirs, float64_glu(a, b, g, activation)):
+        assert ours.dtype == dtype and ours.shape == shape
+        err, their_err = (ours.detach().double() - exact).abs(), (pytorch.detach().double() - exact).abs()
+        assert bool((err <= their_err + 2 * eps * exact.abs() + 1e-6).all())
+        assert float(err.max()) <= 4 * eps * float(exact.abs().max())
+
+
+def test_gated_mlps_take_the_kernel_where_it_computes_their_activation(monkeypatch):
+    import torch.nn.functional as F
+
+    from litgpt import Config
+    from litgpt.model import GemmaMLP, LLaMAMLP
+
+    taken = []
+    glu = kernels.glu
+    monkeypatch.setattr(kernels, "glu", lambda a, b, act: taken.append(glu(a, b, act)) or taken[-1])
+    x = torch.randn(2, 3, 32, requires_grad=True)
+    for approximate, cls, fused in (("none", LLaMAMLP, True), ("tanh", GemmaMLP, True), ("none", GemmaMLP, False)):
+        mlp = cls(Config(n_embd=32, intermediate_size=64, bias=False, gelu_approximate=approximate))
+        taken.clear()
+        out = mlp(x)
+        a = mlp.fc_1(x)
+        act = F.silu(a) if cls is LLaMAMLP else F.gelu(a, approximate=approximate)
+        torch.testing.assert_close(out, mlp.proj(act * mlp.fc_2(x)), atol=1e-6, rtol=1e-5)
+        assert [t is not None for t in taken] == [fused]  # erf's GELU keeps PyTorch's expression

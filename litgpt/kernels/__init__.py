@@ -104,6 +104,8 @@ def _library() -> ctypes.CDLL | None:
     lib.xent_rows.restype = i32
     lib.rmsnorm_forward.argtypes = [p, p, p, p, i32, i64, i64, ctypes.c_float, i32]
     lib.rmsnorm_backward.argtypes = [p, p, p, p, p, p, i32, i64, i64, i32]
+    lib.glu_forward.argtypes = [p, p, p, i32, i64, i32, i32]
+    lib.glu_backward.argtypes = [p, p, p, p, p, i32, i64, i32, i32]
     lib.dropout_mask.argtypes = [p, i32, i64, ctypes.c_double, ctypes.c_uint64, i32]
     heads = [p, p, p, p, p, p, i32, i64, i64, i64, i64, i64, i64, i32]
     lib.qkv_heads_forward.argtypes = [p, i64, *heads[1:]]
@@ -292,6 +294,50 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float, unit_offset: boo
     # the kernel reads a float32 copy of the scale; the weight's gradient comes back through the second input
     scale = (weight.detach().float() + 1.0) if unit_offset else weight.detach().float().contiguous()
     return RMSNormFunction.apply(x.contiguous(), weight, scale, float(eps))
+
+
+GLU_KINDS = {"silu": 0, "gelu_tanh": 1}  # train.c's activations of a gated MLP unit
+
+
+class GLUFunction(torch.autograd.Function):
+    """The gated unit ``act(a) * b`` of LLaMA/Gemma MLPs over contiguous float32/bfloat16 CPU tensors of one shape,
+    forward and backward in one pass each (``train.c``), saving ``a`` and ``b`` only: PyTorch's expression takes
+    five element-wise passes and keeps ``act(a)`` for the backward as well."""
+
+    @staticmethod
+    def forward(ctx, a, b, kind: int):
+        h = torch.empty_like(a)
+        _library().glu_forward(a.data_ptr(), b.data_ptr(), h.data_ptr(), int(a.dtype == torch.bfloat16), a.numel(),
+                               kind, torch.get_num_threads())  # fmt: skip
+        ctx.save_for_backward(a, b)
+        ctx.kind = kind
+        return h
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved_tensors
+        g = g.contiguous()
+        ga, gb = torch.empty_like(a), torch.empty_like(b)
+        _library().glu_backward(
+            g.data_ptr(), a.data_ptr(), b.data_ptr(), ga.data_ptr(), gb.data_ptr(), int(a.dtype == torch.bfloat16),
+            a.numel(), ctx.kind, torch.get_num_threads(),
+        )  # fmt: skip
+        return ga, gb, None
+
+
+def glu(a: torch.Tensor, b: torch.Tensor, activation: str | None) -> torch.Tensor | None:
+    """:class:`GLUFunction` where it applies (kernels available, CPU, float32/bfloat16, same shape and dtype, an
+    activation of :data:`GLU_KINDS`, not compiling), else None."""
+    if (
+        activation not in GLU_KINDS
+        or not _takes(a)
+        or b.dtype != a.dtype
+        or b.shape != a.shape
+        or b.device.type != "cpu"
+        or torch.compiler.is_compiling()
+    ):
+        return None
+    return GLUFunction.apply(a.contiguous(), b.contiguous(), GLU_KINDS[activation])
 
 
 class QKVHeadsFunction(torch.autograd.Function):
