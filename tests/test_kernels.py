@@ -225,13 +225,13 @@ def float64_glu(a: torch.Tensor, b: torch.Tensor, g: torch.Tensor, activation: s
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("activation", ["silu", "gelu_tanh"])
-def test_gated_unit_kernel_is_as_exact_as_the_pytorch_expression(dtype, activation):
+def test_gated_unit_kernel_is_as_exact_as_the_pytorch_expression(dtype, activation, instruction_set):
     """act(a) * b and its gradients (train.c), against float64: no further from it than PyTorch's own expression,
     element by element up to one rounding of the dtype (PyTorch rounds act(a) to the dtype before the product)."""
     import torch.nn.functional as F
 
     torch.manual_seed(0)
-    shape = (3, 5, 101)  # 1515 elements: blocks of 8 and a tail
+    shape = (3, 5, 1001)  # 15015 elements: work items of 4096, steps of 16 and 8, and a tail
     a = (torch.randn(shape) * 4).to(dtype).requires_grad_()
     a.data[0, 0, :4] = torch.tensor([0.0, -0.0, 100.0, -100.0])  # zero, and where exp under/overflows
     b = torch.randn(shape).to(dtype).requires_grad_()
