@@ -102,10 +102,11 @@ def test_empty_allocates_in_huge_pages():
 def test_huge_pages_switched_off(monkeypatch):
     monkeypatch.setenv("LITGPT_HUGE_PAGES", "0")
     assert not hugepages.enabled()
+    monkeypatch.setattr(hugepages, "_Region", None)  # no mapping of huge pages is made
     model = small_gpt()
     address = model.transformer.wte.weight.data_ptr()
     assert hugepages.to_huge_pages(model) == 0 and model.transformer.wte.weight.data_ptr() == address
-    assert mapping_of(hugepages.empty((3 << 20,), torch.int8).data_ptr()).get("AnonHugePages", 0) == 0
+    assert hugepages.empty((3 << 20,), torch.int8).shape == (3 << 20,)
     hugepages.move_later(model)
     hugepages.settle(model)
     assert model.transformer.wte.weight.data_ptr() == address
