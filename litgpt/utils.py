@@ -58,13 +58,9 @@ def keep_freed_memory(device: object = "cpu", top: int = 1 << 30) -> Iterator[bo
 
     On leaving, the thresholds become the values glibc's own adjustment settles at for such programs (blocks up to
     32 MiB from the heap, a free top of more than 64 MiB returned) and the kept memory is returned."""
-    import ctypes
-    import platform
-
-    libc = None
     on_cpu = str(device).split(":")[0] == "cpu"  # a str or a torch.device
-    if on_cpu and sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc":
-        libc = ctypes.CDLL(None)
+    libc = _glibc() if on_cpu else None
+    if libc is not None:
         libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX)
         libc.mallopt(M_TRIM_THRESHOLD, top)
     try:
@@ -77,11 +73,17 @@ def keep_freed_memory(device: object = "cpu", top: int = 1 << 30) -> Iterator[bo
 
 def return_freed_memory() -> None:
     """Hand the pages of memory freed inside glibc's heap back to the kernel (``malloc_trim``); a no-op elsewhere."""
+    libc = _glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
+
+
+def _glibc():
+    """This process's C library as a ``ctypes.CDLL`` on Linux with glibc (mallopt, malloc_trim), else None."""
     import ctypes
     import platform
 
-    if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc":
-        ctypes.CDLL(None).malloc_trim(0)
+    return ctypes.CDLL(None) if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc" else None
 
 
 def peak_rss_gb() -> float:
