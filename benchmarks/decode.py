@@ -109,6 +109,13 @@ def llama_cpp(path: Path, new_tokens: int):
     return run
 
 
+LLAMA_CPP_HINT = (
+    "On CPUs with AMX, build it without its AMX backend: CMAKE_ARGS='-DGGML_NATIVE=OFF -DGGML_AVX512=ON "
+    "-DGGML_AVX512_VBMI=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON -DGGML_AVX_VNNI=ON -DGGML_AVX2=ON -DGGML_FMA=ON "
+    "-DGGML_F16C=ON -DGGML_BMI2=ON' pip install --force-reinstall --no-deps --no-cache-dir llama-cpp-python"
+)
+
+
 def llama_cpp_child(key: str, new_tokens: int, repeats: int) -> tuple[float, float] | None:
     """(time to first token, tokens/s) of llama-cpp-python on ``key``'s GGUF file, measured in a child process: a
     crash of the peer (its AMX backend segfaults on some Xeons) leaves its row out instead of ending the benchmark."""
@@ -119,13 +126,6 @@ def llama_cpp_child(key: str, new_tokens: int, repeats: int) -> tuple[float, flo
     how = f"signal {signal.Signals(-run.returncode).name}" if run.returncode < 0 else f"exit code {run.returncode}"
     print(f"llama-cpp-python failed on {key} ({how}); its row is left out. {LLAMA_CPP_HINT}\n{run.stderr[-2000:]}")
     return None
-
-
-LLAMA_CPP_HINT = (
-    "On CPUs with AMX, build it without its AMX backend: CMAKE_ARGS='-DGGML_NATIVE=OFF -DGGML_AVX512=ON "
-    "-DGGML_AVX512_VBMI=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON -DGGML_AVX_VNNI=ON -DGGML_AVX2=ON -DGGML_FMA=ON "
-    "-DGGML_F16C=ON -DGGML_BMI2=ON' pip install --force-reinstall --no-deps --no-cache-dir llama-cpp-python"
-)
 
 
 def batched_vs_loop(llm: LLM, new_tokens: int) -> tuple[float, float, float]:

@@ -18,20 +18,19 @@
 
 // e^x for x <= 0 (inputs below -87 are clamped there: their e^x is below 1e-38 and vanishes in any sum with 1).
 // x = n ln2 + r with |r| <= ln2 / 2; e^r by its Taylor series to degree 7 (relative error < 1e-8).
+// The constants are shared with the 16-lane form (exp_nonpositive16, gated units).
+#define EXP_MIN (-87.0f)
+#define LOG2E 1.44269504088896341f
+#define LN2_HI 0.693359375f  // ln2 split in two for an exact product
+#define LN2_LO (-2.12194440e-4f)
+static const float EXP_TAYLOR[8] = {1.0f / 5040, 1.0f / 720, 1.0f / 120, 1.0f / 24, 1.0f / 6, 0.5f, 1.0f, 1.0f};
+
 static inline __m256 exp_nonpositive(__m256 x) {
-    x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
-    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);  // ln2 split in two for an exact product
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 p = _mm256_set1_ps(1.0f / 5040);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    x = _mm256_max_ps(x, _mm256_set1_ps(EXP_MIN));
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(LOG2E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_LO), _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_HI), x));
+    __m256 p = _mm256_set1_ps(EXP_TAYLOR[0]);
+    for (int c = 1; c < 8; c++) p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP_TAYLOR[c]));
     __m256i scale = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
     return _mm256_mul_ps(p, _mm256_castsi256_ps(scale));
 }
@@ -432,7 +431,8 @@ static inline void glu_act8(__m256 a, int kind, __m256 *act, __m256 *grad) {
         if (grad) *grad = _mm256_mul_ps(s, _mm256_fmadd_ps(a, _mm256_sub_ps(one, s), one));
     } else {
         __m256 a2 = _mm256_mul_ps(a, a);
-        __m256 u = _mm256_mul_ps(_mm256_set1_ps(GELU_C), _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(GELU_K), a2), a, a));
+        __m256 cubic = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(GELU_K), a2), a, a);
+        __m256 u = _mm256_mul_ps(_mm256_set1_ps(GELU_C), cubic);
         __m256 sech2, opt = one_plus_tanh8(u, &sech2);
         *act = _mm256_mul_ps(_mm256_mul_ps(half, a), opt);
         if (grad) {
@@ -461,22 +461,15 @@ static inline float glu_act1(float a, int kind, float *grad) {
 int has_avx512_vnni(void); /* gemv.c: AVX512-F/BW/VNNI, and allowed */
 #define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl")))
 
-AVX512 static inline __m512 exp_nonpositive16(__m512 x) { /* exp_nonpositive's polynomial */
-    x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+AVX512 static inline __m512 exp_nonpositive16(__m512 x) { /* exp_nonpositive on 16 lanes */
+    x = _mm512_max_ps(x, _mm512_set1_ps(EXP_MIN));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(LOG2E)),
                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 q = _mm512_set1_ps(1.0f / 5040);
-    q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(1.0f / 720));
-    q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(1.0f / 120));
-    q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(1.0f / 24));
-    q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(1.0f / 6));
-    q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(0.5f));
-    q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(1.0f));
-    q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(1.0f));
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_LO), _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_HI), x));
+    __m512 p = _mm512_set1_ps(EXP_TAYLOR[0]);
+    for (int c = 1; c < 8; c++) p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_TAYLOR[c]));
     __m512i scale = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
-    return _mm512_mul_ps(q, _mm512_castsi512_ps(scale));
+    return _mm512_mul_ps(p, _mm512_castsi512_ps(scale));
 }
 
 AVX512 static inline __m512 load16(const void *p, int is_bf16, int64_t i) {
@@ -498,7 +491,8 @@ AVX512 static inline void store16(void *p, int is_bf16, int64_t i, __m512 v) { /
 
 AVX512 static inline void glu_act16(__m512 a, int kind, __m512 *act, __m512 *grad) { /* glu_act8 on 16 lanes */
     const __m512 one = _mm512_set1_ps(1.0f), half = _mm512_set1_ps(0.5f), two = _mm512_set1_ps(2.0f);
-    const __mmask16 neg = _mm512_cmplt_epi32_mask(_mm512_castps_si512(a), _mm512_setzero_si512()); /* sign bits (-0.0 included) */
+    /* sign bits (-0.0 included) */
+    const __mmask16 neg = _mm512_cmplt_epi32_mask(_mm512_castps_si512(a), _mm512_setzero_si512());
     if (kind == 0) {
         __m512 e = exp_nonpositive16(_mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(a),
                                                                             _mm512_set1_epi32((int)0x80000000))));
@@ -557,7 +551,8 @@ void glu_forward(const void *a, const void *b, void *h, int is_bf16, int64_t n, 
             glu_act8(load8(a, is_bf16, i), kind, &act, NULL);
             store8(h, is_bf16, i, _mm256_mul_ps(act, load8(b, is_bf16, i)));
         }
-        for (; i < end; i++) store_one(h, is_bf16, i, glu_act1(load_one(a, is_bf16, i), kind, NULL) * load_one(b, is_bf16, i));
+        for (; i < end; i++)
+            store_one(h, is_bf16, i, glu_act1(load_one(a, is_bf16, i), kind, NULL) * load_one(b, is_bf16, i));
     }
 }
 
