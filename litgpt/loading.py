@@ -82,6 +82,11 @@ def resolve_checkpoint(
         if is_checkpoint(candidate, tokenizer_only):
             return candidate
     repo_id = repo_id_for(str(model))
+    if repo_id is None and not path.exists() and (path.is_absolute() or str(model).startswith((".", "~")) or
+                                                  str(model).count("/") > 1):  # fmt: skip
+        known = repo_id_for("/".join(path.parts[-2:]))  # such as checkpoints/google/gemma-3-270m
+        hint = f" Download it first: litgpt download {known}" if known else " Check the path."
+        raise LitGPTError(f"Checkpoint folder {str(model)!r} does not exist.{hint}")
     if repo_id is None and "/" in str(model) and not path.exists():
         repo_id = str(model)  # a repo outside the registry: let the hub decide
     if repo_id is None:

@@ -159,3 +159,16 @@ def test_real_model_sequential_and_tensor_parallel_match_one_process(offline_wor
     proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, timeout=600, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert [eval((tmp_path / f"real.{r}").read_text()) for r in (0, 1)] == [ref, ref]
+
+
+def test_missing_checkpoint_folder_is_named(tmp_path, monkeypatch):
+    """A path that is no folder gets a one-line error naming it (and the download command for a known model), never
+    a Hub lookup of the path as a repository id."""
+    from litgpt import download
+
+    monkeypatch.setattr(download, "download_from_hub", lambda *a, **k: pytest.fail("looked up the Hub"))
+    missing = tmp_path / "checkpoints" / "google" / "gemma-3-270m"
+    with pytest.raises(LitGPTError, match=r"does not exist\. Download it first: litgpt download google/gemma-3-270m"):
+        LLM.load(missing)
+    with pytest.raises(LitGPTError, match=r"'\./nowhere' does not exist\. Check the path"):
+        LLM.load("./nowhere")

@@ -21,6 +21,16 @@
 
 #define MAX_M 8
 
+/* Each thread streams its rows of W from memory, and a core alone does not keep enough reads in flight for that:
+   the L2 streamer stops at every 4 KB boundary and restarts slowly. So every loop below asks for the cache line
+   AHEAD bytes past the one it loads (_mm_prefetch, one per 64 bytes read). On a 2-core Xeon (AMX) VM this took a
+   decode step of SmolLM2-135M in int8 from 8.0 to 5.4 ms, int4 7.5 to 5.2, float32 18.9 to 16.2, and Gemma-3-270M
+   in bfloat16 17.7 to 14.6 ms (with head.c's); the AVX2 paths 1.6-2x faster. The AVX512-BF16 kernel takes a line in
+   fewer instructions and did best with a shorter distance (AHEAD_BF16; 3072 bytes there gained nothing). */
+#define AHEAD 3072
+#define AHEAD_BF16 1024
+static inline void ahead(const void *p, int bytes) { _mm_prefetch((const char *)p + bytes, _MM_HINT_T0); }
+
 static inline float hsum(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -52,6 +62,7 @@ static inline float bf16_to_float(uint16_t b) {
         for (int m = 0; m < M; m++) acc0[m] = acc1[m] = _mm256_setzero_ps();                       \
         int64_t k = 0;                                                                             \
         for (; k + 16 <= K; k += 16) {                                                             \
+            ahead(row + k, AHEAD);                                                                 \
             __m256 w0 = LOAD8(row + k), w1 = LOAD8(row + k + 8);                                   \
             for (int m = 0; m < M; m++) {                                                          \
                 acc0[m] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + m * K + k), acc0[m]);            \
@@ -94,6 +105,7 @@ static void gemv_bf16_pairs(const float *x, const uint16_t *w, float *y, int64_t
         __m256 acc0[MAX_M], acc1[MAX_M];
         for (int m = 0; m < M; m++) acc0[m] = acc1[m] = _mm256_setzero_ps();
         for (int64_t k = 0; k < K; k += 16) {
+            ahead(row + k, AHEAD);
             __m256i v = _mm256_loadu_si256((const __m256i *)(row + k));
             __m256 even = _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
             __m256 odd = _mm256_castsi256_ps(_mm256_and_si256(v, high));
@@ -157,6 +169,8 @@ AVX512_BF16 static void gemv_bf16_avx512(const float *x, const uint16_t *w, floa
             for (; c + 2 <= C; c += 2) {
                 __m512bh w0 = (__m512bh)_mm512_loadu_si512((const void *)(row + c * 32));
                 __m512bh w1 = (__m512bh)_mm512_loadu_si512((const void *)(row + c * 32 + 32));
+                ahead(row + c * 32, AHEAD_BF16);
+                ahead(row + c * 32 + 32, AHEAD_BF16);
                 a0 = _mm512_dpbf16_ps(a0, w0, head[c]);
                 a1 = _mm512_dpbf16_ps(a1, w0, rest[c]);
                 a2 = _mm512_dpbf16_ps(a2, w1, head[c + 1]);
@@ -180,6 +194,7 @@ AVX512_BF16 static void gemv_bf16_avx512(const float *x, const uint16_t *w, floa
         for (int m = 0; m < M; m++) acc[m] = _mm512_setzero_ps();
         for (int64_t c = 0; c < C; c++) {
             __m512bh wv = (__m512bh)_mm512_loadu_si512((const void *)(row + c * 32));
+            ahead(row + c * 32, AHEAD_BF16);
             for (int m = 0; m < M; m++) {
                 acc[m] = _mm512_dpbf16_ps(acc[m], wv, head[m * C + c]);
                 acc[m] = _mm512_dpbf16_ps(acc[m], wv, rest[m * C + c]);
@@ -348,6 +363,7 @@ AVX512_VNNI static int gemv_i8_vnni(const QuantX *xq, const int8_t *w, const flo
         const int8_t *row = w + n * K;
         __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0;
         for (int64_t p = 0; p < P; p++) {
+            ahead(row + 64 * p, AHEAD);
             __m512i wv = 2 * p + 1 < B ? _mm512_loadu_si512((const void *)(row + 64 * p))
                                        : _mm512_maskz_loadu_epi8(half, (const void *)(row + 64 * p));
             __m512i sums = _mm512_dpbusd_epi32(_mm512_load_si512((const void *)(start + 16 * p)),
@@ -380,6 +396,7 @@ int gemv_i8(const float *x, const int8_t *w, const float *scales, float *y, int6
         __m256 acc[MAX_M];
         for (int m = 0; m < M; m++) acc[m] = _mm256_setzero_ps();
         for (int64_t b = 0; b < B; b++) {
+            ahead(row + b * 32, AHEAD);
             __m256i wv = _mm256_loadu_si256((const __m256i *)(row + b * 32));
             for (int m = 0; m < M; m++) {
                 __m256i xv = _mm256_loadu_si256((const __m256i *)(xq.q + m * K + b * 32));
@@ -414,6 +431,7 @@ AVX512_VNNI static int gemv_i4_vnni(const QuantX *xq, const uint8_t *w, const fl
         __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0;
         for (int64_t p = 0; p < P; p++) {
             const int full = 2 * p + 1 < B;
+            ahead(row + 32 * p, AHEAD);
             __m256i v = full ? _mm256_loadu_si256((const __m256i *)(row + 32 * p))
                              : _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)(row + 32 * p)));
             __m256i lo = _mm256_and_si256(v, low), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
@@ -457,6 +475,7 @@ int gemv_i4(const float *x, const uint8_t *w, const float *scales, const float *
             bias[m] = 0.0f;
         }
         for (int64_t b = 0; b < B; b++) {
+            ahead(row + b * 16, AHEAD);
             __m128i bytes = _mm_loadu_si128((const __m128i *)(row + b * 16));
             __m128i lo = _mm_and_si128(bytes, low), hi = _mm_and_si128(_mm_srli_epi16(bytes, 4), low);
             __m256i codes = _mm256_set_m128i(hi, lo); /* features 0..15, then 16..31 of the block */

@@ -32,6 +32,10 @@ void gemv_f32_rows(const float *x, const float *w, float *y, int64_t M, int64_t 
                    const int64_t *rows);
 int has_avx512_vnni(void); /* gemv.c: AVX512-F/BW/VNNI, and allowed */
 
+/* the int8 copy is streamed like gemv.c's weights, with the same software prefetch (Gemma-3: 8.5 -> 6 ms) */
+#define AHEAD 3072
+static inline void ahead(const void *p) { _mm_prefetch((const char *)p + AHEAD, _MM_HINT_T0); }
+
 #define CHUNK 2048 /* int32 lanes hold at most CHUNK / 8 products of 127 * 32767 (AVX2): < 2^31 */
 
 static int64_t dot_avx2(const int8_t *row, const int16_t *x16, int64_t K) {
@@ -40,6 +44,7 @@ static int64_t dot_avx2(const int8_t *row, const int16_t *x16, int64_t K) {
         const int64_t end = k0 + CHUNK < K ? k0 + CHUNK : K;
         __m256i a0 = _mm256_setzero_si256(), a1 = a0;
         for (int64_t k = k0; k < end; k += 32) {
+            ahead(row + k);
             __m256i w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(row + k)));
             __m256i w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(row + k + 16)));
             a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(w0, _mm256_loadu_si256((const __m256i *)(x16 + k))));
@@ -62,6 +67,7 @@ AVX512_VNNI_BW static int64_t dot_avx512(const int8_t *row, const int16_t *x16, 
         __m512i a0 = _mm512_setzero_si512(), a1 = a0;
         int64_t k = k0;
         for (; k + 64 <= end; k += 64) {
+            ahead(row + k);
             __m512i w0 = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(row + k)));
             __m512i w1 = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(row + k + 32)));
             a0 = _mm512_dpwssd_epi32(a0, w0, _mm512_loadu_si512((const void *)(x16 + k)));
@@ -86,6 +92,7 @@ AVX512_VNNI_BW static void dots_avx512(const int8_t *row, const int16_t *x16, in
         __m512i acc[8];
         for (int64_t m = 0; m < M; m++) acc[m] = _mm512_setzero_si512();
         for (int64_t k = k0; k < end; k += 32) {
+            ahead(row + k);
             __m512i w = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(row + k)));
             for (int64_t m = 0; m < M; m++)
                 acc[m] = _mm512_dpwssd_epi32(acc[m], w, _mm512_loadu_si512((const void *)(x16 + m * K + k)));
