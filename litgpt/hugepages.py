@@ -83,6 +83,18 @@ def empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
     return torch.empty(0, dtype=dtype).set_(_Region(nbytes).take(nbytes), 0, shape)
 
 
+def zeros(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """``torch.zeros(shape, dtype=dtype)`` on the CPU, in huge pages where :func:`enabled`, faulted in as it is first
+    written (the kernel hands out zeroed pages), so a large buffer that fills slowly, such as a KV cache, costs
+    memory only for what has been written. A tensor of its own mapping; under 2 MB a plain ``torch.zeros``."""
+    nbytes = torch.Size(shape).numel() * dtype.itemsize
+    if not enabled() or nbytes < HUGE_PAGE:
+        return torch.zeros(shape, dtype=dtype)
+    region = _Region(nbytes)
+    storage = torch.frombuffer(region.map, dtype=torch.uint8, count=nbytes, offset=region.offset).untyped_storage()
+    return torch.empty(0, dtype=dtype).set_(storage, 0, shape)
+
+
 def _movable(t: torch.Tensor | None) -> bool:
     """A plain dense CPU tensor: a subclass (bitsandbytes' packed parameters) may keep its own view of the data."""
     plain = type(t) in (torch.Tensor, torch.nn.Parameter)

@@ -97,13 +97,22 @@ class GPT(nn.Module):
         """Preallocate a KV cache of ``max_seq_length`` (default: the model's) positions in every block."""
         if max_seq_length is not None:
             self.max_seq_length = max_seq_length
+        specs = []
         for block in self.transformer.h:  # each cache lives beside its block (blocks may sit on different devices)
             param = block.attn.qkv.weight
             cfg = block.attn.config  # tensor parallelism keeps a share of the query groups per process
-            block.attn.kv_cache = KVCache(
-                batch_size, cfg.n_query_groups, self.max_seq_length, cfg.head_size, device or param.device,
-                dtype or self.activation_dtype or param.dtype,
-            )  # fmt: skip
+            shape = (batch_size, cfg.n_query_groups, self.max_seq_length, cfg.head_size)
+            specs.append((shape, torch.device(device or param.device), dtype or self.activation_dtype or param.dtype))
+        pool = None
+        if len(set(specs)) == 1 and specs[0][1].type == "cpu":
+            # one block of memory for every layer's keys and values on the CPU, in 2 MB pages where Linux gives them
+            # (a long context reads as many bytes of cache as of weights per token; 4 KB pages slow that down)
+            from litgpt import hugepages
+
+            pool = hugepages.zeros((2 * len(specs), *specs[0][0]), specs[0][2])
+        for i, (block, (shape, dev, dt)) in enumerate(zip(self.transformer.h, specs)):
+            kv = None if pool is None else (pool[2 * i], pool[2 * i + 1])
+            block.attn.kv_cache = KVCache(*shape, device=dev, dtype=dt, tensors=kv)
 
     def clear_kv_cache(self) -> None:
         for block in self.transformer.h:
@@ -359,11 +368,12 @@ def causal_bias(T: int, rep: int, dtype: torch.dtype, device: torch.device) -> t
 class KVCache(nn.Module):
     """Static cache: (B, n_query_groups, max_seq_length, head_size), written in place at ``input_pos``."""
 
-    def __init__(self, batch_size, n_groups, max_seq_length, head_size, device=None, dtype=None) -> None:
+    def __init__(self, batch_size, n_groups, max_seq_length, head_size, device=None, dtype=None, tensors=None) -> None:
         super().__init__()
         shape = (batch_size, n_groups, max_seq_length, head_size)
-        self.register_buffer("k", torch.zeros(shape, device=device, dtype=dtype), persistent=False)
-        self.register_buffer("v", torch.zeros(shape, device=device, dtype=dtype), persistent=False)
+        k, v = tensors or (torch.zeros(shape, device=device, dtype=dtype) for _ in range(2))  # or given, zeroed
+        self.register_buffer("k", k, persistent=False)
+        self.register_buffer("v", v, persistent=False)
 
     def update(self, input_pos: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         B = k.shape[0]

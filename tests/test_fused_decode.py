@@ -245,3 +245,43 @@ def test_hooked_or_resized_models_keep_the_pytorch_step():
         mlp = model.transformer.h[0].mlp
         mlp.fc_1 = torch.nn.Linear(mlp.fc_1.in_features, mlp.fc_1.out_features // 2, bias=False)
         assert fused_decoder(model) is None
+
+
+@pytest.mark.parametrize("name", ["SmolLM2-135M", "gemma-3-270m"])
+def test_long_context_attention_in_chunks_matches_pytorch_forward(name):
+    """Past a few dozen positions the fused step splits the cache into chunks read by different threads and combines
+    their softmax sums (step.c's attend). Against the PyTorch step over 300 positions, left-padded so that whole
+    chunks of one row are padding (NaN there), with 1, 2 and 8 threads (1 to 8 chunks: the thread count decides)."""
+    model = prepared(name, {**COVERED[name], "block_size": 320}, "f32")
+    torch.manual_seed(5)
+    B, T, S = 2, 290, 320
+    prompt = torch.randint(0, 97, (B, T))
+    valid = torch.ones(B, S, dtype=torch.bool)
+    valid[1, :150] = False
+    tokens = torch.randint(0, 97, (6, B))
+    threads = torch.get_num_threads()
+    results = []
+    try:
+        for use_fused, count in ((False, threads), (True, 1), (True, 2), (True, 8)):
+            torch.set_num_threads(count)
+            model.set_kv_cache(B, max_seq_length=S)
+            with torch.inference_mode():
+                model(prompt, torch.arange(T), input_pos_maxp1=T, key_padding_mask=valid)
+                for block in model.transformer.h:
+                    block.attn.kv_cache.v[1, :, :150] = float("nan") if use_fused else 1e4  # never read
+                fused = fused_decoder(model) if use_fused else None
+                steps = []
+                for i, row in enumerate(tokens.tolist()):
+                    pos = T + i
+                    if fused is None:
+                        steps.append(model(torch.tensor(row)[:, None], torch.tensor([pos]), input_pos_maxp1=pos + 1,
+                                           key_padding_mask=valid)[:, -1].float())  # fmt: skip
+                    else:
+                        steps.append(fused(row, pos, valid=valid))
+            results.append(torch.stack(steps))
+    finally:
+        torch.set_num_threads(threads)
+    reference = results[0]
+    assert torch.isfinite(reference).all()
+    for got in results[1:]:
+        torch.testing.assert_close(got, reference, atol=1e-5 * reference.abs().max().item(), rtol=0)

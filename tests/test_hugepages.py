@@ -142,3 +142,29 @@ def test_a_distributed_model_moves_at_its_first_decode_step_and_generates_the_sa
     text, pending, moved, table_stayed = generate("1")
     assert pending and moved and table_stayed  # the embedding table (read a row per token) stays where it was
     assert generate("0") == (text, False, False, True)
+
+
+@needs_thp
+def test_cpu_kv_cache_is_one_zeroed_block_in_huge_pages_filled_as_written():
+    """Every layer's keys and values in one mapping asked for huge pages (a long context reads as many cache bytes
+    as weights), zero until written, only written pages resident; a small cache stays a plain allocation."""
+    model = small_gpt()
+    model.set_kv_cache(64, max_seq_length=64)  # 2 layers x 2 x (64, 2, 64, 64) float32: 8 MiB
+    caches = [t for block in model.transformer.h for t in (block.attn.kv_cache.k, block.attn.kv_cache.v)]
+    assert len({t.untyped_storage().data_ptr() for t in caches}) == 1
+    assert all(t.shape == (64, 2, 64, 64) and t.is_contiguous() and not t.any() for t in caches)
+    first = mapping_of(caches[0].data_ptr())
+    assert first["Rss"] < 1024 and first["Size"] >= 8 * 1024  # read as zeros, not yet resident
+    caches[-1][:, :, :32] = 1.0
+    entry = mapping_of(caches[0].data_ptr())
+    assert entry["AnonHugePages"] >= 2048  # written pages come in 2 MB pages
+    assert caches[-1].sum().item() == 64 * 2 * 32 * 64 and not caches[0].any()
+    ids = torch.randint(0, 4096, (64, 8), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():  # the model decodes with it as with a cache of its own
+        expected = model(ids)[:, -1]
+        model.set_kv_cache(64, max_seq_length=64)
+        got = model(ids, torch.arange(8), input_pos_maxp1=8)[:, -1]
+    torch.testing.assert_close(got, expected)
+    model.set_kv_cache(1, max_seq_length=16)  # 16 KiB: no mapping of its own
+    small = model.transformer.h[0].attn.kv_cache.k
+    assert mapping_of(small.data_ptr())["Size"] > 0 and small.untyped_storage().data_ptr() != caches[0].data_ptr()

@@ -153,40 +153,106 @@ static inline float dot(const float *a, const float *b, int64_t n) {
     return total;
 }
 
-/* q: (B, n_head, hs) at position pos (its row of qkv: stride qkv_row); keys/values read from each sequence's cache
-   up to pos, skipping positions where valid[b, j] is 0 (left padding; NULL: all valid); out: (B, n_head, hs) */
-static void attend(const Model *md, const Layer *L, const float *q, int64_t qkv_row, int64_t B, int64_t pos,
-                   const uint8_t *valid, float *scores, float *out) {
-    const int64_t hs = md->head_size, S = md->S, nh = md->n_head, per_group = nh / md->n_groups;
-    const int64_t lo = L->window > 0 && pos - L->window + 1 > 0 ? pos - L->window + 1 : 0;
+/* o[0:n] += a * v[0:n] */
+static inline void axpy(float *o, float a, const float *v, int64_t n) {
+    const __m256 av = _mm256_set1_ps(a);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(o + i, _mm256_fmadd_ps(av, _mm256_loadu_ps(v + i), _mm256_loadu_ps(o + i)));
+    for (; i < n; i++) o[i] += a * v[i];
+}
+
+#define ATTEND_MIN 32   /* fewest positions in a chunk of the cache that one thread reads */
+#define ATTEND_BLOCK 32 /* positions read for all of a query group's heads at once */
+
+/* Attention of one decode step. q: (B, n_head, hs) at position pos (its row of qkv: stride qkv_row); keys and
+   values are read from each sequence's cache up to pos, skipping positions where valid[b, j] is 0 (left padding;
+   NULL: all valid); out: (B, n_head, hs); scores: (B, n_head, S) scratch.
+
+   A long context makes this step read as much as the weights (SmolLM2-135M at 4,000 positions: 184 MB of keys and
+   values against 135 MB of int8 weights), so the positions are split into chunks, read once per query group by
+   one thread each with all the group's heads, as flash-decoding does: every chunk keeps its own maximum score m,
+   sum of e^(s - m) and e^(s - m)-weighted sum of values, and the chunks are then combined exactly. */
+static int attend(const Model *md, const Layer *L, const float *q, int64_t qkv_row, int64_t B, int64_t pos,
+                  const uint8_t *valid, float *scores, float *out) {
+    const int64_t hs = md->head_size, S = md->S, nh = md->n_head, ng = md->n_groups, per_group = nh / ng;
+    const int64_t lo = L->window > 0 && pos - L->window + 1 > 0 ? pos - L->window + 1 : 0, len = pos - lo + 1;
+    const int64_t groups = B * ng, wanted = (2 * md->threads + groups - 1) / groups; /* tasks for every thread */
+    const int64_t most = (len + ATTEND_MIN - 1) / ATTEND_MIN, chunks = wanted < most ? wanted : most;
+    float *part = (float *)malloc(sizeof(float) * (size_t)(chunks * B * nh * (hs + 2))); /* per chunk and head */
+    if (!part) return 0;
+    float *part_m = part + chunks * B * nh * hs, *part_l = part_m + chunks * B * nh;
+    const __m256 minus_inf = _mm256_set1_ps(-INFINITY);
 #pragma omp parallel for num_threads((int)md->threads) schedule(static)
-    for (int64_t bh = 0; bh < B * nh; bh++) {
-        const int64_t b = bh / nh, h = bh % nh;
-        const float *qh = q + b * qkv_row + h * hs;
-        const int64_t at = (b * md->n_groups + h / per_group) * S * hs;
+    for (int64_t task = 0; task < chunks * groups; task++) {
+        const int64_t c = task / groups, b = task % groups / ng, g = task % ng;
+        const int64_t j0 = lo + len * c / chunks, j1 = lo + len * (c + 1) / chunks; /* positions j0 .. j1 - 1 */
+        const int64_t at = (b * ng + g) * S * hs;
         const float *K = L->k_cache + at, *V = L->v_cache + at;
         const uint8_t *ok = valid ? valid + b * S : NULL;
-        float *s = scores + bh * S, *o = out + bh * hs;
-        float best = -INFINITY;
-        for (int64_t j = lo; j <= pos; j++) {
-            if (ok && !ok[j]) {
-                s[j] = -INFINITY;
-                continue;
-            }
-            float score = dot(qh, K + j * hs, hs) * (float)md->attn_scale;
-            if (md->attn_softcap > 0) score = tanhf(score / (float)md->attn_softcap) * (float)md->attn_softcap;
-            s[j] = score;
-            best = score > best ? score : best;
+        const int64_t h0 = g * per_group, h1 = h0 + per_group, slot0 = (c * B + b) * nh;
+        for (int64_t h = h0; h < h1; h++) {
+            part_m[slot0 + h] = -INFINITY;
+            part_l[slot0 + h] = 0.0f;
+            for (int64_t d = 0; d < hs; d++) part[(slot0 + h) * hs + d] = 0.0f;
         }
-        float total = 0.0f;
-        for (int64_t j = lo; j <= pos; j++) total += (s[j] = expf(s[j] - best));
-        for (int64_t d = 0; d < hs; d++) o[d] = 0.0f;
-        for (int64_t j = lo; j <= pos; j++) {
-            if (ok && !ok[j]) continue;
-            const float p = s[j] / total, *vj = V + j * hs;
-            for (int64_t d = 0; d < hs; d++) o[d] += p * vj[d];
+        /* in blocks of positions whose keys (then values) stay in L1 for all the group's heads */
+        for (int64_t jb = j0; jb < j1; jb += ATTEND_BLOCK) {
+            const int64_t je = jb + ATTEND_BLOCK < j1 ? jb + ATTEND_BLOCK : j1;
+            for (int64_t h = h0; h < h1; h++) {
+                const float *qh = q + b * qkv_row + h * hs;
+                float *sc = scores + (b * nh + h) * S, best = part_m[slot0 + h];
+                for (int64_t j = jb; j < je; j++) {
+                    if (ok && !ok[j]) {
+                        sc[j] = -INFINITY;
+                        continue;
+                    }
+                    float score = dot(qh, K + j * hs, hs) * (float)md->attn_scale;
+                    if (md->attn_softcap > 0) score = tanhf(score / (float)md->attn_softcap) * (float)md->attn_softcap;
+                    sc[j] = score;
+                    best = score > best ? score : best;
+                }
+                part_m[slot0 + h] = best;
+            }
+        }
+        for (int64_t h = h0; h < h1; h++) { /* e^(s - best), 0 where s is -inf (padding) */
+            float *sc = scores + (b * nh + h) * S, best = part_m[slot0 + h], total = 0.0f;
+            if (best == -INFINITY) continue; /* every position of the chunk is padding */
+            int64_t j = j0;
+            for (; j + 8 <= j1; j += 8) {
+                __m256 v = _mm256_loadu_ps(sc + j);
+                __m256 e = exp8(_mm256_sub_ps(v, _mm256_set1_ps(best)));
+                _mm256_storeu_ps(sc + j, _mm256_and_ps(e, _mm256_cmp_ps(v, minus_inf, _CMP_NEQ_OQ)));
+            }
+            for (; j < j1; j++) sc[j] = sc[j] == -INFINITY ? 0.0f : expf(sc[j] - best);
+            for (j = j0; j < j1; j++) total += sc[j];
+            part_l[slot0 + h] = total;
+        }
+        for (int64_t jb = j0; jb < j1; jb += ATTEND_BLOCK) {
+            const int64_t je = jb + ATTEND_BLOCK < j1 ? jb + ATTEND_BLOCK : j1;
+            for (int64_t h = h0; h < h1; h++) {
+                const float *sc = scores + (b * nh + h) * S;
+                float *o = part + (slot0 + h) * hs;
+                for (int64_t j = jb; j < je; j++)
+                    if (!ok || ok[j]) axpy(o, sc[j], V + j * hs, hs); /* a padded position may hold anything */
+            }
         }
     }
+    for (int64_t bh = 0; bh < B * nh; bh++) { /* the chunks combined: weights e^(m_c - m) */
+        float best = -INFINITY, total = 0.0f, *o = out + bh * hs;
+        for (int64_t c = 0; c < chunks; c++) best = part_m[c * B * nh + bh] > best ? part_m[c * B * nh + bh] : best;
+        for (int64_t d = 0; d < hs; d++) o[d] = 0.0f;
+        if (best == -INFINITY) continue;
+        for (int64_t c = 0; c < chunks; c++) {
+            const int64_t slot = c * B * nh + bh;
+            if (part_m[slot] == -INFINITY) continue;
+            const float w = expf(part_m[slot] - best);
+            total += w * part_l[slot];
+            axpy(o, w, part + slot * hs, hs);
+        }
+        for (int64_t d = 0; d < hs; d++) o[d] /= total;
+    }
+    free(part);
+    return 1;
 }
 
 /* Logits (B, vocab) for tokens[b] at position `pos` (< S) of each of B sequences (B <= MAX_B, the model's KV
@@ -249,7 +315,7 @@ int decode_steps(const Model *md, int64_t B, const int64_t *tokens, int64_t pos,
                 memcpy(L->v_cache + at, v + g * hs, sizeof(float) * (size_t)hs);
             }
         }
-        attend(md, L, qkv, row, B, pos, valid, scores, att);
+        ok &= attend(md, L, qkv, row, B, pos, valid, scores, att);
         ok &= matvec(&L->proj, att, tmp, B, threads);
         for (int64_t b = 0; b < B; b++) {
             float *t = tmp + b * E, *xb = x + b * E;
