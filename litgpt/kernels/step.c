@@ -157,7 +157,8 @@ static inline float dot(const float *a, const float *b, int64_t n) {
 static inline void axpy(float *o, float a, const float *v, int64_t n) {
     const __m256 av = _mm256_set1_ps(a);
     int64_t i = 0;
-    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(o + i, _mm256_fmadd_ps(av, _mm256_loadu_ps(v + i), _mm256_loadu_ps(o + i)));
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(o + i, _mm256_fmadd_ps(av, _mm256_loadu_ps(v + i), _mm256_loadu_ps(o + i)));
     for (; i < n; i++) o[i] += a * v[i];
 }
 
