@@ -39,6 +39,17 @@ from litgpt.api import LLM  # noqa: E402
 from litgpt.reference import OFFLINE_MODELS, gguf_source, model_pair  # noqa: E402
 
 PROMPT = "What food do llamas eat? Describe their diet in detail."
+PASSAGE = (
+    "Llamas are domesticated South American camelids, used as meat and pack animals by Andean cultures since "
+    "pre-Columbian times. They are social animals and live with others as a herd. Their wool is soft and contains "
+    "only a small amount of lanolin. Llamas can learn simple tasks after a few repetitions, and when using a pack, "
+    "they can carry about a quarter of their body weight for several miles. "
+)
+
+
+def long_prompt(context: int) -> str:
+    """PROMPT after enough of PASSAGE for about ``context`` tokens (English takes about 4.5 characters a token)."""
+    return PASSAGE * max(0, (9 * context // 2 - len(PROMPT)) // len(PASSAGE)) + PROMPT
 DTYPES = {"float32": ("32-true", torch.float32), "bfloat16": ("bf16-true", torch.bfloat16)}
 
 
@@ -95,7 +106,8 @@ def theirs(model, ids: torch.Tensor, new_tokens: int):
 def llama_cpp(path: Path, new_tokens: int):
     from llama_cpp import Llama
 
-    llm = Llama(str(path), n_threads=os.cpu_count(), verbose=False, n_ctx=512)
+    n_ctx = -(-(len(PROMPT) // 2 + new_tokens) // 512) * 512  # room for the prompt at 2 characters a token or more
+    llm = Llama(str(path), n_threads=os.cpu_count(), verbose=False, n_ctx=n_ctx)
 
     def run():
         start = time.perf_counter()
@@ -116,10 +128,11 @@ LLAMA_CPP_HINT = (
 )
 
 
-def llama_cpp_child(key: str, new_tokens: int, repeats: int) -> tuple[float, float] | None:
+def llama_cpp_child(key: str, new_tokens: int, repeats: int, context: int = 0) -> tuple[float, float] | None:
     """(time to first token, tokens/s) of llama-cpp-python on ``key``'s GGUF file, measured in a child process: a
     crash of the peer (its AMX backend segfaults on some Xeons) leaves its row out instead of ending the benchmark."""
-    cmd = [sys.executable, __file__, "--llama_cpp", key, "--new_tokens", str(new_tokens), "--repeats", str(repeats)]
+    cmd = [sys.executable, __file__, "--llama_cpp", key, "--new_tokens", str(new_tokens), "--repeats", str(repeats),
+           "--context", str(context)]  # fmt: skip
     run = subprocess.run(cmd, capture_output=True, text=True)
     if run.returncode == 0:
         return tuple(json.loads(run.stdout.strip().splitlines()[-1]))
@@ -157,6 +170,8 @@ def main() -> None:
     parser.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"], choices=sorted(DTYPES))
     parser.add_argument("--new_tokens", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--context", type=int, default=0, help="a prompt of about this many tokens (a long passage "
+                        "before the question) to measure decoding over a long KV cache")  # fmt: skip
     parser.add_argument("--compile", action="store_true", help="also measure litgpt with a compiled decode step")
     parser.add_argument("--quantize", nargs="*", default=None, help="litgpt's weight-only modes to add (default: int8 "
                         "int4 on the CPU, with float32 activations; none on a GPU, where bnb.* modes can be named)")  # fmt: skip
@@ -164,6 +179,8 @@ def main() -> None:
     parser.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "litgpt-bench"))
     parser.add_argument("--llama_cpp", choices=sorted(OFFLINE_MODELS), help=argparse.SUPPRESS)  # the child's job
     args = parser.parse_args()
+    global PROMPT
+    PROMPT = long_prompt(args.context) if args.context else PROMPT
     if args.llama_cpp:
         run = llama_cpp(gguf_source(args.llama_cpp), args.new_tokens)
         run()  # warm-up
@@ -180,7 +197,8 @@ def main() -> None:
     print(f"# Decode benchmark: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {gpu_name(device)}, CPU capability "
           f"{torch.backends.cpu.get_cpu_capability()}, AVX512-BF16 {kernels.native_bf16()}"
-          f"{', random weights' if args.random else ''}\n")  # fmt: skip
+          f"{', random weights' if args.random else ''}"
+          f"{f', a prompt of about {args.context} tokens' if args.context else ''}\n")  # fmt: skip
     rows, batch_rows, llama_speed = [], [], {}
     for key in args.models:
         checkpoint, hf_dir = model_pair(key, work, random=args.random)
@@ -216,14 +234,14 @@ def main() -> None:
             rows.append((key, dtype_name, "transformers", ref_speed, ref_ttft, 1.0))
             for (name, weights, _), (ttft, speed) in zip(variants, measured):  # vs transformers in this dtype
                 rows.append((key, weights, name, speed, ttft, speed / ref_speed))
-            if dtype_name == args.dtypes[0]:
+            if dtype_name == args.dtypes[0] and not args.context:
                 batch, pytorch_batch, loop = batched_vs_loop(llm, args.new_tokens)
                 batch_rows.append((key, dtype_name, batch, pytorch_batch, loop, loop / batch))
             del hf, llm
         if args.random:
             continue
         if importlib.util.find_spec("llama_cpp") is not None:
-            measured = llama_cpp_child(key, args.new_tokens, args.repeats)
+            measured = llama_cpp_child(key, args.new_tokens, args.repeats, args.context)
             if measured is not None:
                 ttft, speed = measured
                 rows.append((key, "GGUF as shipped", "llama-cpp-python", speed, ttft, None))
@@ -234,6 +252,8 @@ def main() -> None:
         vs_tf = "" if ratio is None else f"{ratio:.2f}x"
         vs_llama = f"{speed / llama_speed[key]:.2f}x" if key in llama_speed else ""
         print(f"| {OFFLINE_MODELS[key]} | {dtype_name} | {name} | {speed:.1f} | {ttft:.3f} | {vs_tf} | {vs_llama} |")
+    if not batch_rows:
+        return
     print(f"\nBatched generation: 4 prompts, {args.new_tokens} new tokens each, greedy\n")
     print("| model | weights | one batch (s) | one batch, PyTorch step (s) | one by one (s) | speed-up |")
     print("|---|---|---|---|---|---|")
