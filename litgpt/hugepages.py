@@ -64,11 +64,12 @@ class _Region:
         self.offset = self.faulted = -base % HUGE_PAGE
         self.map.madvise(mmap.MADV_HUGEPAGE)
 
-    def take(self, nbytes: int) -> torch.UntypedStorage:
+    def take(self, nbytes: int, fault: bool = True) -> torch.UntypedStorage:
+        """The next ``nbytes``; ``fault=False`` leaves its pages to be faulted in (zeroed) as they are written."""
         nbytes = max(nbytes, 1)
         storage = torch.frombuffer(self.map, dtype=torch.uint8, count=nbytes, offset=self.offset)
         self.offset += -(-nbytes // ALIGN) * ALIGN
-        while self.faulted < self.offset:
+        while fault and self.faulted < self.offset:
             self.map[self.faulted] = 0
             self.faulted += HUGE_PAGE
         return storage.untyped_storage()
@@ -90,9 +91,7 @@ def zeros(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
     nbytes = torch.Size(shape).numel() * dtype.itemsize
     if not enabled() or nbytes < HUGE_PAGE:
         return torch.zeros(shape, dtype=dtype)
-    region = _Region(nbytes)
-    storage = torch.frombuffer(region.map, dtype=torch.uint8, count=nbytes, offset=region.offset).untyped_storage()
-    return torch.empty(0, dtype=dtype).set_(storage, 0, shape)
+    return torch.empty(0, dtype=dtype).set_(_Region(nbytes).take(nbytes, fault=False), 0, shape)
 
 
 def _movable(t: torch.Tensor | None) -> bool:

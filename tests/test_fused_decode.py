@@ -66,6 +66,28 @@ def decode_both_ways(model, prompt: torch.Tensor, tokens: torch.Tensor):
     return out, caches
 
 
+def decode_padded(model, prompt, tokens, valid, use_fused: bool, garbage: float) -> torch.Tensor:
+    """Logits of each step (steps, B, vocab) after a PyTorch prefill of left-padded ``prompt`` (``valid``: (B, S)),
+    with ``garbage`` written into the padded positions of every cache first: PyTorch steps, or fused ones."""
+    B, T = prompt.shape
+    model.set_kv_cache(B, max_seq_length=valid.shape[1])
+    with torch.inference_mode():
+        model(prompt, torch.arange(T), input_pos_maxp1=T, key_padding_mask=valid)
+        for block in model.transformer.h:  # what a padded position holds must not matter
+            for t in (block.attn.kv_cache.k, block.attn.kv_cache.v):
+                t.masked_fill_(~valid[:, None, :, None], garbage)
+        fused = fused_decoder(model) if use_fused else None
+        steps = []
+        for i, row in enumerate(tokens.tolist()):
+            pos = T + i
+            if fused is None:
+                steps.append(model(torch.tensor(row)[:, None], torch.tensor([pos]), input_pos_maxp1=pos + 1,
+                                   key_padding_mask=valid)[:, -1].float())  # fmt: skip
+            else:
+                steps.append(fused(row, pos, valid=valid))
+    return torch.stack(steps)
+
+
 @pytest.mark.parametrize(
     "weights", ["f32", "bf16-avx512", "bf16-avx2", "int8-avx512", "int8-avx2", "int4-avx512", "int4-avx2"]
 )
@@ -142,25 +164,8 @@ def test_batched_fused_step_matches_pytorch_forward_with_left_padding(name, weig
     valid[1, :3] = False  # row 1: 3 pads, row 2: 5 pads
     valid[2, :5] = False
     tokens = torch.randint(0, 97, (14, B))  # past every sliding window
-    results = []
-    for use_fused, garbage in ((False, 1e4), (True, 1e4), (True, float("nan"))):
-        model.set_kv_cache(B, max_seq_length=S)
-        with torch.inference_mode():
-            model(prompt, torch.arange(T), input_pos_maxp1=T, key_padding_mask=valid)
-            for block in model.transformer.h:  # what a padded position holds must not matter
-                for t in (block.attn.kv_cache.k, block.attn.kv_cache.v):
-                    t[1, :, :3] = garbage
-                    t[2, :, :5] = garbage
-            fused = fused_decoder(model) if use_fused else None
-            steps = []
-            for i, row in enumerate(tokens.tolist()):
-                pos = T + i
-                if fused is None:
-                    steps.append(model(torch.tensor(row)[:, None], torch.tensor([pos]), input_pos_maxp1=pos + 1,
-                                       key_padding_mask=valid)[:, -1].float())  # fmt: skip
-                else:
-                    steps.append(fused(row, pos, valid=valid))
-        results.append(torch.stack(steps))
+    runs = ((False, 1e4), (True, 1e4), (True, float("nan")))
+    results = [decode_padded(model, prompt, tokens, valid, use_fused, garbage) for use_fused, garbage in runs]
     reference, got, got_nan = results
     assert torch.equal(got, got_nan)  # padded positions are skipped, not multiplied by zero
     if weights == "int8":  # int8 blocks of x round alike in both, up to float32 order effects
@@ -263,22 +268,8 @@ def test_long_context_attention_in_chunks_matches_pytorch_forward(name):
     results = []
     try:
         for use_fused, count in ((False, threads), (True, 1), (True, 2), (True, 8)):
-            torch.set_num_threads(count)
-            model.set_kv_cache(B, max_seq_length=S)
-            with torch.inference_mode():
-                model(prompt, torch.arange(T), input_pos_maxp1=T, key_padding_mask=valid)
-                for block in model.transformer.h:
-                    block.attn.kv_cache.v[1, :, :150] = float("nan") if use_fused else 1e4  # never read
-                fused = fused_decoder(model) if use_fused else None
-                steps = []
-                for i, row in enumerate(tokens.tolist()):
-                    pos = T + i
-                    if fused is None:
-                        steps.append(model(torch.tensor(row)[:, None], torch.tensor([pos]), input_pos_maxp1=pos + 1,
-                                           key_padding_mask=valid)[:, -1].float())  # fmt: skip
-                    else:
-                        steps.append(fused(row, pos, valid=valid))
-            results.append(torch.stack(steps))
+            torch.set_num_threads(count)  # padding is never read: NaN there for the fused step
+            results.append(decode_padded(model, prompt, tokens, valid, use_fused, float("nan") if use_fused else 1e4))
     finally:
         torch.set_num_threads(threads)
     reference = results[0]
