@@ -20,6 +20,8 @@ from torch.utils.checkpoint import checkpoint
 from litgpt.config import Config
 from litgpt.errors import LitGPTError
 
+PREFILL_ROWS = 128  # inference inputs of this many tokens or more run in the weights' dtype (GPT.compute_dtype)
+
 
 class GPT(nn.Module):
     def __init__(self, config: Config) -> None:
@@ -133,7 +135,8 @@ class GPT(nn.Module):
         """Logits for ``idx`` of shape (B, T).
 
         ``input_pos`` (T,) selects the cache positions to write (decoding with a KV cache); without it the whole
-        sequence is processed causally from position 0. ``input_pos_maxp1`` bounds how much of the cache is read.
+        sequence is processed causally from position 0. ``input_pos_maxp1`` (one more than the last of the
+        increasing ``input_pos``) bounds how much of the cache is read.
         ``key_padding_mask`` (B, S) marks valid cache positions (False for left padding in batched generation).
         ``lm_head_chunk_size`` > 0 returns a list of logits chunks along T (saves memory with chunked losses).
         With ``targets`` (B, T), the token each position should predict (-100: none), it returns the mean cross
@@ -155,15 +158,23 @@ class GPT(nn.Module):
         cos, sin = self._rope(device)
         cos, sin = cos[:, positions], sin[:, positions]
         S = input_pos_maxp1 if input_pos_maxp1 is not None else (self.max_seq_length if input_pos is not None else T)
-        # one new token reading a cache cut at its own position sees every key: no mask (the fast attention path)
-        unmasked = input_pos is not None and T == 1 and input_pos_maxp1 is not None and key_padding_mask is None
+        # no mask (the fast attention paths) for one new token reading a cache cut at its own position (it sees every
+        # key), and for a prefill from position 0: T increasing positions below input_pos_maxp1 == T are 0..T-1, so
+        # the cache cut at T is a causal square
+        unmasked = (
+            input_pos is not None
+            and key_padding_mask is None
+            and input_pos_maxp1 is not None
+            and (T == 1 or input_pos_maxp1 == T)
+        )
         mask = None
         if not unmasked and (input_pos is not None or key_padding_mask is not None or self.config.sliding_window_size):
             mask = build_mask(positions, S, key_padding_mask)
 
         x = self.transformer.wte(idx)
-        if self.activation_dtype is not None:
-            x = x.to(self.activation_dtype)
+        dtype = self.compute_dtype(B * T)
+        if dtype is not None:
+            x = x.to(dtype)
         if self.config.scale_embeddings:
             x = x * torch.tensor(self.config.n_embd**0.5, dtype=x.dtype)
         for i, block in enumerate(self.transformer.h):
@@ -177,6 +188,8 @@ class GPT(nn.Module):
             else:
                 x = block(x, cos[t], sin[t], layer_mask, input_pos, input_pos_maxp1)
         x = self.transformer.ln_f(x)
+        if self.activation_dtype is not None:  # the output layer takes float32 inputs after a bfloat16 prefill too
+            x = x.to(self.activation_dtype)
         if return_hidden:
             return x
         if targets is not None:
@@ -189,6 +202,21 @@ class GPT(nn.Module):
             # (vocab, n_embd) weight once per sequence, and transposes the logits, forward and backward
             return [self.project(chunk.contiguous()) for chunk in x.split(lm_head_chunk_size, dim=1)]
         return self.project(x)
+
+    def compute_dtype(self, rows: int) -> torch.dtype | None:
+        """The activations' dtype for an input of ``rows`` tokens; None: the weights' own. ``activation_dtype``
+        (float32 over bfloat16 weights, CPU inference) applies to decode steps and short inputs. An inference input
+        of ``PREFILL_ROWS`` tokens or more (a prefill) runs in the weights' dtype where the CPU has AVX512-BF16, as
+        a bfloat16 model does: there bfloat16 products and attention are 2-4x faster than float32 ones (the casts
+        of a float32 prefill took a quarter of its time); its keys and values are stored in the float32 cache."""
+        if self.activation_dtype is None:
+            return None
+        if rows >= PREFILL_ROWS and not torch.is_grad_enabled() and self.lm_head.weight.device.type == "cpu":
+            from litgpt import kernels
+
+            if kernels.native_bf16():
+                return None
+        return self.activation_dtype
 
     def project(self, x: torch.Tensor) -> torch.Tensor:
         logits = self.lm_head(x)
@@ -256,9 +284,9 @@ class CausalSelfAttention(nn.Module):
         heads = self.training_heads(qkv, cos, sin) if input_pos is None else None
         q, k, v = heads if heads is not None else self.heads(qkv, cos, sin)
         if input_pos is not None:
-            k, v = self.kv_cache.update(input_pos, k, v)
-            if input_pos_maxp1 is not None:
-                k, v = k[:, :, :input_pos_maxp1], v[:, :, :input_pos_maxp1]
+            cache = self.kv_cache.update(input_pos, k, v)
+            if input_pos_maxp1 != T:  # else (positions 0..T-1) the cache's first T positions are this k and v
+                k, v = cache if input_pos_maxp1 is None else (c[:, :, :input_pos_maxp1] for c in cache)
         y = self.attend(q, k, v, mask)
         return self.proj(y.transpose(1, 2).reshape(B, T, self.config.n_head * self.config.head_size))
 
@@ -289,6 +317,8 @@ class CausalSelfAttention(nn.Module):
 
     def attend(self, q, k, v, mask) -> torch.Tensor:
         cfg = self.config
+        if k.dtype != q.dtype:  # a long input in bfloat16 over a float32 cache (see GPT.compute_dtype)
+            k, v = k.to(q.dtype), v.to(q.dtype)
         if cfg.attention_logit_softcapping is not None:
             if cfg.n_query_groups != cfg.n_head:
                 rep = cfg.n_head // cfg.n_query_groups
@@ -528,8 +558,9 @@ def build_mask(positions: torch.Tensor, S: int, key_padding_mask: torch.Tensor |
 
 
 def sliding_mask(positions: torch.Tensor, S: int, window: int) -> torch.Tensor:
-    keys = torch.arange(S, device=positions.device)
-    return (positions[:, None] - keys[None, :]) < window
+    """Boolean (T, S) mask of the keys at most ``window - 1`` positions back from each query, causal."""
+    distance = positions[:, None] - torch.arange(S, device=positions.device)[None, :]
+    return (distance >= 0) & (distance < window)
 
 
 def rope_cache(

@@ -69,3 +69,49 @@ def test_real_model_matches_transformers(fixture, request, tmp_path):
     assert diff < 1e-4 * expected.abs().max().item(), f"max abs diff {diff:.3g}, max |logit| {expected.abs().max():.3g}"
 
     assert _greedy(model, idx, NEW_TOKENS) == hf_tokens
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fixture", ["smollm2_hf_dir", "gemma3_hf_dir"])
+def test_long_bfloat16_prefill_is_as_close_as_transformers_bfloat16(fixture, request, tmp_path):
+    """A CPU prefill of ``PREFILL_ROWS`` tokens or more over bfloat16 weights runs in bfloat16 where the CPU has
+    AVX512-BF16 (``GPT.compute_dtype``), its attention causal without a mask; Gemma's prompt outgrows its sliding
+    window. Its last logits, and those of the decode step that reads its float32 cache, are no further from the
+    float32 model than transformers' bfloat16 forward is."""
+    from litgpt import kernels
+    from litgpt.api import LLM
+    from litgpt.convert_hf import convert_to_litgpt
+    from litgpt.model import PREFILL_ROWS
+
+    hf_dir = request.getfixturevalue(fixture)
+    folder = _linked_copy(hf_dir, tmp_path / hf_dir.name)
+    convert_to_litgpt(folder)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(hf_dir)
+    idx = tokenizer(" ".join([PROMPT] * 60), return_tensors="pt").input_ids
+    T = idx.shape[1]
+    assert T > 600  # beyond Gemma-3's window of 512
+    with torch.no_grad():
+        references = {}
+        for dtype in (torch.float32, torch.bfloat16):
+            hf_model = transformers.AutoModelForCausalLM.from_pretrained(hf_dir, dtype=dtype).eval()
+            logits = hf_model(torch.cat([idx, idx[:, :1]], dim=1)).logits[0, -2:].float()
+            references[dtype] = logits
+            del hf_model
+
+    llm = LLM.load(folder, distribute=None)
+    llm.distribute(accelerator="cpu", precision="bf16-true")
+    model = llm.model
+    assert model.activation_dtype == torch.float32
+    assert T >= PREFILL_ROWS
+    model.set_kv_cache(1, max_seq_length=T + 1)
+    with torch.inference_mode():
+        assert (model.compute_dtype(T) is None) == kernels.native_bf16() and model.compute_dtype(1) == torch.float32
+        prefill = model(idx, torch.arange(T), input_pos_maxp1=T)[0, -1]
+        step = model(idx[:, :1], torch.tensor([T]), input_pos_maxp1=T + 1)[0, -1]
+    ours = torch.stack([prefill, step])[:, : references[torch.float32].shape[-1]]
+    assert ours.dtype == torch.float32
+    truth = references[torch.float32]
+    for row in range(2):
+        ours_off = (ours[row] - truth[row]).abs().max().item()
+        theirs_off = (references[torch.bfloat16][row] - truth[row]).abs().max().item()
+        assert ours_off <= 1.5 * theirs_off, f"position {T - 1 + row}: {ours_off:.3g} vs transformers {theirs_off:.3g}"
