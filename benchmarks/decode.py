@@ -216,8 +216,9 @@ def main() -> None:
                 extra.append(("litgpt compiled", None, True))
             for name, quantize, compile_ in extra:
                 other = LLM.load(checkpoint, distribute=None)
-                # weight-only modes compute in float32 on the CPU: AVX2 has no bfloat16 arithmetic
-                other_precision = "32-true" if quantize and device == "cpu" else precision
+                # weight-only modes on the CPU: the machine's default precision, as `litgpt generate --quantize`
+                # (bfloat16 stand-ins with AVX512-BF16, decode steps in float32 either way)
+                other_precision = None if quantize and device == "cpu" else precision
                 other.distribute(accelerator=device, precision=other_precision, quantize=quantize)
                 other.prompt_style.stop_tokens = lambda tokenizer: ()
                 if compile_:
