@@ -157,7 +157,9 @@ class Int8Linear(QuantizedLinear):
                 return self._finish(kernels.gemv("i8", x2, self.qweight, self.scales.float().contiguous()), x)
             if ours and not torch.compiler.is_compiling():  # a prefill: one dense product
                 if kernels.native_bf16():  # the codes are exact in bfloat16; the row scales apply to the output
-                    out = F.linear(x2.to(torch.bfloat16), self.qweight.to(torch.bfloat16)).float() * self.scales
+                    out = F.linear(x2.to(torch.bfloat16), self.qweight.to(torch.bfloat16))
+                    # in place for a bfloat16 prefill (GPT.compute_dtype), whose outputs are rounded to bfloat16
+                    out = out.mul_(self.scales) if x.dtype == torch.bfloat16 else out.float() * self.scales
                 else:
                     w = kernels.dequantize("i8", self.qweight, self.scales.float().contiguous())
                     out = kernels.gemm.linear(x2, w.to(x2.dtype))

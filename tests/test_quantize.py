@@ -85,6 +85,11 @@ def test_inputs_beyond_the_kernel_rows_multiply_the_dequantized_weight(weights, 
     reference = F.linear(x, layer.dequantize(), b)
     if bfloat16:  # x, and the product, rounded to bfloat16: 2^-9 relative each
         assert rel_err(out, reference) < 8e-3
+        # a bfloat16 prefill (GPT.compute_dtype): bfloat16 outputs, scaled after one more rounding
+        x16 = x.bfloat16()
+        out16 = layer(x16)
+        assert out16.dtype == torch.bfloat16
+        assert rel_err(out16.float(), F.linear(x16.float(), layer.dequantize(), b)) < 1.2e-2
     else:
         torch.testing.assert_close(out, reference, rtol=1e-5, atol=1e-5)
 
