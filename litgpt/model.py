@@ -23,6 +23,11 @@ from litgpt.errors import LitGPTError
 PREFILL_ROWS = 128  # inference inputs of this many tokens or more run in the weights' dtype (GPT.compute_dtype)
 
 
+def long_input(x: torch.Tensor) -> bool:
+    """Whether activations ``x`` (..., features) hold ``PREFILL_ROWS`` tokens or more."""
+    return x.numel() >= PREFILL_ROWS * x.shape[-1]
+
+
 class GPT(nn.Module):
     def __init__(self, config: Config) -> None:
         super().__init__()
@@ -281,7 +286,7 @@ class CausalSelfAttention(nn.Module):
     def forward(self, x, cos, sin, mask, input_pos, input_pos_maxp1=None) -> torch.Tensor:
         B, T, _ = x.shape
         qkv = self.qkv(x)
-        heads = self.training_heads(qkv, cos, sin) if input_pos is None else None
+        heads = self.fused_heads(qkv, cos, sin)
         q, k, v = heads if heads is not None else self.heads(qkv, cos, sin)
         if input_pos is not None:
             cache = self.kv_cache.update(input_pos, k, v)
@@ -305,11 +310,11 @@ class CausalSelfAttention(nn.Module):
             q, k = self.norm_q(q), self.norm_k(k)
         return apply_rope(q, cos, sin, cfg.rope_n_elem), apply_rope(k, cos, sin, cfg.rope_n_elem), v
 
-    def training_heads(self, qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> tuple | None:
-        """:meth:`heads` in one pass each way for CPU training (``litgpt.kernels.qkv_heads``: layers without q/k
-        norms), else None."""
+    def fused_heads(self, qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> tuple | None:
+        """:meth:`heads` in one pass each way (``litgpt.kernels.qkv_heads``: layers without q/k norms) for CPU
+        training and long inference inputs (a prefill), else None."""
         cfg = self.config
-        if cfg.norm_qk or not torch.is_grad_enabled() or not qkv.requires_grad:
+        if cfg.norm_qk or not (qkv.requires_grad and torch.is_grad_enabled() or long_input(qkv)):
             return None
         from litgpt import kernels
 
@@ -508,7 +513,8 @@ class RMSNorm(nn.Module):
         nn.init.zeros_(self.weight) if self.unit_offset else nn.init.ones_(self.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad):  # training: the fused kernel
+        # training, or a long input (a prefill): the fused kernel
+        if torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad) or long_input(x):
             from litgpt import kernels
 
             y = kernels.rms_norm(x, self.weight, self.eps, self.unit_offset)

@@ -49,6 +49,38 @@ def test_kv_cache_decoding_matches_full_forward(name):
     torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5 * scale, rtol=1e-4)
 
 
+@pytest.mark.parametrize("name", ["Llama-3.1-8B", "gemma-3-270m", "pythia-14m"])
+def test_long_prefill_takes_the_fused_kernels_and_matches_pytorch(name, monkeypatch):
+    """A prefill of PREFILL_ROWS tokens or more normalises and splits its heads (with rotary embeddings) in the CPU
+    kernels, attends causally without a mask from position 0, and computes what the PyTorch expressions do; the
+    decode steps after it read the same cache."""
+    from litgpt import kernels
+    from litgpt import model as model_module
+
+    model = tiny(name, **{**LAYOUTS[name], "block_size": 256})
+    idx = torch.randint(0, 97, (1, 200))
+    calls = []
+    for kernel in ("rms_norm", "qkv_heads"):
+        original = getattr(kernels, kernel)
+        monkeypatch.setattr(kernels, kernel, lambda *a, _f=original, _k=kernel: calls.append(_k) or _f(*a))
+    outputs = {}
+    kernel_rows = model_module.PREFILL_ROWS
+    for rows in (kernel_rows, 10**9):  # the kernels; the PyTorch path
+        monkeypatch.setattr(model_module, "PREFILL_ROWS", rows)
+        model.set_kv_cache(batch_size=1, max_seq_length=208)
+        with torch.inference_mode():
+            prefill = model(idx[:, :160], torch.arange(160), input_pos_maxp1=160)
+            steps = [model(idx[:, t : t + 1], torch.tensor([t]), input_pos_maxp1=t + 1) for t in range(160, 200)]
+        outputs[rows] = torch.cat([prefill, *steps], dim=1)
+        if rows == kernel_rows and kernels.available():
+            norm_qk, rms = model.config.norm_qk, model.config.norm_class_name == "RMSNorm"
+            assert ("qkv_heads" in calls) == (not norm_qk) and ("rms_norm" in calls) == rms
+            calls.clear()
+    assert not calls  # short inputs and the PyTorch path keep the PyTorch expressions
+    kernel, reference = outputs.values()
+    torch.testing.assert_close(kernel, reference, atol=1e-5 * reference.abs().max().item(), rtol=1e-4)
+
+
 def test_sliding_window_changes_attention():
     windowed = tiny("Gemma-2-2b", n_layer=2, n_query_groups=2, sliding_window_size=3, sliding_window_indices=[1, 1])
     full = tiny("Gemma-2-2b", n_layer=2, n_query_groups=2, sliding_window_size=None, sliding_window_indices=None)
