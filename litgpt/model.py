@@ -46,8 +46,8 @@ class GPT(nn.Module):
         self.rope_table_of = [distinct.index(v) for v in variants]
         self.rope_layers = [variants.index(v) for v in distinct]  # a representative layer per table
         self._max_seq_length = config.block_size
-        # activations (and the KV cache) in this dtype instead of the weights' own; set by LLM.distribute on CPUs,
-        # which store bfloat16 weights but have no bfloat16 arithmetic (see litgpt.kernels)
+        # activations in this dtype instead of the weights' own (see compute_dtype); set by LLM.distribute on CPUs,
+        # which store bfloat16 weights but compute faster in float32 (see litgpt.kernels)
         self.activation_dtype: torch.dtype | None = None
         # training: keep only each block's input and recompute its activations in the backward pass
         self.activation_checkpointing = False
@@ -109,7 +109,9 @@ class GPT(nn.Module):
             param = block.attn.qkv.weight
             cfg = block.attn.config  # tensor parallelism keeps a share of the query groups per process
             shape = (batch_size, cfg.n_query_groups, self.max_seq_length, cfg.head_size)
-            specs.append((shape, torch.device(device or param.device), dtype or self.activation_dtype or param.dtype))
+            # the weights' dtype: bfloat16 keys and values for a bfloat16 model, also with float32 activations (its
+            # decode steps read the cache: half the bytes of a float32 one)
+            specs.append((shape, torch.device(device or param.device), dtype or param.dtype))
         pool = None
         if len(set(specs)) == 1 and specs[0][1].type == "cpu":
             # one block of memory for every layer's keys and values on the CPU, in 2 MB pages where Linux gives them
@@ -322,7 +324,8 @@ class CausalSelfAttention(nn.Module):
 
     def attend(self, q, k, v, mask) -> torch.Tensor:
         cfg = self.config
-        if k.dtype != q.dtype:  # a long input in bfloat16 over a float32 cache (see GPT.compute_dtype)
+        # the queries' dtype: float32 decode steps over a bfloat16 cache (exact), a bfloat16 prefill over float32 keys
+        if k.dtype != q.dtype:
             k, v = k.to(q.dtype), v.to(q.dtype)
         if cfg.attention_logit_softcapping is not None:
             if cfg.n_query_groups != cfg.n_head:

@@ -584,8 +584,9 @@ def use_decode_kernels(model: torch.nn.Module, dtypes=tuple(FLOAT_KINDS)) -> int
 
     A bfloat16 model with nothing but plain linear layers or our int8/int4 ones (no LoRA/adapter wrappers, no
     bitsandbytes layers) also gets float32 activations (``GPT.activation_dtype``): the weights stay bfloat16 (or
-    quantized) in memory and are read as such by the kernels, while norms, attention and the KV cache run in
-    float32, which these CPUs compute much faster than bfloat16 (and more accurately)."""
+    quantized) in memory and are read as such by the kernels, as are the bfloat16 keys and values of the cache,
+    while norms and attention run in float32, which these CPUs compute much faster than bfloat16 (and more
+    accurately) for decode steps and short inputs."""
     if not available():
         return 0
     from litgpt.quantize import BnbLinear, Int4Linear, Int8Linear

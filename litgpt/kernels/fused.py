@@ -3,7 +3,7 @@ architectures it covers.
 
 :func:`fused_decoder` inspects a :class:`litgpt.model.GPT` and, when every piece of it is something ``step.c``
 computes (RMSNorm, sequential residual, gated MLP, dense attention with rotate-half RoPE, weights that
-:mod:`litgpt.kernels` multiplies, a float32 KV cache of at most ``MAX_BATCH`` rows), returns a :class:`FusedDecoder`
+:mod:`litgpt.kernels` multiplies, a float32 or bfloat16 KV cache of at most ``MAX_BATCH`` rows), returns a :class:`FusedDecoder`
 bound to the model's own parameters and cache; otherwise None and the caller keeps ``model.forward``. Nothing is
 copied except the norm weights (float32, with Gemma's unit offset applied), so the fused step and PyTorch's forward
 share the cache and can alternate: PyTorch prefills, C decodes, and a later PyTorch call sees every position written.
@@ -40,7 +40,8 @@ class Layer(ctypes.Structure):
 class Model(ctypes.Structure):
     _fields_ = [
         *((name, c_i64) for name in ("n_layer", "n_embd", "n_head", "n_groups", "head_size", "rope_n_elem",
-                                     "intermediate", "S", "activation", "qk_norm_full", "threads", "wte_kind")),
+                                     "intermediate", "S", "activation", "qk_norm_full", "threads", "wte_kind",
+                                     "kv_bf16")),
         *((name, c_double) for name in ("eps", "embedding_scale", "attn_scale", "attn_softcap", "final_softcap")),
         ("layers", ctypes.POINTER(Layer)), ("wte", c_ptr), ("ln_f", c_ptr), ("head", Mat), ("screen_q", c_ptr),
         ("screen_s", c_ptr),
@@ -219,7 +220,9 @@ def _build(model) -> FusedDecoder:
         raise Unsupported("embedding")
     cos, sin = model._rope(wte.device)
     keep: list = [cos, sin]
-    S = cache.k.shape[2]
+    S, kv_dtype = cache.k.shape[2], cache.k.dtype
+    if kv_dtype not in (torch.float32, torch.bfloat16):
+        raise Unsupported("cache")
     layers = (Layer * cfg.n_layer)()
     from litgpt.model import GPT, Block, CausalSelfAttention, GemmaMLP, LLaMAMLP
 
@@ -235,7 +238,7 @@ def _build(model) -> FusedDecoder:
             raise Unsupported("module class")
         for t in (kv.k, kv.v):
             if (
-                t.dtype != torch.float32
+                t.dtype != kv_dtype
                 or not t.is_contiguous()
                 or t.shape != (batch, cfg.n_query_groups, S, cfg.head_size)
             ):
@@ -270,7 +273,7 @@ def _build(model) -> FusedDecoder:
     struct = Model(
         cfg.n_layer, cfg.n_embd, cfg.n_head, cfg.n_query_groups, cfg.head_size, cfg.rope_n_elem, inner, S, activation,
         int(bool(cfg.norm_qk) and cfg.norm_qk_type == "olmo2"), torch.get_num_threads(),
-        KIND_CODES[kernels.FLOAT_KINDS[wte.dtype]],
+        KIND_CODES[kernels.FLOAT_KINDS[wte.dtype]], int(kv_dtype == torch.bfloat16),
         cfg.norm_eps, cfg.n_embd**0.5 if cfg.scale_embeddings else 1.0, model.transformer.h[0].attn.scale,
         cfg.attention_logit_softcapping or 0.0, cfg.final_logit_softcapping or 0.0,
         layers, wte.data_ptr(), _norm(model.transformer.ln_f, keep), _mat(model.lm_head, keep),

@@ -8,7 +8,8 @@
    with sliding windows and soft-capping, gated MLP), with the matrix products done by gemv.c's kernels. Python
    (litgpt/kernels/fused.py) fills the structs below once per generation with pointers into the model's own
    parameters and KV cache, so this step and PyTorch's forward read and write the same memory and can alternate
-   (PyTorch prefills, C decodes). Everything is float32 except the weights (see gemv.c for their kinds). A batch
+   (PyTorch prefills, C decodes). Everything is float32 except the weights (see gemv.c for their kinds) and the KV
+   cache, float32 or bfloat16 (a bfloat16 model's: half the bytes to read at every step of a long context). A batch
    multiplies all its rows with each weight matrix as it is read (gemv.c's M rows), so B sequences cost little more
    than one while the step is bound by memory reads. */
 
@@ -40,14 +41,14 @@ typedef struct {
     /* norm weights as applied (Gemma's 1 + w already added), float32; NULL when the model has no such norm */
     const float *norm_1, *post_attention_norm, *norm_2, *post_mlp_norm, *norm_q, *norm_k;
     Mat qkv, proj, fc_1, fc_2, mlp_proj;
-    float *k_cache, *v_cache; /* (B, n_groups, S, head_size): the model's KV cache */
+    void *k_cache, *v_cache;  /* (B, n_groups, S, head_size): the model's KV cache, float32 or bfloat16 (kv_bf16) */
     const float *cos, *sin;   /* (S, rope_n_elem): this layer's rotary table */
     int64_t window;           /* sliding window length; 0 = every earlier position */
 } Layer;
 
 typedef struct {
     int64_t n_layer, n_embd, n_head, n_groups, head_size, rope_n_elem, intermediate, S, activation, qk_norm_full,
-        threads, wte_kind;
+        threads, wte_kind, kv_bf16;
     double eps, embedding_scale, attn_scale, attn_softcap, final_softcap; /* softcaps: 0 = none */
     const Layer *layers;
     const void *wte; /* (vocab, n_embd) float32 or bfloat16 */
@@ -162,6 +163,50 @@ static inline void axpy(float *o, float a, const float *v, int64_t n) {
     for (; i < n; i++) o[i] += a * v[i];
 }
 
+/* bfloat16 <-> float32: the upper half of a float's bits; rounded to nearest even as PyTorch's conversion does
+   (NaN kept a NaN) */
+static inline float bf16_value(uint16_t h) {
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+static inline uint16_t bf16_round(float f) {
+    uint32_t bits;
+    memcpy(&bits, &f, sizeof bits);
+    if ((bits & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((bits >> 16) | 0x40);
+    return (uint16_t)((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
+}
+
+static inline __m256 load8_bf16(const uint16_t *p) {
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p)), 16));
+}
+
+/* dot and axpy over a bfloat16 row of the cache */
+static inline float dot_bf16(const float *a, const uint16_t *b, int64_t n) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0;
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), load8_bf16(b + i), s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), load8_bf16(b + i + 8), s1);
+    }
+    __m256 v = _mm256_add_ps(s0, s1);
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    float total = _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)));
+    for (; i < n; i++) total += a[i] * bf16_value(b[i]);
+    return total;
+}
+
+static inline void axpy_bf16(float *o, float a, const uint16_t *v, int64_t n) {
+    const __m256 av = _mm256_set1_ps(a);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(o + i, _mm256_fmadd_ps(av, load8_bf16(v + i), _mm256_loadu_ps(o + i)));
+    for (; i < n; i++) o[i] += a * bf16_value(v[i]);
+}
+
 #define ATTEND_MIN 32   /* fewest positions in a chunk of the cache that one thread reads */
 #define ATTEND_BLOCK 32 /* positions read for all of a query group's heads at once */
 
@@ -187,8 +232,9 @@ static int attend(const Model *md, const Layer *L, const float *q, int64_t qkv_r
     for (int64_t task = 0; task < chunks * groups; task++) {
         const int64_t c = task / groups, b = task % groups / ng, g = task % ng;
         const int64_t j0 = lo + len * c / chunks, j1 = lo + len * (c + 1) / chunks; /* positions j0 .. j1 - 1 */
-        const int64_t at = (b * ng + g) * S * hs;
-        const float *K = L->k_cache + at, *V = L->v_cache + at;
+        const int64_t at = (b * ng + g) * S * hs, bf16 = md->kv_bf16;
+        const float *K = (const float *)L->k_cache + at, *V = (const float *)L->v_cache + at;
+        const uint16_t *Kh = (const uint16_t *)L->k_cache + at, *Vh = (const uint16_t *)L->v_cache + at;
         const uint8_t *ok = valid ? valid + b * S : NULL;
         const int64_t h0 = g * per_group, h1 = h0 + per_group, slot0 = (c * B + b) * nh;
         for (int64_t h = h0; h < h1; h++) {
@@ -207,7 +253,7 @@ static int attend(const Model *md, const Layer *L, const float *q, int64_t qkv_r
                         sc[j] = -INFINITY;
                         continue;
                     }
-                    float score = dot(qh, K + j * hs, hs) * (float)md->attn_scale;
+                    float score = (bf16 ? dot_bf16(qh, Kh + j * hs, hs) : dot(qh, K + j * hs, hs)) * (float)md->attn_scale;
                     if (md->attn_softcap > 0) score = tanhf(score / (float)md->attn_softcap) * (float)md->attn_softcap;
                     sc[j] = score;
                     best = score > best ? score : best;
@@ -233,8 +279,11 @@ static int attend(const Model *md, const Layer *L, const float *q, int64_t qkv_r
             for (int64_t h = h0; h < h1; h++) {
                 const float *sc = scores + (b * nh + h) * S;
                 float *o = part + (slot0 + h) * hs;
-                for (int64_t j = jb; j < je; j++)
-                    if (!ok || ok[j]) axpy(o, sc[j], V + j * hs, hs); /* a padded position may hold anything */
+                for (int64_t j = jb; j < je; j++) {
+                    if (ok && !ok[j]) continue; /* a padded position may hold anything */
+                    if (bf16) axpy_bf16(o, sc[j], Vh + j * hs, hs);
+                    else axpy(o, sc[j], V + j * hs, hs);
+                }
             }
         }
     }
@@ -312,8 +361,16 @@ int decode_steps(const Model *md, int64_t B, const int64_t *tokens, int64_t pos,
             }
             for (int64_t g = 0; g < ng; g++) {
                 const int64_t at = ((b * ng + g) * md->S + pos) * hs;
-                memcpy(L->k_cache + at, k + g * hs, sizeof(float) * (size_t)hs);
-                memcpy(L->v_cache + at, v + g * hs, sizeof(float) * (size_t)hs);
+                if (md->kv_bf16) {
+                    uint16_t *kc = (uint16_t *)L->k_cache + at, *vc = (uint16_t *)L->v_cache + at;
+                    for (int64_t d = 0; d < hs; d++) {
+                        kc[d] = bf16_round(k[g * hs + d]);
+                        vc[d] = bf16_round(v[g * hs + d]);
+                    }
+                } else {
+                    memcpy((float *)L->k_cache + at, k + g * hs, sizeof(float) * (size_t)hs);
+                    memcpy((float *)L->v_cache + at, v + g * hs, sizeof(float) * (size_t)hs);
+                }
             }
         }
         ok &= attend(md, L, qkv, row, B, pos, valid, scores, att);
