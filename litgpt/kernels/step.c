@@ -183,28 +183,57 @@ static inline __m256 load8_bf16(const uint16_t *p) {
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p)), 16));
 }
 
-/* dot and axpy over a bfloat16 row of the cache */
-static inline float dot_bf16(const float *a, const uint16_t *b, int64_t n) {
-    __m256 s0 = _mm256_setzero_ps(), s1 = s0;
+/* dst[0:n] = the float32 values of the bfloat16 src[0:n] */
+static void bf16_to_f32(const uint16_t *src, int64_t n, float *dst) {
     int64_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), load8_bf16(b + i), s0);
-        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), load8_bf16(b + i + 8), s1);
-    }
-    __m256 v = _mm256_add_ps(s0, s1);
-    __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-    float total = _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)));
-    for (; i < n; i++) total += a[i] * bf16_value(b[i]);
-    return total;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, load8_bf16(src + i));
+    for (; i < n; i++) dst[i] = bf16_value(src[i]);
 }
 
-static inline void axpy_bf16(float *o, float a, const uint16_t *v, int64_t n) {
-    const __m256 av = _mm256_set1_ps(a);
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(o + i, _mm256_fmadd_ps(av, load8_bf16(v + i), _mm256_loadu_ps(o + i)));
-    for (; i < n; i++) o[i] += a * bf16_value(v[i]);
+/* the sums of eight 8-lane vectors, in order, as one vector */
+static inline __m256 sums8(const __m256 *a) {
+    const __m256 t0 = _mm256_hadd_ps(a[0], a[1]), t1 = _mm256_hadd_ps(a[2], a[3]);
+    const __m256 t2 = _mm256_hadd_ps(a[4], a[5]), t3 = _mm256_hadd_ps(a[6], a[7]);
+    const __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);
+    return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
+}
+
+/* q . K[r] for the 8 rows r of K (hs apart; hs a multiple of 8) as one vector, without the horizontal sum per row
+   that makes one dot product per position slow */
+static inline __m256 dot8(const float *q, const float *K, int64_t hs) {
+    __m256 a[8];
+    for (int r = 0; r < 8; r++) a[r] = _mm256_setzero_ps();
+    for (int64_t d = 0; d < hs; d += 8) {
+        const __m256 qv = _mm256_loadu_ps(q + d);
+        for (int r = 0; r < 8; r++) a[r] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(K + r * hs + d), a[r]);
+    }
+    return sums8(a);
+}
+
+/* o[0:hs] += sum of p[j] V[j] (rows hs apart) over the positions j < n that are valid (ok[j], or all when ok is
+   NULL), 32 outputs at a time kept in registers over all the positions */
+static void weighted_sum(float *o, const float *p, const float *V, int64_t n, int64_t hs, const uint8_t *ok) {
+    int64_t d = 0;
+    for (; d + 32 <= hs; d += 32) {
+        __m256 o0 = _mm256_loadu_ps(o + d), o1 = _mm256_loadu_ps(o + d + 8);
+        __m256 o2 = _mm256_loadu_ps(o + d + 16), o3 = _mm256_loadu_ps(o + d + 24);
+        for (int64_t j = 0; j < n; j++) {
+            if (ok && !ok[j]) continue; /* a padded position may hold anything */
+            const __m256 w = _mm256_set1_ps(p[j]);
+            const float *v = V + j * hs + d;
+            o0 = _mm256_fmadd_ps(w, _mm256_loadu_ps(v), o0);
+            o1 = _mm256_fmadd_ps(w, _mm256_loadu_ps(v + 8), o1);
+            o2 = _mm256_fmadd_ps(w, _mm256_loadu_ps(v + 16), o2);
+            o3 = _mm256_fmadd_ps(w, _mm256_loadu_ps(v + 24), o3);
+        }
+        _mm256_storeu_ps(o + d, o0);
+        _mm256_storeu_ps(o + d + 8, o1);
+        _mm256_storeu_ps(o + d + 16, o2);
+        _mm256_storeu_ps(o + d + 24, o3);
+    }
+    for (; d < hs; d++)
+        for (int64_t j = 0; j < n; j++)
+            if (!ok || ok[j]) o[d] += p[j] * V[j * hs + d];
 }
 
 #define ATTEND_MIN 32   /* fewest positions in a chunk of the cache that one thread reads */
@@ -228,6 +257,7 @@ static int attend(const Model *md, const Layer *L, const float *q, int64_t qkv_r
     if (!part) return 0;
     float *part_m = part + chunks * B * nh * hs, *part_l = part_m + chunks * B * nh;
     const __m256 minus_inf = _mm256_set1_ps(-INFINITY);
+    int failed = 0; /* a task without memory for its converted rows */
 #pragma omp parallel for num_threads((int)md->threads) schedule(static)
     for (int64_t task = 0; task < chunks * groups; task++) {
         const int64_t c = task / groups, b = task % groups / ng, g = task % ng;
@@ -235,6 +265,12 @@ static int attend(const Model *md, const Layer *L, const float *q, int64_t qkv_r
         const int64_t at = (b * ng + g) * S * hs, bf16 = md->kv_bf16;
         const float *K = (const float *)L->k_cache + at, *V = (const float *)L->v_cache + at;
         const uint16_t *Kh = (const uint16_t *)L->k_cache + at, *Vh = (const uint16_t *)L->v_cache + at;
+        /* a bfloat16 cache: each block of keys (then values) converted once for all the group's heads */
+        float *rows = bf16 ? (float *)malloc(sizeof(float) * (size_t)(ATTEND_BLOCK * hs)) : NULL;
+        if (bf16 && !rows) {
+            failed = 1;
+            continue;
+        }
         const uint8_t *ok = valid ? valid + b * S : NULL;
         const int64_t h0 = g * per_group, h1 = h0 + per_group, slot0 = (c * B + b) * nh;
         for (int64_t h = h0; h < h1; h++) {
@@ -245,15 +281,24 @@ static int attend(const Model *md, const Layer *L, const float *q, int64_t qkv_r
         /* in blocks of positions whose keys (then values) stay in L1 for all the group's heads */
         for (int64_t jb = j0; jb < j1; jb += ATTEND_BLOCK) {
             const int64_t je = jb + ATTEND_BLOCK < j1 ? jb + ATTEND_BLOCK : j1;
+            const float *Kb = K + jb * hs; /* the block's keys */
+            if (bf16) {
+                bf16_to_f32(Kh + jb * hs, (je - jb) * hs, rows);
+                Kb = rows;
+            }
             for (int64_t h = h0; h < h1; h++) {
                 const float *qh = q + b * qkv_row + h * hs;
                 float *sc = scores + (b * nh + h) * S, best = part_m[slot0 + h];
-                for (int64_t j = jb; j < je; j++) {
+                int64_t j = jb;
+                if (hs % 8 == 0)
+                    for (; j + 8 <= je; j += 8) _mm256_storeu_ps(sc + j, dot8(qh, Kb + (j - jb) * hs, hs));
+                for (; j < je; j++) sc[j] = dot(qh, Kb + (j - jb) * hs, hs);
+                for (j = jb; j < je; j++) {
                     if (ok && !ok[j]) {
                         sc[j] = -INFINITY;
                         continue;
                     }
-                    float score = (bf16 ? dot_bf16(qh, Kh + j * hs, hs) : dot(qh, K + j * hs, hs)) * (float)md->attn_scale;
+                    float score = sc[j] * (float)md->attn_scale;
                     if (md->attn_softcap > 0) score = tanhf(score / (float)md->attn_softcap) * (float)md->attn_softcap;
                     sc[j] = score;
                     best = score > best ? score : best;
@@ -276,16 +321,21 @@ static int attend(const Model *md, const Layer *L, const float *q, int64_t qkv_r
         }
         for (int64_t jb = j0; jb < j1; jb += ATTEND_BLOCK) {
             const int64_t je = jb + ATTEND_BLOCK < j1 ? jb + ATTEND_BLOCK : j1;
+            const float *Vb = V + jb * hs; /* the block's values */
+            if (bf16) {
+                bf16_to_f32(Vh + jb * hs, (je - jb) * hs, rows);
+                Vb = rows;
+            }
             for (int64_t h = h0; h < h1; h++) {
                 const float *sc = scores + (b * nh + h) * S;
-                float *o = part + (slot0 + h) * hs;
-                for (int64_t j = jb; j < je; j++) {
-                    if (ok && !ok[j]) continue; /* a padded position may hold anything */
-                    if (bf16) axpy_bf16(o, sc[j], Vh + j * hs, hs);
-                    else axpy(o, sc[j], V + j * hs, hs);
-                }
+                weighted_sum(part + (slot0 + h) * hs, sc + jb, Vb, je - jb, hs, ok ? ok + jb : NULL);
             }
         }
+        free(rows);
+    }
+    if (failed) {
+        free(part);
+        return 0;
     }
     for (int64_t bh = 0; bh < B * nh; bh++) { /* the chunks combined: weights e^(m_c - m) */
         float best = -INFINITY, total = 0.0f, *o = out + bh * hs;
