@@ -8,6 +8,9 @@ transformers reads the same files. Greedy, same prompt, a fixed number of new to
 warm-up. litgpt is also measured with weight-only int8/int4 (``--quantize``) and, with ``--compile``, a compiled
 decode step. Also: batched generation (4 prompts in one batch) vs the same prompts one after another, and
 llama-cpp-python on the original GGUF when it is installed (optional: `pip install llama-cpp-python`).
+Each litgpt run prefills its whole prompt; with ``--context N`` (a prompt of about N tokens) a "prompt cached" row
+also measures the same prompt again with the KV cache's copy of it reused, as a chat's next turn does (llama.cpp
+reuses it in every repeat).
 
 On a GPU (used where there is one) ``--compile`` measures the CUDA-graph decode step (``LLM.compile()``'s default
 there, mode="reduce-overhead"); ``--random`` takes each model's architecture with random weights instead of the GGUF
@@ -36,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from litgpt import hugepages, kernels  # noqa: E402
 from litgpt.api import LLM  # noqa: E402
+from litgpt.generation import forget_prefix  # noqa: E402
 from litgpt.reference import OFFLINE_MODELS, gguf_source, model_pair  # noqa: E402
 
 PROMPT = "What food do llamas eat? Describe their diet in detail."
@@ -65,8 +69,13 @@ def timed(fns: list, repeats: int) -> list[tuple[float, float]]:
     return [(statistics.median(r[0] for r in rs), statistics.median(r[1] for r in rs)) for rs in runs]
 
 
-def ours(llm: LLM, new_tokens: int):
+def ours(llm: LLM, new_tokens: int, cached: bool = False):
+    """A timed generation of PROMPT; ``cached``: with what the KV cache holds from the previous one reused (as a
+    chat's next turn is), else with the whole prompt prefilled."""
+
     def run():
+        if not cached:
+            forget_prefix(llm.model)
         start = time.perf_counter()
         first, n = None, 0
         for _ in llm.generate(PROMPT, temperature=0, max_new_tokens=new_tokens, stream=True, return_as_token_ids=True):
@@ -210,6 +219,8 @@ def main() -> None:
             ids = llm.prompt_ids(PROMPT).to(device)
             ours(llm, hugepages.MIN_TOKENS)()  # warm-up, long enough to move the weights into huge pages
             variants = [("litgpt", dtype_name, ours(llm, args.new_tokens))]
+            if args.context:  # the same prompt again: only its last token is computed (llama.cpp does the same)
+                variants.append(("litgpt, prompt cached", dtype_name, ours(llm, args.new_tokens, cached=True)))
             last = dtype_name == args.dtypes[-1]
             extra = [(f"litgpt {q}", q, False) for q in args.quantize if last]
             if args.compile:

@@ -119,15 +119,28 @@ def generate_batch(
     if not bool(valid.all()):
         padding = torch.ones((B, S), dtype=torch.bool, device=ids.device)
         padding[:, :T] = valid
-    # eager decoding reads only the filled part of the cache; a compiled step keeps fixed shapes instead
-    eager = decode_fn is None
-    # prefill: the head runs on the last position only (a large vocabulary makes the others expensive). On a CPU its
-    # layers reuse the pages the first one freed (litgpt.utils.keep_freed_memory): glibc would hand them back and
-    # fault them in again, layer after layer (a quarter of a 2,000-token prefill's time)
+    # prefill: the head runs on the last position only (a large vocabulary makes the others expensive). What the
+    # cache still holds from the previous generation (a chat's history) is not computed again. On a CPU the layers
+    # reuse the pages the first one freed (litgpt.utils.keep_freed_memory): glibc would hand them back and fault them
+    # in again, layer after layer (a quarter of a 2,000-token prefill's time)
+    start = reusable_prefix(model, ids) if padding is None else 0
+    model.cached_prefix = None  # the cache is being written
     with keep_freed_memory(ids.device):
-        positions = torch.arange(T, device=ids.device)
-        hidden = model(ids, positions, input_pos_maxp1=T, key_padding_mask=padding, return_hidden=True)
+        positions = torch.arange(start, T, device=ids.device)
+        hidden = model(ids[:, start:], positions, input_pos_maxp1=T, key_padding_mask=padding, return_hidden=True)
     logits = model.project(hidden[:, -1])
+    fed: list[torch.Tensor] = []  # the tokens written into the cache after the prompt
+    try:
+        yield from _decode(model, ids, max_new_tokens, params, generator, decode_fn, logits, padding, fed)
+    finally:
+        if padding is None and B == 1:
+            remember_prefix(model, ids[0].tolist() + (torch.cat(fed).tolist() if fed else []))
+
+
+def _decode(model, ids, max_new_tokens, params, generator, decode_fn, logits, padding, fed) -> Iterator[torch.Tensor]:
+    """:func:`generate_batch`'s decode steps after the prefill, appending every token fed to the model to ``fed``."""
+    T = ids.shape[1]
+    eager = decode_fn is None  # eager steps read only the filled part of the cache; a compiled one keeps fixed shapes
     # On the CPU, set up after the first token is out (building the output layer's int8 copy must not delay it):
     # the whole decode step of the batch runs in one C call where the architecture allows (litgpt.kernels); other
     # steps keep PyTorch's forward with the output layer's top logits from its int8 copy (kernels/head.c)
@@ -147,17 +160,69 @@ def generate_batch(
             screened = screened_head(model) if fused is None and top else None
         if fused is not None:
             logits = fused(token.tolist(), T + i, top, padding)
-            continue
-        pos = torch.tensor([T + i], device=ids.device)
-        if screened is not None:
+        elif screened is not None:
+            pos = torch.tensor([T + i], device=ids.device)
             hidden = model(
                 token[:, None], pos, input_pos_maxp1=T + i + 1, key_padding_mask=padding, return_hidden=True
             )[:, -1]
             logits = screened(hidden, top)
         elif eager:
+            pos = torch.tensor([T + i], device=ids.device)
             logits = model(token[:, None], pos, input_pos_maxp1=T + i + 1, key_padding_mask=padding)[:, -1]
         else:
+            pos = torch.tensor([T + i], device=ids.device)
             logits = decode_fn(token[:, None], pos, key_padding_mask=padding)[:, -1]
+        fed.append(token)
+
+
+@dataclass
+class CachedPrefix:
+    """The tokens whose keys and values a model's KV cache holds at positions 0, 1, ... after a generation of one
+    sequence, the cache tensor they are in, and a fingerprint of those positions (exact sums of the bits of the
+    first and last layers' keys and values): a later prompt that starts with these tokens prefills only the rest,
+    unless something else wrote over them since (the fingerprint then differs) or the cache was replaced."""
+
+    tokens: list[int]
+    cache: torch.Tensor
+    fingerprint: torch.Tensor
+
+
+def _fingerprint(model: GPT, n: int) -> torch.Tensor:
+    sums = []
+    for block in (model.transformer.h[0], model.transformer.h[-1]):
+        for t in (block.attn.kv_cache.k, block.attn.kv_cache.v):
+            bits = t[:, :, :n].view({1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}[t.element_size()])
+            sums.append(bits.sum(dtype=torch.int64))
+    return torch.stack(sums)
+
+
+def remember_prefix(model: GPT, tokens: list[int]) -> None:
+    """Record that the model's cache holds ``tokens`` at positions 0..len-1 (see :class:`CachedPrefix`)."""
+    cache = model.transformer.h[0].attn.kv_cache
+    if cache is not None and 0 < len(tokens) <= cache.k.shape[2]:
+        model.cached_prefix = CachedPrefix(tokens, cache.k, _fingerprint(model, len(tokens)))
+
+
+def forget_prefix(model: GPT) -> None:
+    """Make the next generation prefill its whole prompt (benchmarks measuring the prefill call it)."""
+    model.cached_prefix = None
+
+
+def reusable_prefix(model: GPT, ids: torch.Tensor) -> int:
+    """How many leading tokens of the one prompt in ``ids`` (1, T) the cache already holds, at most T - 1 (the last
+    prompt token is always run, for the first logits); 0 when it holds none or cannot be trusted."""
+    record: Optional[CachedPrefix] = getattr(model, "cached_prefix", None)
+    cache = model.transformer.h[0].attn.kv_cache
+    if record is None or ids.shape[0] != 1 or cache is None or record.cache is not cache.k:
+        return 0
+    prompt = ids[0].tolist()
+    n = 0
+    limit = min(len(record.tokens), len(prompt) - 1)
+    while n < limit and record.tokens[n] == prompt[n]:
+        n += 1
+    if n and not torch.equal(_fingerprint(model, len(record.tokens)), record.fingerprint):
+        return 0
+    return n
 
 
 class StopMatcher:

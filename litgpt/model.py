@@ -49,6 +49,8 @@ class GPT(nn.Module):
         # activations in this dtype instead of the weights' own (see compute_dtype); set by LLM.distribute on CPUs,
         # which store bfloat16 weights but compute faster in float32 (see litgpt.kernels)
         self.activation_dtype: torch.dtype | None = None
+        # what the KV cache holds from the last generation (litgpt.generation.CachedPrefix), reused by the next one
+        self.cached_prefix = None
         # training: keep only each block's input and recompute its activations in the backward pass
         self.activation_checkpointing = False
         self.register_buffer("rope_cos", torch.empty(0), persistent=False)
@@ -102,6 +104,7 @@ class GPT(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         """Preallocate a KV cache of ``max_seq_length`` (default: the model's) positions in every block."""
+        self.cached_prefix = None
         if max_seq_length is not None:
             self.max_seq_length = max_seq_length
         specs = []
@@ -124,6 +127,7 @@ class GPT(nn.Module):
             block.attn.kv_cache = KVCache(*shape, device=dev, dtype=dt, tensors=kv)
 
     def clear_kv_cache(self) -> None:
+        self.cached_prefix = None
         for block in self.transformer.h:
             block.attn.kv_cache = None
 

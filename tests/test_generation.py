@@ -68,3 +68,45 @@ def test_generation_stops_and_checks_context():
     assert cut == full[: full.index(stop)]
     with pytest.raises(LitGPTError, match="exceeds the model's context"):
         generate(model, prompt, 100)
+
+
+@pytest.mark.parametrize("fused", ["1", "0"])
+def test_a_prompt_extending_the_last_generation_prefills_only_its_new_tokens(fused, monkeypatch):
+    """A chat's next turn: what the cache holds from the last generation (its prompt and the tokens fed back) is
+    not computed again, and the tokens equal a fresh model's; after a write over those positions, a new cache, or
+    with no common start, the prompt is prefilled in full. Through the fused C step and PyTorch's."""
+    import copy
+
+    monkeypatch.setenv("LITGPT_FUSED_DECODE", fused)
+    model = tiny("Llama-3.1-8B", n_layer=2, n_query_groups=2)
+    fresh = copy.deepcopy(model)
+    prefills = []
+    forward = model.forward
+    monkeypatch.setattr(model, "forward", lambda idx, *a, **k: prefills.append(idx.shape[1]) or forward(idx, *a, **k))
+
+    def turn(prompt, n=6):
+        prefills.clear()
+        out = generate(model, prompt, n, temperature=0)
+        assert torch.equal(out, generate(fresh, prompt, n, temperature=0))
+        return out, prefills[0]
+
+    first, computed = turn(torch.randint(0, 97, (9,)))
+    assert computed == 9
+    second, computed = turn(torch.cat([first, torch.randint(0, 97, (5,))]))
+    assert computed == 20 - 14  # the cache held the prompt and the 5 tokens fed back (the 6th was never fed)
+    again, computed = turn(second[:20])
+    assert computed == 1  # the whole prompt is cached: its last token still runs, for the first logits
+    stream = stream_tokens(model, [again], 8, SamplingParams(temperature=0))
+    out = [next(stream)[0][0], next(stream)[0][0]]
+    stream.close()  # stopped early (a stop sequence, a client gone): two tokens out, the first fed back
+    _, computed = turn(torch.cat([again, torch.tensor(out)]))
+    assert computed == 1
+    with torch.inference_mode():
+        model.transformer.h[0].attn.kv_cache.k[0, 0, 3] += 1  # written over by someone else
+    _, computed = turn(torch.cat([again, torch.tensor([4])]))
+    assert computed == len(again) + 1
+    _, computed = turn(torch.randint(0, 97, (7,)))
+    assert computed == 7
+    model.set_kv_cache(1, max_seq_length=64)
+    _, computed = turn(again)
+    assert computed == len(again)
