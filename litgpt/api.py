@@ -18,7 +18,7 @@ import torch
 
 from litgpt.config import Config
 from litgpt.errors import LitGPTError
-from litgpt.generation import SamplingParams, StopMatcher, generate_batch, stream_tokens
+from litgpt.generation import SamplingParams, StopMatcher, forget_prefix, generate_batch, stream_tokens
 from litgpt.loading import load_model, parse_precision, resolve_checkpoint
 from litgpt.utils import peak_rss_gb
 
@@ -358,6 +358,7 @@ class LLM(torch.nn.Module):
         results: dict[str, list] = {k: [] for k in keys}
         text = ""
         for _ in range(num_iterations):
+            forget_prefix(self.model)  # every iteration computes its whole prompt (none reuses the last one's)
             sync(device)
             start = time.perf_counter()
             first = None

@@ -40,9 +40,16 @@ def test_batched_generation_equals_one_by_one(tiny_checkpoint):
     assert [t.tolist() for t in together] == [a.tolist() for a in alone]
 
 
-def test_benchmark_and_markdown_table(tiny_checkpoint):
+def test_benchmark_and_markdown_table(tiny_checkpoint, monkeypatch):
+    from litgpt import generation
+
     llm = LLM.load(tiny_checkpoint)
+    reused = []
+    reusable = generation.reusable_prefix
+    monkeypatch.setattr(generation, "reusable_prefix", lambda *a: reused.append(reusable(*a)) or reused[-1])
     text, stats = llm.benchmark(num_iterations=2, prompt="Llamas eat", top_k=1, max_new_tokens=5)
+    assert reused == [0, 0]  # each iteration prefills its whole prompt (a plain generate would reuse the cache)
+    assert llm.generate("Llamas eat", top_k=1, max_new_tokens=5) and reused[-1] > 0
     assert isinstance(text, str)
     for key in ("Seconds total", "Seconds to first token", "Tokens generated", "Inference speed in tokens/sec"):
         assert len(stats[key]) == 2
