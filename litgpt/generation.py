@@ -192,7 +192,7 @@ def _fingerprint(model: GPT, n: int) -> torch.Tensor:
     for block in (model.transformer.h[0], model.transformer.h[-1]):
         for t in (block.attn.kv_cache.k, block.attn.kv_cache.v):
             bits = t[:, :, :n].view({1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}[t.element_size()])
-            sums.append(bits.sum(dtype=torch.int64))
+            sums.append(bits.sum(dtype=torch.int64).cpu())  # the layers may sit on different devices
     return torch.stack(sums)
 
 
