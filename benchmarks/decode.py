@@ -54,6 +54,8 @@ PASSAGE = (
 def long_prompt(context: int) -> str:
     """PROMPT after enough of PASSAGE for about ``context`` tokens (English takes about 4.5 characters a token)."""
     return PASSAGE * max(0, (9 * context // 2 - len(PROMPT)) // len(PASSAGE)) + PROMPT
+
+
 DTYPES = {"float32": ("32-true", torch.float32), "bfloat16": ("bf16-true", torch.bfloat16)}
 
 

@@ -160,18 +160,17 @@ def _decode(model, ids, max_new_tokens, params, generator, decode_fn, logits, pa
             screened = screened_head(model) if fused is None and top else None
         if fused is not None:
             logits = fused(token.tolist(), T + i, top, padding)
-        elif screened is not None:
-            pos = torch.tensor([T + i], device=ids.device)
-            hidden = model(
-                token[:, None], pos, input_pos_maxp1=T + i + 1, key_padding_mask=padding, return_hidden=True
-            )[:, -1]
-            logits = screened(hidden, top)
-        elif eager:
-            pos = torch.tensor([T + i], device=ids.device)
-            logits = model(token[:, None], pos, input_pos_maxp1=T + i + 1, key_padding_mask=padding)[:, -1]
         else:
             pos = torch.tensor([T + i], device=ids.device)
-            logits = decode_fn(token[:, None], pos, key_padding_mask=padding)[:, -1]
+            if screened is not None:
+                hidden = model(
+                    token[:, None], pos, input_pos_maxp1=T + i + 1, key_padding_mask=padding, return_hidden=True
+                )[:, -1]
+                logits = screened(hidden, top)
+            elif eager:
+                logits = model(token[:, None], pos, input_pos_maxp1=T + i + 1, key_padding_mask=padding)[:, -1]
+            else:
+                logits = decode_fn(token[:, None], pos, key_padding_mask=padding)[:, -1]
         fed.append(token)
 
 

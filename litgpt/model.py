@@ -219,7 +219,7 @@ class GPT(nn.Module):
         (float32 over bfloat16 weights, CPU inference) applies to decode steps and short inputs. An inference input
         of ``PREFILL_ROWS`` tokens or more (a prefill) runs in the weights' dtype where the CPU has AVX512-BF16, as
         a bfloat16 model does: there bfloat16 products and attention are 2-4x faster than float32 ones (the casts
-        of a float32 prefill took a quarter of its time); its keys and values are stored in the float32 cache."""
+        of a float32 prefill took a quarter of its time); its keys and values go to the cache in the cache's dtype."""
         if self.activation_dtype is None:
             return None
         if rows >= PREFILL_ROWS and not torch.is_grad_enabled() and self.lm_head.weight.device.type == "cpu":

@@ -196,6 +196,15 @@ static void bf16_to_f32(const uint16_t *src, int64_t n, float *dst) {
     for (; i < n; i++) dst[i] = bf16_value(src[i]);
 }
 
+/* rows jb .. je - 1 of a cache block (hs floats each): in place for a float32 cache (f32), else converted from the
+   bfloat16 one (bf16) into `rows`, once for all the heads of a query group */
+static inline const float *cache_rows(const float *f32, const uint16_t *bf16, int64_t jb, int64_t je, int64_t hs,
+                                      float *rows) {
+    if (!bf16) return f32 + jb * hs;
+    bf16_to_f32(bf16 + jb * hs, (je - jb) * hs, rows);
+    return rows;
+}
+
 /* the sums of eight 8-lane vectors, in order, as one vector */
 static inline __m256 sums8(const __m256 *a) {
     const __m256 t0 = _mm256_hadd_ps(a[0], a[1]), t1 = _mm256_hadd_ps(a[2], a[3]);
@@ -270,8 +279,8 @@ static int attend(const Model *md, const Layer *L, const float *q, int64_t qkv_r
         const int64_t j0 = lo + len * c / chunks, j1 = lo + len * (c + 1) / chunks; /* positions j0 .. j1 - 1 */
         const int64_t at = (b * ng + g) * S * hs, bf16 = md->kv_bf16;
         const float *K = (const float *)L->k_cache + at, *V = (const float *)L->v_cache + at;
-        const uint16_t *Kh = (const uint16_t *)L->k_cache + at, *Vh = (const uint16_t *)L->v_cache + at;
-        /* a bfloat16 cache: each block of keys (then values) converted once for all the group's heads */
+        const uint16_t *Kh = bf16 ? (const uint16_t *)L->k_cache + at : NULL;
+        const uint16_t *Vh = bf16 ? (const uint16_t *)L->v_cache + at : NULL;
         float *rows = bf16 ? (float *)malloc(sizeof(float) * (size_t)(ATTEND_BLOCK * hs)) : NULL;
         if (bf16 && !rows) {
             failed = 1;
@@ -287,11 +296,7 @@ static int attend(const Model *md, const Layer *L, const float *q, int64_t qkv_r
         /* in blocks of positions whose keys (then values) stay in L1 for all the group's heads */
         for (int64_t jb = j0; jb < j1; jb += ATTEND_BLOCK) {
             const int64_t je = jb + ATTEND_BLOCK < j1 ? jb + ATTEND_BLOCK : j1;
-            const float *Kb = K + jb * hs; /* the block's keys */
-            if (bf16) {
-                bf16_to_f32(Kh + jb * hs, (je - jb) * hs, rows);
-                Kb = rows;
-            }
+            const float *Kb = cache_rows(K, Kh, jb, je, hs, rows); /* the block's keys */
             for (int64_t h = h0; h < h1; h++) {
                 const float *qh = q + b * qkv_row + h * hs;
                 float *sc = scores + (b * nh + h) * S, best = part_m[slot0 + h];
@@ -327,11 +332,7 @@ static int attend(const Model *md, const Layer *L, const float *q, int64_t qkv_r
         }
         for (int64_t jb = j0; jb < j1; jb += ATTEND_BLOCK) {
             const int64_t je = jb + ATTEND_BLOCK < j1 ? jb + ATTEND_BLOCK : j1;
-            const float *Vb = V + jb * hs; /* the block's values */
-            if (bf16) {
-                bf16_to_f32(Vh + jb * hs, (je - jb) * hs, rows);
-                Vb = rows;
-            }
+            const float *Vb = cache_rows(V, Vh, jb, je, hs, rows); /* the block's values */
             for (int64_t h = h0; h < h1; h++) {
                 const float *sc = scores + (b * nh + h) * S;
                 weighted_sum(part + (slot0 + h) * hs, sc + jb, Vb, je - jb, hs, ok ? ok + jb : NULL);
