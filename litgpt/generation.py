@@ -177,13 +177,16 @@ def _decode(model, ids, max_new_tokens, params, generator, decode_fn, logits, pa
 @dataclass
 class CachedPrefix:
     """The tokens whose keys and values a model's KV cache holds at positions 0, 1, ... after a generation of one
-    sequence, the cache tensor they are in, and a fingerprint of those positions (exact sums of the bits of the
-    first and last layers' keys and values): a later prompt that starts with these tokens prefills only the rest,
-    unless something else wrote over them since (the fingerprint then differs) or the cache was replaced."""
+    sequence, the cache tensor they are in, a fingerprint of those positions (exact sums of the bits of the first and
+    last layers' keys and values) and of the weights that computed them (see :func:`_weights_state`): a later prompt
+    that starts with these tokens prefills only the rest, unless something else wrote over them since (the
+    fingerprint then differs), the cache was replaced, or the weights changed (a training step, a loaded state dict,
+    a merged LoRA)."""
 
     tokens: list[int]
     cache: torch.Tensor
     fingerprint: torch.Tensor
+    weights: tuple
 
 
 def _fingerprint(model: GPT, n: int) -> torch.Tensor:
@@ -195,11 +198,24 @@ def _fingerprint(model: GPT, n: int) -> torch.Tensor:
     return torch.stack(sums)
 
 
+def _weights_state(model: GPT) -> tuple | None:
+    """Where each weight of the model (parameters and persistent buffers such as quantized codes) lives and how many
+    times it was changed in place (PyTorch's version counter, which optimizers' steps and ``load_state_dict`` bump;
+    replacing a tensor changes its address). None for weights made under ``torch.inference_mode``, which keep no
+    counter: their cached keys and values are then never reused. A change made through ``.data`` in place is not
+    seen; call :func:`forget_prefix` after one."""
+    try:
+        return tuple((t.data_ptr(), t._version) for t in model.state_dict(keep_vars=True).values() if t is not None)
+    except RuntimeError:
+        return None
+
+
 def remember_prefix(model: GPT, tokens: list[int]) -> None:
     """Record that the model's cache holds ``tokens`` at positions 0..len-1 (see :class:`CachedPrefix`)."""
     cache = model.transformer.h[0].attn.kv_cache
-    if cache is not None and 0 < len(tokens) <= cache.k.shape[2]:
-        model.cached_prefix = CachedPrefix(tokens, cache.k, _fingerprint(model, len(tokens)))
+    weights = _weights_state(model)
+    if cache is not None and weights is not None and 0 < len(tokens) <= cache.k.shape[2]:
+        model.cached_prefix = CachedPrefix(tokens, cache.k, _fingerprint(model, len(tokens)), weights)
 
 
 def forget_prefix(model: GPT) -> None:
@@ -219,7 +235,10 @@ def reusable_prefix(model: GPT, ids: torch.Tensor) -> int:
     limit = min(len(record.tokens), len(prompt) - 1)
     while n < limit and record.tokens[n] == prompt[n]:
         n += 1
-    if n and not torch.equal(_fingerprint(model, len(record.tokens)), record.fingerprint):
+    if n and (
+        _weights_state(model) != record.weights
+        or not torch.equal(_fingerprint(model, len(record.tokens)), record.fingerprint)
+    ):
         return 0
     return n
 

@@ -110,3 +110,41 @@ def test_a_prompt_extending_the_last_generation_prefills_only_its_new_tokens(fus
     model.set_kv_cache(1, max_seq_length=64)
     _, computed = turn(again)
     assert computed == len(again)
+
+
+@pytest.mark.parametrize("fused", ["1", "0"])
+def test_changed_weights_make_the_next_prompt_prefill_in_full(fused, monkeypatch):
+    """Generate, train, generate again (the Python API with a Trainer, a loaded state dict, a merged LoRA): keys and
+    values the old weights computed are not reused, and the tokens equal a fresh model's with the new weights."""
+    import copy
+
+    monkeypatch.setenv("LITGPT_FUSED_DECODE", fused)
+    model = tiny("Llama-3.1-8B", n_layer=2, n_query_groups=2)
+    prompt = torch.randint(0, 97, (9,))
+    fresh = copy.deepcopy(model)
+    prefills = []
+    forward = model.forward
+    monkeypatch.setattr(model, "forward", lambda idx, *a, **k: prefills.append(idx.shape[1]) or forward(idx, *a, **k))
+
+    def turn():
+        prefills.clear()
+        out = generate(model, prompt, 6, temperature=0)
+        fresh.load_state_dict(model.state_dict())
+        fresh.clear_kv_cache()
+        assert torch.equal(out, generate(fresh, prompt, 6, temperature=0))
+        return prefills[0]
+
+    assert turn() == 9
+    assert turn() == 1  # unchanged weights: the cached prompt is reused
+    model.train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    model(prompt[None]).float().logsumexp(-1).mean().backward()  # a training step in place
+    optimizer.step()
+    model.eval()
+    assert turn() == 9
+    model.load_state_dict({k: v * 1.1 for k, v in model.state_dict().items()})
+    assert turn() == 9
+    assert turn() == 1
+    qkv = model.transformer.h[0].attn.qkv
+    qkv.weight = torch.nn.Parameter(qkv.weight.detach() * 2)  # a tensor replaced (as merging a LoRA does)
+    assert turn() == 9
