@@ -179,8 +179,8 @@ def test_batched_fused_step_matches_pytorch_forward_with_left_padding(name, weig
     assert torch.equal(got, got_nan)  # padded positions are skipped, not multiplied by zero
     if weights == "int8":  # int8 blocks of x round alike in both, up to float32 order effects
         assert ((got - reference).norm() / reference.norm()).item() < 1e-2
-    else:
-        tolerance = 1e-5 if weights == "f32" else 1e-4
+    else:  # a bfloat16 model's cache is bfloat16: one-step rounding flips, as in the test above
+        tolerance = 1e-5 if weights == "f32" else 2e-3
         torch.testing.assert_close(got, reference, atol=tolerance * reference.abs().max().item(), rtol=0)
 
 

@@ -138,6 +138,12 @@ static float activation(float v, int64_t kind) {
     return 0.5f * v * (1.0f + erff(v * 0.70710678f));
 }
 
+static inline float hsum8(__m256 v) {
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    return _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)));
+}
+
 /* a . b over n floats: two 8-wide FMA chains (the compiler keeps a float sum in order, so it would not vectorize) */
 static inline float dot(const float *a, const float *b, int64_t n) {
     __m256 s0 = _mm256_setzero_ps(), s1 = s0;
@@ -146,10 +152,7 @@ static inline float dot(const float *a, const float *b, int64_t n) {
         s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
         s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
     }
-    __m256 v = _mm256_add_ps(s0, s1);
-    __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-    float total = _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)));
+    float total = hsum8(_mm256_add_ps(s0, s1));
     for (; i < n; i++) total += a[i] * b[i];
     return total;
 }
@@ -203,6 +206,12 @@ static inline const float *cache_rows(const float *f32, const uint16_t *bf16, in
     if (!bf16) return f32 + jb * hs;
     bf16_to_f32(bf16 + jb * hs, (je - jb) * hs, rows);
     return rows;
+}
+
+static inline float hmax(__m256 v) {
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    return _mm_cvtss_f32(_mm_max_ss(h, _mm_movehdup_ps(h)));
 }
 
 /* the sums of eight 8-lane vectors, in order, as one vector */
@@ -304,7 +313,18 @@ static int attend(const Model *md, const Layer *L, const float *q, int64_t qkv_r
                 if (hs % 8 == 0)
                     for (; j + 8 <= je; j += 8) _mm256_storeu_ps(sc + j, dot8(qh, Kb + (j - jb) * hs, hs));
                 for (; j < je; j++) sc[j] = dot(qh, Kb + (j - jb) * hs, hs);
-                for (j = jb; j < je; j++) {
+                j = jb;
+                if (!ok && md->attn_softcap <= 0) { /* scaled and their maximum taken 8 at a time */
+                    const __m256 scale = _mm256_set1_ps((float)md->attn_scale);
+                    __m256 most = _mm256_set1_ps(best);
+                    for (; j + 8 <= je; j += 8) {
+                        const __m256 v = _mm256_mul_ps(_mm256_loadu_ps(sc + j), scale);
+                        _mm256_storeu_ps(sc + j, v);
+                        most = _mm256_max_ps(most, v);
+                    }
+                    best = hmax(most);
+                }
+                for (; j < je; j++) {
                     if (ok && !ok[j]) {
                         sc[j] = -INFINITY;
                         continue;
@@ -321,13 +341,18 @@ static int attend(const Model *md, const Layer *L, const float *q, int64_t qkv_r
             float *sc = scores + (b * nh + h) * S, best = part_m[slot0 + h], total = 0.0f;
             if (best == -INFINITY) continue; /* every position of the chunk is padding */
             int64_t j = j0;
+            __m256 sum = _mm256_setzero_ps();
             for (; j + 8 <= j1; j += 8) {
                 __m256 v = _mm256_loadu_ps(sc + j);
-                __m256 e = exp8(_mm256_sub_ps(v, _mm256_set1_ps(best)));
-                _mm256_storeu_ps(sc + j, _mm256_and_ps(e, _mm256_cmp_ps(v, minus_inf, _CMP_NEQ_OQ)));
+                __m256 e = _mm256_and_ps(exp8(_mm256_sub_ps(v, _mm256_set1_ps(best))), _mm256_cmp_ps(v, minus_inf, _CMP_NEQ_OQ));
+                _mm256_storeu_ps(sc + j, e);
+                sum = _mm256_add_ps(sum, e);
             }
-            for (; j < j1; j++) sc[j] = sc[j] == -INFINITY ? 0.0f : expf(sc[j] - best);
-            for (j = j0; j < j1; j++) total += sc[j];
+            total = hsum8(sum);
+            for (; j < j1; j++) {
+                sc[j] = sc[j] == -INFINITY ? 0.0f : expf(sc[j] - best);
+                total += sc[j];
+            }
             part_l[slot0 + h] = total;
         }
         for (int64_t jb = j0; jb < j1; jb += ATTEND_BLOCK) {
