@@ -39,17 +39,22 @@ def test_quantized_kernels_match_their_dequantized_weights(rows, instruction_set
     got8 = kernels.gemv("i8", x, q, scales.contiguous())
     torch.testing.assert_close(got8, xr @ dequantized8.T, atol=1e-4, rtol=1e-5)
     assert ((got8 - x @ dequantized8.T).norm() / (x @ dequantized8.T).norm()) < 0.01
-    q4, s4, z4 = quantize_int4(w, 32)
+    q4, s4, z4 = quantize_int4(w, 32, torch.float16)  # float32 scales and zeros holding float16 values
     dequantized4 = ((q4.float().view(48, -1, 32) - 8) * s4[..., None] + z4[..., None]).view(48, 96)
-    got4 = kernels.gemv("i4", x, kernels.pack_i4(q4), s4.contiguous(), z4.contiguous())
+    got4 = kernels.gemv("i4", x, kernels.pack_i4(q4), s4.half(), z4.half())
     torch.testing.assert_close(got4, xr @ dequantized4.T, atol=1e-4, rtol=1e-5)
     assert ((got4 - x @ dequantized4.T).norm() / (x @ dequantized4.T).norm()) < 0.01
     assert torch.equal(kernels.unpack_i4(kernels.pack_i4(q4)), q4)
 
 
-def test_quantized_kernels_refuse_blocks_they_cannot_take():
+def test_quantized_kernels_refuse_blocks_and_scales_they_cannot_take():
     with pytest.raises(RuntimeError, match="divisible by 32"):
         kernels.gemv("i8", torch.randn(1, 40), torch.zeros(4, 40, dtype=torch.int8), torch.ones(4))
+    codes = torch.zeros(4, 32, dtype=torch.uint8)
+    with pytest.raises(ValueError, match="float16 scales and zeros"):
+        kernels.gemv("i4", torch.randn(1, 64), codes, torch.ones(4, 2), torch.zeros(4, 2))
+    with pytest.raises(ValueError, match="float32 scales"):
+        kernels.dequantize("i8", torch.zeros(4, 64, dtype=torch.int8), torch.ones(4, dtype=torch.bfloat16))
 
 
 @pytest.mark.parametrize("group_size", [32, 64])

@@ -36,10 +36,11 @@ from litgpt.kernels import gemm
 
 # step.c: fused.py; head.c: the top logits for step.c; train.c: loss, norms, dropout, heads, attention softmax
 SOURCES = [Path(__file__).with_name(n) for n in ("gemv.c", "step.c", "head.c", "train.c")]
-FLAGS = ["-O3", "-mavx2", "-mfma", "-fopenmp", "-fPIC", "-shared"]
+FLAGS = ["-O3", "-mavx2", "-mfma", "-mf16c", "-fopenmp", "-fPIC", "-shared"]
 MAX_ROWS = 8  # activation rows per kernel call (the C side's MAX_M)
 KINDS = ("f32", "bf16", "i8", "i4")
 I4_GROUP = 32  # the int4 kernel's block of input features (scales may cover several blocks)
+I4_MAX_FEATURES = 65536  # the int4 kernel's longest row (gemv.c's MAX_BLOCKS blocks)
 QUANT_BLOCK = 32  # i8/i4 round activations to int8 in blocks of this many features; in_features must divide
 
 
@@ -157,6 +158,7 @@ def _run(kind: str, x: torch.Tensor, w: torch.Tensor, scales, zeros) -> torch.Te
     lib = _library()
     M, K = x.shape
     N = w.shape[0]
+    _check_scales(kind, scales, zeros)
     y = torch.empty(M, N, dtype=torch.float32)
     threads = torch.get_num_threads()
     for start in range(0, M, MAX_ROWS):
@@ -205,8 +207,8 @@ def gemv(
 ) -> torch.Tensor:
     """``x (M, K) @ W.T`` in float32 for a weight ``w`` stored as ``kind`` (see ``gemv.c`` for the layouts).
 
-    ``x`` is converted to a contiguous float32 tensor; scales/zeros must be contiguous float32 (int8: (N,), int4:
-    (N, K / 32)). "i8" and "i4" round ``x`` to int8 in blocks of 32 (see ``gemv.c``) and need K % 32 == 0. The
+    ``x`` is converted to a contiguous float32 tensor; scales/zeros must be contiguous, int8: float32 (N,), int4:
+    float16 (N, K / 32). "i8" and "i4" round ``x`` to int8 in blocks of 32 (see ``gemv.c``) and need K % 32 == 0. The
     caller checks :func:`available` and that everything is on the CPU.
     """
     x = x.to(torch.float32).contiguous()
@@ -508,11 +510,19 @@ def unpack_i4(packed: torch.Tensor) -> torch.Tensor:
     return torch.cat((blocks & 15, blocks >> 4), dim=2).reshape(N, 2 * half)
 
 
+def _check_scales(kind: str, scales: torch.Tensor | None, zeros: torch.Tensor | None) -> None:
+    want = {"i8": torch.float32, "i4": torch.float16}.get(kind)
+    for t in (scales, zeros) if kind == "i4" else (scales,) if kind == "i8" else ():
+        if t is None or t.dtype != want or not t.is_contiguous():
+            raise ValueError(f"the {kind} kernel takes contiguous {want} scales{' and zeros' if kind == 'i4' else ''}")
+
+
 def dequantize(kind: str, w: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None = None) -> torch.Tensor:
     """The float32 weight (N, K) that an "i8" or "i4" weight of :func:`gemv` stands for, in one pass (for products
     of more rows than the kernels take, such as a prefill). Same operands and checks as :func:`gemv`."""
     N = w.shape[0]
     K = w.shape[1] * (2 if kind == "i4" else 1)
+    _check_scales(kind, scales, zeros)
     out = torch.empty(N, K, dtype=torch.float32)
     if kind == "i8":
         _library().dequant_i8(w.data_ptr(), scales.data_ptr(), out.data_ptr(), N, K, torch.get_num_threads())

@@ -6,7 +6,7 @@
      - i8:    int8 codes, (N, K), one float scale per output row: W[n, k] = q[n, k] * scale[n]
      - i4:    4-bit codes in groups of 32 input features, (N, K / 2) bytes; in group g, byte j holds feature
               32 g + j in its low nibble and feature 32 g + 16 + j in its high nibble;
-              W[n, k] = (q - 8) * scale[n, g] + zero[n, g]
+              W[n, k] = (q - 8) * scale[n, g] + zero[n, g], scale and zero float16 (uint16 bits)
    x and y are float32 (i8 and i4 round x to int8 blocks first, see below; they return 0 when they cannot run:
    K % 32 != 0, M > MAX_M or no memory). Decoding reads every weight once per token, so these kernels are bound by memory
    bandwidth: each weight row is loaded once and multiplied with all M rows of x, the dequantization is fused
@@ -46,6 +46,8 @@ static inline __m256 load8_bf16(const uint16_t *p) {
 static inline __m256 load8_i8(const int8_t *p) {
     return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)p)));
 }
+
+static inline __m256 load8_f16(const uint16_t *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
 
 static inline float bf16_to_float(uint16_t b) {
     uint32_t bits = (uint32_t)b << 16;
@@ -409,11 +411,40 @@ int gemv_i8(const float *x, const int8_t *w, const float *scales, float *y, int6
     return 1;
 }
 
+/* int4 block scales and zeros are float16 (an eighth of a byte per weight each, against a quarter in float32). Each
+   row's are converted up front into float32 scales sf[0:B] (sf[B] = 0: the missing half of a last pair) and the
+   offsets off[b] = zero - 8 scale that (q - 8) * scale + zero adds to every weight of block b beyond q * scale. */
+#define MAX_BLOCKS 2048 /* rows of up to 65,536 features (gemv_i4 returns 0 beyond) */
+
+static inline void i4_row(const uint16_t *sc, const uint16_t *ze, int64_t B, float *sf, float *off) {
+    int64_t b = 0;
+    for (; b + 8 <= B; b += 8) {
+        const __m256 s = load8_f16(sc + b);
+        _mm256_storeu_ps(sf + b, s);
+        _mm256_storeu_ps(off + b, _mm256_fnmadd_ps(_mm256_set1_ps(8.0f), s, load8_f16(ze + b)));
+    }
+    for (; b < B; b++) {
+        sf[b] = _cvtsh_ss(sc[b]);
+        off[b] = _cvtsh_ss(ze[b]) - 8.0f * sf[b];
+    }
+    sf[B] = 0.0f;
+}
+
+/* sum of a[b] * x[b] over b < n */
+static inline float dot_blocks(const float *a, const float *x, int64_t n) {
+    __m256 acc = _mm256_setzero_ps();
+    int64_t b = 0;
+    for (; b + 8 <= n; b += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + b), _mm256_loadu_ps(x + b), acc);
+    float total = hsum(acc);
+    for (; b < n; b++) total += a[b] * x[b];
+    return total;
+}
+
 /* int4 on CPUs with AVX512-VNNI, one row of x: the 32 bytes of two blocks are split into their nibbles and laid out
    in feature order (block 2p: low nibbles then high nibbles, then block 2p+1), so that one vpdpbusd multiplies 64
    codes (unsigned, 0-15) with 64 int8 x values. Lanes 0-7 hold block 2p's sums and lanes 8-15 block 2p+1's; each is
    scaled by its weight scale times x's block scale. The zero-point term is the AVX2 path's. */
-AVX512_VNNI static int gemv_i4_vnni(const QuantX *xq, const uint8_t *w, const float *scales, const float *zeros,
+AVX512_VNNI static int gemv_i4_vnni(const QuantX *xq, const uint8_t *w, const uint16_t *scales, const uint16_t *zeros,
                                     float *y, int64_t N, int64_t K, int threads) {
     const int64_t B = K / 32, P = (B + 1) / 2;
     PairedX px = {0};
@@ -427,7 +458,8 @@ AVX512_VNNI static int gemv_i4_vnni(const QuantX *xq, const uint8_t *w, const fl
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t n = 0; n < N; n++) {
         const uint8_t *row = w + n * (K / 2);
-        const float *sc = scales + n * B, *ze = zeros + n * B;
+        float sc[MAX_BLOCKS + 1], off[MAX_BLOCKS];
+        i4_row(scales + n * B, zeros + n * B, B, sc, off);
         __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0;
         for (int64_t p = 0; p < P; p++) {
             const int full = 2 * p + 1 < B;
@@ -440,23 +472,21 @@ AVX512_VNNI static int gemv_i4_vnni(const QuantX *xq, const uint8_t *w, const fl
             __m512i sums = _mm512_dpbusd_epi32(_mm512_setzero_si512(), codes,
                                                _mm512_load_si512((const void *)(xs + 64 * p)));
             __m512 rs = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_set1_ps(sc[2 * p])),
-                                                            _mm256_castps_pd(_mm256_set1_ps(full ? sc[2 * p + 1] : 0.0f)), 1));
+                                                            _mm256_castps_pd(_mm256_set1_ps(sc[2 * p + 1])), 1));
             __m512 term = _mm512_mul_ps(_mm512_cvtepi32_ps(sums), _mm512_mul_ps(rs, _mm512_load_ps(dlane + 16 * p)));
             if (p & 1) acc1 = _mm512_add_ps(acc1, term);
             else acc0 = _mm512_add_ps(acc0, term);
         }
-        float bias = 0.0f;
-        for (int64_t b = 0; b < B; b++) bias += (ze[b] - 8.0f * sc[b]) * xq->sum[b];
-        y[n] = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + bias;
+        y[n] = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + dot_blocks(off, xq->sum, B);
     }
     free_paired(&px);
     return 1;
 }
 
-int gemv_i4(const float *x, const uint8_t *w, const float *scales, const float *zeros, float *y, int64_t M,
+int gemv_i4(const float *x, const uint8_t *w, const uint16_t *scales, const uint16_t *zeros, float *y, int64_t M,
             int64_t N, int64_t K, int threads) {
     QuantX xq;
-    if (K % 32 || M > MAX_M || !quantize_x(x, M, K, &xq)) return 0;
+    if (K % 32 || K / 32 > MAX_BLOCKS || M > MAX_M || !quantize_x(x, M, K, &xq)) return 0;
     const int64_t B = K / 32;
     if (M == 1 && has_avx512_vnni()) {
         int ok = gemv_i4_vnni(&xq, w, scales, zeros, y, N, K, threads);
@@ -467,27 +497,22 @@ int gemv_i4(const float *x, const uint8_t *w, const float *scales, const float *
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t n = 0; n < N; n++) {
         const uint8_t *row = w + n * (K / 2);
-        const float *sc = scales + n * B, *ze = zeros + n * B;
+        float sc[MAX_BLOCKS + 1], off[MAX_BLOCKS];
+        i4_row(scales + n * B, zeros + n * B, B, sc, off);
         __m256 acc[MAX_M];
-        float bias[MAX_M];
-        for (int m = 0; m < M; m++) {
-            acc[m] = _mm256_setzero_ps();
-            bias[m] = 0.0f;
-        }
+        for (int m = 0; m < M; m++) acc[m] = _mm256_setzero_ps();
         for (int64_t b = 0; b < B; b++) {
             ahead(row + b * 16, AHEAD);
             __m128i bytes = _mm_loadu_si128((const __m128i *)(row + b * 16));
             __m128i lo = _mm_and_si128(bytes, low), hi = _mm_and_si128(_mm_srli_epi16(bytes, 4), low);
             __m256i codes = _mm256_set_m128i(hi, lo); /* features 0..15, then 16..31 of the block */
-            float offset = ze[b] - 8.0f * sc[b];
             for (int m = 0; m < M; m++) {
                 __m256i xv = _mm256_loadu_si256((const __m256i *)(xq.q + m * K + b * 32));
                 __m256 scale = _mm256_set1_ps(sc[b] * xq.d[m * B + b]);
                 acc[m] = _mm256_fmadd_ps(block_dot(codes, xv, 0), scale, acc[m]);
-                bias[m] += offset * xq.sum[m * B + b];
             }
         }
-        for (int m = 0; m < M; m++) y[m * N + n] = hsum(acc[m]) + bias[m];
+        for (int m = 0; m < M; m++) y[m * N + n] = hsum(acc[m]) + dot_blocks(off, xq.sum + m * B, B);
     }
     free_x(&xq);
     return 1;
@@ -510,15 +535,15 @@ void dequant_i8(const int8_t *q, const float *scales, float *out, int64_t N, int
 
 /* The float32 weight (N, K) that gemv_i4's codes stand for (layout at the top): (code - 8) * scale + zero, with one
    scale and zero per block of 32 features. K % 32 == 0. */
-void dequant_i4(const uint8_t *w, const float *scales, const float *zeros, float *out, int64_t N, int64_t K,
+void dequant_i4(const uint8_t *w, const uint16_t *scales, const uint16_t *zeros, float *out, int64_t N, int64_t K,
                 int threads) {
     const int64_t B = K / 32;
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t n = 0; n < N; n++)
         for (int64_t b = 0; b < B; b++) {
             const uint8_t *bytes = w + n * (K / 2) + b * 16;
-            const __m256 s = _mm256_set1_ps(scales[n * B + b]);
-            const __m256 z = _mm256_set1_ps(zeros[n * B + b]);
+            const __m256 s = _mm256_set1_ps(_cvtsh_ss(scales[n * B + b]));
+            const __m256 z = _mm256_set1_ps(_cvtsh_ss(zeros[n * B + b]));
             const __m256i eight = _mm256_set1_epi32(8);
             float *o = out + n * K + b * 32;
             for (int h = 0; h < 16; h += 8) { /* bytes h..h+7: features h.. (low nibbles) and 16 + h.. (high) */

@@ -23,7 +23,7 @@ void gemv_f32(const float *x, const float *w, float *y, int64_t M, int64_t N, in
 void gemv_bf16(const float *x, const uint16_t *w, float *y, int64_t M, int64_t N, int64_t K, int threads);
 int gemv_i8(const float *x, const int8_t *w, const float *scales, float *y, int64_t M, int64_t N, int64_t K,
             int threads);
-int gemv_i4(const float *x, const uint8_t *w, const float *scales, const float *zeros, float *y, int64_t M,
+int gemv_i4(const float *x, const uint8_t *w, const uint16_t *scales, const uint16_t *zeros, float *y, int64_t M,
             int64_t N, int64_t K, int threads);
 int64_t head_top(const float *x, int64_t M, int64_t N, int64_t K, int64_t w_kind, const void *w, const float *bias,
                  const int8_t *q, const float *s, int64_t top, double softcap, float *logits, int threads);
@@ -34,7 +34,8 @@ enum { ACT_SILU = 0, ACT_GELU_TANH = 1, ACT_GELU = 2 };
 typedef struct {
     int64_t kind, N, K;
     const void *w;
-    const float *scales, *zeros, *bias; /* scales/zeros: quantized kinds only; bias: NULL when absent */
+    const void *scales, *zeros; /* quantized kinds only: float32 row scales (int8), float16 block scales/zeros (int4) */
+    const float *bias;          /* NULL when absent */
 } Mat;
 
 typedef struct {
@@ -66,8 +67,11 @@ static int matvec(const Mat *m, const float *x, float *y, int64_t B, int threads
     switch (m->kind) {
     case KIND_F32: gemv_f32(x, (const float *)m->w, y, B, m->N, m->K, threads); break;
     case KIND_BF16: gemv_bf16(x, (const uint16_t *)m->w, y, B, m->N, m->K, threads); break;
-    case KIND_I8: ok = gemv_i8(x, (const int8_t *)m->w, m->scales, y, B, m->N, m->K, threads); break;
-    case KIND_I4: ok = gemv_i4(x, (const uint8_t *)m->w, m->scales, m->zeros, y, B, m->N, m->K, threads); break;
+    case KIND_I8: ok = gemv_i8(x, (const int8_t *)m->w, (const float *)m->scales, y, B, m->N, m->K, threads); break;
+    case KIND_I4:
+        ok = gemv_i4(x, (const uint8_t *)m->w, (const uint16_t *)m->scales, (const uint16_t *)m->zeros, y, B, m->N,
+                     m->K, threads);
+        break;
     default: return 0;
     }
     if (m->bias)
