@@ -188,12 +188,15 @@ class GPT(nn.Module):
             x = x.to(dtype)
         if self.config.scale_embeddings:
             x = x * torch.tensor(self.config.n_embd**0.5, dtype=x.dtype)
+        window_mask = None  # built once, shared by every sliding-window layer (one window size per model)
         for i, block in enumerate(self.transformer.h):
             t = self.rope_table_of[i]
             layer_mask = mask
             if self.config.is_sliding(i):
-                window = sliding_mask(positions, S, self.config.sliding_window_size)
-                layer_mask = window if mask is None else mask & window
+                if window_mask is None:
+                    window = sliding_mask(positions, S, self.config.sliding_window_size)
+                    window_mask = window if mask is None else mask & window
+                layer_mask = window_mask
             if self.activation_checkpointing and self.training and torch.is_grad_enabled():
                 x = checkpoint(block, x, cos[t], sin[t], layer_mask, input_pos, input_pos_maxp1, use_reentrant=False)
             else:
@@ -572,7 +575,8 @@ def build_mask(positions: torch.Tensor, S: int, key_padding_mask: torch.Tensor |
 
 def sliding_mask(positions: torch.Tensor, S: int, window: int) -> torch.Tensor:
     """Boolean (T, S) mask of the keys at most ``window - 1`` positions back from each query, causal."""
-    distance = positions[:, None] - torch.arange(S, device=positions.device)[None, :]
+    positions = positions.to(torch.int32)  # half the bytes of int64 through the (T, S) arithmetic
+    distance = positions[:, None] - torch.arange(S, dtype=torch.int32, device=positions.device)[None, :]
     return (distance >= 0) & (distance < window)
 
 
