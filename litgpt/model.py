@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import math
+import weakref
 
 import torch
 import torch.nn as nn
@@ -350,9 +351,49 @@ class CausalSelfAttention(nn.Module):
         if gqa and mask is not None:  # SDPA's GQA path with a mask is very slow on CPU: expand K/V instead
             rep = cfg.n_head // cfg.n_query_groups
             k, v, gqa = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1), False
+        if mask is not None and mask.dim() == 2 and q.shape[2] >= 2 * BAND_ROWS and q.device.type == "cpu":
+            return banded_attention(q, k, v, mask, self.scale)
         # mask None: causal over a square (prefill from position 0), or nothing to mask (one token, exact cache cut)
         causal = mask is None and q.shape[2] > 1
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, scale=self.scale, enable_gqa=gqa)
+
+
+BAND_ROWS = 256  # queries per chunk of banded_attention
+
+
+def banded_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, scale: float) -> torch.Tensor:
+    """Masked attention of a long input (a prefill through a sliding window, or after a cached prefix) in chunks of
+    ``BAND_ROWS`` queries, each over the keys its rows may see only: a masked attention kernel computes every score
+    of the (T, S) square, so a 512-position window over a 1,900-token prompt (Gemma-3's local layers) cost as much as
+    full attention, and a masked causal square twice what it needs. ``mask``: boolean (T, S); k, v: (B, nh, S, hs)."""
+    out = []
+    for a, lo, hi in mask_bands(mask):
+        rows = slice(a, a + BAND_ROWS)
+        keys = slice(lo, hi) if hi > lo else slice(None)  # no key for any of these queries: as the full kernel
+        out.append(
+            F.scaled_dot_product_attention(
+                q[:, :, rows], k[:, :, keys], v[:, :, keys], attn_mask=mask[rows, keys], scale=scale
+            )
+        )
+    return torch.cat(out, dim=2)
+
+
+_last_bands: tuple = (None, None)
+
+
+def mask_bands(mask: torch.Tensor) -> list[tuple[int, int, int]]:
+    """(first query, first key, one past the last key) of each chunk of ``BAND_ROWS`` rows of a boolean (T, S) mask
+    that any of its queries may see; kept for the last mask (every window layer of a forward shares one)."""
+    global _last_bands
+    known, bands = _last_bands
+    if known is not None and known() is mask:
+        return bands
+    bands = []
+    for a in range(0, mask.shape[0], BAND_ROWS):
+        seen = mask[a : a + BAND_ROWS].any(0).nonzero()
+        bands.append((a, int(seen[0]), int(seen[-1]) + 1) if len(seen) else (a, 0, 0))
+    _last_bands = (weakref.ref(mask), bands)
+    return bands
 
 
 MATERIALIZED_ATTENTION_LIMIT = 1 << 24  # attention probabilities (B * n_head * T * T) kept per layer at most (32 MB)

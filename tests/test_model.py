@@ -92,6 +92,37 @@ def test_sliding_window_changes_attention():
     assert (a[:, 6:] - b[:, 6:]).abs().max() > 1e-3  # beyond it: different
 
 
+def test_banded_attention_equals_one_masked_product(monkeypatch):
+    """A long masked input is attended in chunks of queries over the keys they may see (sliding windows, a causal
+    mask after a cached prefix): the same values as one masked product, through the model too."""
+    import torch.nn.functional as F
+
+    from litgpt import model as model_module
+    from litgpt.model import BAND_ROWS, banded_attention, build_mask, sliding_mask
+
+    torch.manual_seed(0)
+    T = 2 * BAND_ROWS + 37
+    q = torch.randn(2, 4, T, 16)
+    for offset, window in ((0, 100), (50, 300), (50, None), (0, 1)):
+        positions, S = torch.arange(offset, offset + T), offset + T
+        k, v = torch.randn(2, 4, S, 16), torch.randn(2, 4, S, 16)
+        mask = build_mask(positions, S, None)
+        if window:
+            mask = mask & sliding_mask(positions, S, window)
+        expected = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=0.25)
+        torch.testing.assert_close(banded_attention(q, k, v, mask, 0.25), expected, atol=1e-5, rtol=1e-5)
+    model = tiny("gemma-3-270m", **{**LAYOUTS["gemma-3-270m"], "sliding_window_size": 64, "block_size": T})
+    idx = torch.randint(0, 97, (1, T))
+    calls = []
+    monkeypatch.setattr(model_module, "banded_attention", lambda *a: calls.append(1) or banded_attention(*a))
+    with torch.no_grad():
+        banded = model(idx)
+        assert len(calls) == 3  # every layer: two window layers, and without a cache the global one has a mask too
+        monkeypatch.setattr(model_module, "BAND_ROWS", T)  # one masked product per layer
+        torch.testing.assert_close(banded, model(idx), atol=1e-4, rtol=1e-4)
+        assert len(calls) == 3
+
+
 def test_chunked_lm_head_equals_full():
     model = tiny("Llama-3.1-8B", n_layer=1, n_query_groups=2)
     idx = torch.randint(0, 97, (2, 10))
