@@ -321,14 +321,23 @@ class CausalSelfAttention(nn.Module):
         return apply_rope(q, cos, sin, cfg.rope_n_elem), apply_rope(k, cos, sin, cfg.rope_n_elem), v
 
     def fused_heads(self, qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> tuple | None:
-        """:meth:`heads` in one pass each way (``litgpt.kernels.qkv_heads``: layers without q/k norms) for CPU
-        training and long inference inputs (a prefill), else None."""
+        """:meth:`heads` in one pass (``litgpt.kernels``): layers without q/k norms for CPU training and long inference
+        inputs (a prefill), both ways; layers with per-head q/k RMSNorms (Gemma 3, Qwen3) for long inference inputs;
+        else None."""
         cfg = self.config
-        if cfg.norm_qk or not (qkv.requires_grad and torch.is_grad_enabled() or long_input(qkv)):
+        training = qkv.requires_grad and torch.is_grad_enabled()
+        if not (training or long_input(qkv)):
             return None
         from litgpt import kernels
 
-        return kernels.qkv_heads(qkv, cos, sin, cfg.n_head, cfg.n_query_groups, cfg.head_size, cfg.rope_n_elem)
+        shape = (cfg.n_head, cfg.n_query_groups, cfg.head_size, cfg.rope_n_elem)
+        if not cfg.norm_qk:
+            return kernels.qkv_heads(qkv, cos, sin, *shape)
+        norms = (self.norm_q, self.norm_k)
+        if training or cfg.norm_qk_type == "olmo2" or any(type(n) is not RMSNorm for n in norms):
+            return None
+        scales = [n.weight.detach().float() + 1.0 if n.unit_offset else n.weight.detach() for n in norms]
+        return kernels.qkv_heads_norm(qkv, cos, sin, *shape, *scales, self.norm_q.eps)
 
     def attend(self, q, k, v, mask) -> torch.Tensor:
         cfg = self.config

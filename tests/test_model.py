@@ -49,7 +49,7 @@ def test_kv_cache_decoding_matches_full_forward(name):
     torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5 * scale, rtol=1e-4)
 
 
-@pytest.mark.parametrize("name", ["Llama-3.1-8B", "gemma-3-270m", "pythia-14m"])
+@pytest.mark.parametrize("name", ["Llama-3.1-8B", "gemma-3-270m", "pythia-14m", "Qwen3-8B", "OLMo-2-1124-7B"])
 def test_long_prefill_takes_the_fused_kernels_and_matches_pytorch(name, monkeypatch):
     """A prefill of PREFILL_ROWS tokens or more normalises and splits its heads (with rotary embeddings) in the CPU
     kernels, attends causally without a mask from position 0, and computes what the PyTorch expressions do; the
@@ -60,7 +60,7 @@ def test_long_prefill_takes_the_fused_kernels_and_matches_pytorch(name, monkeypa
     model = tiny(name, **{**LAYOUTS[name], "block_size": 256})
     idx = torch.randint(0, 97, (1, 200))
     calls = []
-    for kernel in ("rms_norm", "qkv_heads"):
+    for kernel in ("rms_norm", "qkv_heads", "qkv_heads_norm"):
         original = getattr(kernels, kernel)
         monkeypatch.setattr(kernels, kernel, lambda *a, _f=original, _k=kernel: calls.append(_k) or _f(*a))
     outputs = {}
@@ -74,7 +74,9 @@ def test_long_prefill_takes_the_fused_kernels_and_matches_pytorch(name, monkeypa
         outputs[rows] = torch.cat([prefill, *steps], dim=1)
         if rows == kernel_rows and kernels.available():
             norm_qk, rms = model.config.norm_qk, model.config.norm_class_name == "RMSNorm"
+            per_head = norm_qk and model.config.norm_qk_type != "olmo2"  # OLMo-2 normalises all heads at once
             assert ("qkv_heads" in calls) == (not norm_qk) and ("rms_norm" in calls) == rms
+            assert ("qkv_heads_norm" in calls) == per_head
             calls.clear()
     assert not calls  # short inputs and the PyTorch path keep the PyTorch expressions
     kernel, reference = outputs.values()

@@ -110,6 +110,7 @@ def _library() -> ctypes.CDLL | None:
     lib.dropout_mask.argtypes = [p, i32, i64, ctypes.c_double, ctypes.c_uint64, i32]
     heads = [p, p, p, p, p, p, i32, i64, i64, i64, i64, i64, i64, i32]
     lib.qkv_heads_forward.argtypes = [p, i64, *heads[1:]]
+    lib.qkv_heads_norm_forward.argtypes = [p, i64, *heads[1:-1], p, p, ctypes.c_float, i32]
     lib.qkv_heads_backward.argtypes = heads
     lib.attn_softmax.argtypes = [p, i32, i64, i64, i64, p, p, ctypes.c_float, i32]
     lib.attn_softmax_backward.argtypes = [p, p, i32, i64, i64, i64, p, p, ctypes.c_float, i32]
@@ -388,6 +389,33 @@ def qkv_heads(qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, nh: int, 
     if qkv.stride(0) != T * qkv.stride(1):
         qkv = qkv.contiguous()
     return QKVHeadsFunction.apply(qkv, cos.contiguous(), sin.contiguous(), nh, ng, hs, n_elem)
+
+
+MAX_HEAD = 1024  # train.c's longest head for qkv_heads_norm
+
+
+def qkv_heads_norm(qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, nh: int, ng: int, hs: int, n_elem: int,
+                   norm_q: torch.Tensor, norm_k: torch.Tensor, eps: float) -> tuple | None:  # fmt: skip
+    """:func:`qkv_heads` for models that RMS-normalise each query and key head (``norm_q``/``norm_k``: the float32
+    scales as applied, hs values each) before the rotary embeddings; inference only (no backward). None where the
+    kernel does not apply."""
+    B, T, width = qkv.shape
+    if not _takes(qkv) or torch.compiler.is_compiling() or qkv.stride(2) != 1 or width != (nh + 2 * ng) * hs:
+        return None
+    if cos.shape != (T, n_elem) or cos.dtype != torch.float32 or cos.device.type != "cpu" or n_elem % 2:
+        return None
+    if hs > MAX_HEAD or norm_q.shape != (hs,) or norm_k.shape != (hs,) or torch.is_grad_enabled() and qkv.requires_grad:
+        return None
+    if qkv.stride(0) != T * qkv.stride(1):
+        qkv = qkv.contiguous()
+    q, k, v = qkv.new_empty(B, nh, T, hs), qkv.new_empty(B, ng, T, hs), qkv.new_empty(B, ng, T, hs)
+    norm_q, norm_k, cos, sin = (t.float().contiguous() for t in (norm_q, norm_k, cos, sin))
+    _library().qkv_heads_norm_forward(
+        qkv.data_ptr(), qkv.stride(1), q.data_ptr(), k.data_ptr(), v.data_ptr(), cos.data_ptr(), sin.data_ptr(),
+        int(qkv.dtype == torch.bfloat16), B, T, nh, ng, hs, n_elem, norm_q.data_ptr(), norm_k.data_ptr(), eps,
+        torch.get_num_threads(),
+    )  # fmt: skip
+    return q, k, v
 
 
 class AttentionFunction(torch.autograd.Function):

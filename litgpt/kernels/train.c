@@ -384,6 +384,54 @@ void qkv_heads_forward(const void *qkv, int64_t row_stride, void *q, void *k, vo
     heads_pass((void *)qkv, row_stride, q, k, v, cos, sin, is_bf16, 0, B, T, nh, ng, hs, n_elem, threads);
 }
 
+// The same pass for models that normalise each query and key head (Gemma 3, Qwen3; inference only): every q and k
+// head is RMS-normalised over its hs features with the float32 scale wq / wk (hs values; Gemma's 1 + w already
+// added), rounded to the heads' dtype as PyTorch's norm rounds its output, then rotated. hs <= MAX_HEAD.
+#define MAX_HEAD 1024
+void qkv_heads_norm_forward(const void *qkv, int64_t row_stride, void *q, void *k, void *v, const float *cos,
+                            const float *sin, int is_bf16, int64_t B, int64_t T, int64_t nh, int64_t ng, int64_t hs,
+                            int64_t n_elem, const float *wq, const float *wk, float eps, int threads) {
+    int64_t elt = is_bf16 ? 2 : 4, heads = nh + 2 * ng;
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t bt = 0; bt < B * T; bt++) {
+        int64_t b = bt / T, t = bt % T;
+        const char *row = (const char *)qkv + bt * row_stride * elt;
+        const float *c = cos + t * n_elem, *s = sin + t * n_elem;
+        float normed[MAX_HEAD]; /* float32, or bfloat16 bits in its first half */
+        for (int64_t head = 0; head < heads; head++) {
+            const char *x = row + head * hs * elt;
+            char *o;
+            if (head < nh)
+                o = (char *)q + ((b * nh + head) * T + t) * hs * elt;
+            else if (head < nh + ng)
+                o = (char *)k + ((b * ng + head - nh) * T + t) * hs * elt;
+            else
+                o = (char *)v + ((b * ng + head - nh - ng) * T + t) * hs * elt;
+            if (head >= nh + ng) {
+                memcpy(o, x, (size_t)(hs * elt));
+                continue;
+            }
+            const float *w = head < nh ? wq : wk;
+            float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+            for (int64_t j = 0; j < hs; j++) {
+                float a = load_one(x, is_bf16, j);
+                sum += a * a;
+            }
+            const float r = 1.0f / sqrtf(sum / (float)hs + eps);
+            if (is_bf16) {
+#pragma omp simd
+                for (int64_t j = 0; j < hs; j++) store_one(normed, 1, j, load_one(x, 1, j) * r * w[j]);
+                rope_row(normed, o, c, s, hs, n_elem, 1);
+            } else {
+#pragma omp simd
+                for (int64_t j = 0; j < hs; j++) normed[j] = load_one(x, 0, j) * r * w[j];
+                rope_row(normed, o, c, s, hs, n_elem, 0);
+            }
+        }
+    }
+}
+
 // gq, gk, gv (contiguous, shaped as q, k, v) to the gradient of the qkv output (B, T, (nh + 2 ng) * hs), contiguous.
 void qkv_heads_backward(const void *gq, const void *gk, const void *gv, void *gqkv, const float *cos,
                         const float *sin, int is_bf16, int64_t B, int64_t T, int64_t nh, int64_t ng, int64_t hs,
