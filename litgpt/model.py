@@ -375,33 +375,33 @@ def banded_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: to
     ``BAND_ROWS`` queries, each over the keys its rows may see only: a masked attention kernel computes every score
     of the (T, S) square, so a 512-position window over a 1,900-token prompt (Gemma-3's local layers) cost as much as
     full attention, and a masked causal square twice what it needs. ``mask``: boolean (T, S); k, v: (B, nh, S, hs)."""
-    out = []
-    for a, lo, hi in mask_bands(mask):
-        rows = slice(a, a + BAND_ROWS)
-        keys = slice(lo, hi) if hi > lo else slice(None)  # no key for any of these queries: as the full kernel
-        out.append(
-            F.scaled_dot_product_attention(
-                q[:, :, rows], k[:, :, keys], v[:, :, keys], attn_mask=mask[rows, keys], scale=scale
-            )
-        )
+    out = [
+        F.scaled_dot_product_attention(q[:, :, rows], k[:, :, keys], v[:, :, keys], attn_mask=bias, scale=scale)
+        for rows, keys, bias in mask_bands(mask, q.dtype)
+    ]
     return torch.cat(out, dim=2)
 
 
-_last_bands: tuple = (None, None)
+_last_bands: tuple = (None, None, None)
 
 
-def mask_bands(mask: torch.Tensor) -> list[tuple[int, int, int]]:
-    """(first query, first key, one past the last key) of each chunk of ``BAND_ROWS`` rows of a boolean (T, S) mask
-    that any of its queries may see; kept for the last mask (every window layer of a forward shares one)."""
+def mask_bands(mask: torch.Tensor, dtype: torch.dtype) -> list[tuple[slice, slice, torch.Tensor]]:
+    """For each chunk of ``BAND_ROWS`` rows of a boolean (T, S) mask: its rows, the keys any of them may see, and the
+    mask over those as an additive ``dtype`` term (what the attention kernel would convert it to on every call).
+    Kept for the last mask and dtype (every window layer of a forward shares them)."""
     global _last_bands
-    known, bands = _last_bands
-    if known is not None and known() is mask:
+    known, known_dtype, bands = _last_bands
+    if known is not None and known() is mask and known_dtype == dtype:
         return bands
     bands = []
     for a in range(0, mask.shape[0], BAND_ROWS):
-        seen = mask[a : a + BAND_ROWS].any(0).nonzero()
-        bands.append((a, int(seen[0]), int(seen[-1]) + 1) if len(seen) else (a, 0, 0))
-    _last_bands = (weakref.ref(mask), bands)
+        rows = slice(a, a + BAND_ROWS)
+        seen = mask[rows].any(0).nonzero()
+        keys = slice(int(seen[0]), int(seen[-1]) + 1) if len(seen) else slice(None)  # none: as the full kernel
+        allowed = mask[rows, keys]
+        bias = torch.zeros(allowed.shape, dtype=dtype, device=mask.device).masked_fill_(~allowed, float("-inf"))
+        bands.append((rows, keys, bias))
+    _last_bands = (weakref.ref(mask), dtype, bands)
     return bands
 
 
