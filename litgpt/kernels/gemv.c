@@ -440,21 +440,43 @@ static inline float dot_blocks(const float *a, const float *x, int64_t n) {
     return total;
 }
 
-/* int4 on CPUs with AVX512-VNNI, one row of x: the 32 bytes of two blocks are split into their nibbles and laid out
-   in feature order (block 2p: low nibbles then high nibbles, then block 2p+1), so that one vpdpbusd multiplies 64
-   codes (unsigned, 0-15) with 64 int8 x values. Lanes 0-7 hold block 2p's sums and lanes 8-15 block 2p+1's; each is
-   scaled by its weight scale times x's block scale. The zero-point term is the AVX2 path's. */
+/* int4 on CPUs with AVX512-VNNI, one row of x: the 32 bytes of blocks 2p and 2p+1 are loaded into both halves of a
+   register, the upper half shifted by 4, and the nibbles masked: 64 codes (unsigned, 0-15) in the order low nibbles
+   of both blocks, then high nibbles (block 2p features 0-15, block 2p+1 features 0-15, then features 16-31 of each),
+   and x is laid out in that order once (pair_x4), so one vpdpbusd multiplies them with 64 int8 x values without
+   shuffling the codes. Lanes 0-3 and 8-11 hold block 2p's sums, lanes 4-7 and 12-15 block 2p+1's; each is scaled by
+   its weight scale times x's block scale. The zero-point term is the AVX2 path's. */
+static int pair_x4(const QuantX *xq, int64_t K, PairedX *out) {
+    const int64_t B = K / 32, P = (B + 1) / 2;
+    out->q = (int8_t *)aligned_alloc(64, (size_t)(64 * P));
+    out->d = (float *)aligned_alloc(64, sizeof(float) * (size_t)(16 * P));
+    if (!out->q || !out->d) return 0;
+    memset(out->q, 0, (size_t)(64 * P));
+    for (int64_t b = 0; b < B; b++) { /* block b = 2p + odd: features 0-15 at 16 odd, 16-31 at 32 + 16 odd */
+        const int64_t p = b / 2, odd = b % 2;
+        memcpy(out->q + 64 * p + 16 * odd, xq->q + 32 * b, 16);
+        memcpy(out->q + 64 * p + 32 + 16 * odd, xq->q + 32 * b + 16, 16);
+    }
+    for (int64_t lane = 0; lane < 16 * P; lane++) {
+        const int64_t b = 2 * (lane / 16) + (lane / 4) % 2;
+        out->d[lane] = b < B ? xq->d[b] : 0.0f;
+    }
+    return 1;
+}
+
 AVX512_VNNI static int gemv_i4_vnni(const QuantX *xq, const uint8_t *w, const uint16_t *scales, const uint16_t *zeros,
                                     float *y, int64_t N, int64_t K, int threads) {
     const int64_t B = K / 32, P = (B + 1) / 2;
     PairedX px = {0};
-    if (!pair_x(xq, K, &px)) {
+    if (!pair_x4(xq, K, &px)) {
         free_paired(&px);
         return 0;
     }
     const int8_t *xs = px.q;
     const float *dlane = px.d;
-    const __m256i low = _mm256_set1_epi8(0x0F);
+    const __m512i shifts = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
+    const __m512i nibble = _mm512_set1_epi8(0x0F);
+    const __m512i pick = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1); /* lane -> block */
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t n = 0; n < N; n++) {
         const uint8_t *row = w + n * (K / 2);
@@ -462,20 +484,16 @@ AVX512_VNNI static int gemv_i4_vnni(const QuantX *xq, const uint8_t *w, const ui
         i4_row(scales + n * B, zeros + n * B, B, sc, off);
         __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0;
         for (int64_t p = 0; p < P; p++) {
-            const int full = 2 * p + 1 < B;
             ahead(row + 32 * p, AHEAD);
-            __m256i v = full ? _mm256_loadu_si256((const __m256i *)(row + 32 * p))
-                             : _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)(row + 32 * p)));
-            __m256i lo = _mm256_and_si256(v, low), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
-            __m512i codes = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_permute2x128_si256(lo, hi, 0x20)),
-                                               _mm256_permute2x128_si256(lo, hi, 0x31), 1);
+            __m256i v = 2 * p + 1 < B ? _mm256_loadu_si256((const __m256i *)(row + 32 * p))
+                                      : _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)(row + 32 * p)));
+            __m512i codes = _mm512_and_si512(_mm512_srlv_epi16(_mm512_broadcast_i64x4(v), shifts), nibble);
             __m512i sums = _mm512_dpbusd_epi32(_mm512_setzero_si512(), codes,
                                                _mm512_load_si512((const void *)(xs + 64 * p)));
-            __m512 rs = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_set1_ps(sc[2 * p])),
-                                                            _mm256_castps_pd(_mm256_set1_ps(sc[2 * p + 1])), 1));
-            __m512 term = _mm512_mul_ps(_mm512_cvtepi32_ps(sums), _mm512_mul_ps(rs, _mm512_load_ps(dlane + 16 * p)));
-            if (p & 1) acc1 = _mm512_add_ps(acc1, term);
-            else acc0 = _mm512_add_ps(acc0, term);
+            __m512 rs = _mm512_permutexvar_ps(pick, _mm512_castps128_ps512(_mm_castpd_ps(_mm_load_sd((const double *)(sc + 2 * p)))));
+            __m512 scale = _mm512_mul_ps(rs, _mm512_load_ps(dlane + 16 * p));
+            if (p & 1) acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), scale, acc1);
+            else acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), scale, acc0);
         }
         y[n] = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + dot_blocks(off, xq->sum, B);
     }
