@@ -272,3 +272,31 @@ def test_gated_mlps_take_the_kernel_where_it_computes_their_activation(monkeypat
         act = F.silu(a) if cls is LLaMAMLP else F.gelu(a, approximate=approximate)
         torch.testing.assert_close(out, mlp.proj(act * mlp.fc_2(x)), atol=1e-6, rtol=1e-5)
         assert [t is not None for t in taken] == [fused]  # erf's GELU keeps PyTorch's expression
+
+
+@pytest.mark.parametrize("name", ["gemma-3-270m", "Qwen3-8B"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_qkv_heads_norm_kernel_matches_the_pytorch_heads(name, dtype):
+    """The per-head q/k RMSNorm, rotary embeddings and head layout of a long inference input in one C pass: what
+    :meth:`CausalSelfAttention.heads` computes (bfloat16: the same roundings, a value one step apart at most where
+    a float32 product lands on the other side of a rounding midpoint)."""
+    from litgpt.model import PREFILL_ROWS
+    from tests.test_model import LAYOUTS, tiny
+
+    model = tiny(name, **{**LAYOUTS[name], "block_size": 512}).to(dtype)
+    attn, cfg = model.transformer.h[0].attn, model.config
+    with torch.no_grad():  # norm weights away from their initial values
+        attn.norm_q.weight.normal_(0, 0.5), attn.norm_k.weight.normal_(0, 0.5)
+    T = PREFILL_ROWS + 5
+    qkv = torch.randn(2, T, (cfg.n_head + 2 * cfg.n_query_groups) * cfg.head_size).to(dtype)
+    cos, sin = (t[model.rope_table_of[0], :T] for t in model._rope(torch.device("cpu")))
+    with torch.inference_mode():
+        fused, reference = attn.fused_heads(qkv, cos, sin), attn.heads(qkv, cos, sin)
+    assert fused is not None
+    for got, want in zip(fused, reference):
+        assert got.shape == want.shape and got.is_contiguous() and got.dtype == dtype
+        if dtype == torch.float32:
+            torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+        else:
+            torch.testing.assert_close(got.float(), want.float(), atol=1e-6, rtol=2**-7)
+            assert (got != want).float().mean() < 0.01
