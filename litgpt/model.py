@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import math
-import weakref
 
 import torch
 import torch.nn as nn
@@ -360,7 +359,8 @@ class CausalSelfAttention(nn.Module):
         if gqa and mask is not None:  # SDPA's GQA path with a mask is very slow on CPU: expand K/V instead
             rep = cfg.n_head // cfg.n_query_groups
             k, v, gqa = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1), False
-        if mask is not None and mask.dim() == 2 and q.shape[2] >= 2 * BAND_ROWS and q.device.type == "cpu":
+        long_masked = mask is not None and mask.dim() == 2 and q.shape[2] >= 2 * BAND_ROWS
+        if long_masked and q.device.type == "cpu" and not torch.compiler.is_compiling():
             return banded_attention(q, k, v, mask, self.scale)
         # mask None: causal over a square (prefill from position 0), or nothing to mask (one token, exact cache cut)
         causal = mask is None and q.shape[2] > 1
@@ -382,17 +382,13 @@ def banded_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: to
     return torch.cat(out, dim=2)
 
 
-_last_bands: tuple = (None, None, None)
-
-
 def mask_bands(mask: torch.Tensor, dtype: torch.dtype) -> list[tuple[slice, slice, torch.Tensor]]:
     """For each chunk of ``BAND_ROWS`` rows of a boolean (T, S) mask: its rows, the keys any of them may see, and the
     mask over those as an additive ``dtype`` term (what the attention kernel would convert it to on every call).
-    Kept for the last mask and dtype (every window layer of a forward shares them)."""
-    global _last_bands
-    known, known_dtype, bands = _last_bands
-    if known is not None and known() is mask and known_dtype == dtype:
-        return bands
+    Kept on the mask itself, so every window layer of a forward (they share one mask) reuses them and they go with it."""
+    kept = mask.__dict__.setdefault("_litgpt_bands", {})
+    if dtype in kept:
+        return kept[dtype]
     bands = []
     for a in range(0, mask.shape[0], BAND_ROWS):
         rows = slice(a, a + BAND_ROWS)
@@ -401,7 +397,7 @@ def mask_bands(mask: torch.Tensor, dtype: torch.dtype) -> list[tuple[slice, slic
         allowed = mask[rows, keys]
         bias = torch.zeros(allowed.shape, dtype=dtype, device=mask.device).masked_fill_(~allowed, float("-inf"))
         bands.append((rows, keys, bias))
-    _last_bands = (weakref.ref(mask), dtype, bands)
+    kept[dtype] = bands
     return bands
 
 
