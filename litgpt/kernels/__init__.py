@@ -381,14 +381,19 @@ class QKVHeadsFunction(torch.autograd.Function):
 def qkv_heads(qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, nh: int, ng: int, hs: int, n_elem: int):
     """:class:`QKVHeadsFunction` where it applies (kernels available, float32/bfloat16 on the CPU, rows of unit
     stride, one (T, n_elem) float32 table for the batch, not compiling), else None."""
+    qkv = _heads_input(qkv, cos, nh, ng, hs, n_elem)
+    return None if qkv is None else QKVHeadsFunction.apply(qkv, cos.contiguous(), sin.contiguous(), nh, ng, hs, n_elem)
+
+
+def _heads_input(qkv: torch.Tensor, cos: torch.Tensor, nh: int, ng: int, hs: int, n_elem: int) -> torch.Tensor | None:
+    """``qkv`` as the heads kernels read it (rows of unit stride, batch rows T rows apart), or None where they do not
+    apply (kernels unavailable, another dtype or device, compiling, shapes off, no (T, n_elem) float32 CPU table)."""
     B, T, width = qkv.shape
     if not _takes(qkv) or torch.compiler.is_compiling() or qkv.stride(2) != 1 or width != (nh + 2 * ng) * hs:
         return None
     if cos.shape != (T, n_elem) or cos.dtype != torch.float32 or cos.device.type != "cpu" or n_elem % 2:
         return None
-    if qkv.stride(0) != T * qkv.stride(1):
-        qkv = qkv.contiguous()
-    return QKVHeadsFunction.apply(qkv, cos.contiguous(), sin.contiguous(), nh, ng, hs, n_elem)
+    return qkv.contiguous() if qkv.stride(0) != T * qkv.stride(1) else qkv
 
 
 MAX_HEAD = 1024  # train.c's longest head for qkv_heads_norm
@@ -399,15 +404,12 @@ def qkv_heads_norm(qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, nh: 
     """:func:`qkv_heads` for models that RMS-normalise each query and key head (``norm_q``/``norm_k``: the float32
     scales as applied, hs values each) before the rotary embeddings; inference only (no backward). None where the
     kernel does not apply."""
-    B, T, width = qkv.shape
-    if not _takes(qkv) or torch.compiler.is_compiling() or qkv.stride(2) != 1 or width != (nh + 2 * ng) * hs:
-        return None
-    if cos.shape != (T, n_elem) or cos.dtype != torch.float32 or cos.device.type != "cpu" or n_elem % 2:
-        return None
     if hs > MAX_HEAD or norm_q.shape != (hs,) or norm_k.shape != (hs,) or torch.is_grad_enabled() and qkv.requires_grad:
         return None
-    if qkv.stride(0) != T * qkv.stride(1):
-        qkv = qkv.contiguous()
+    qkv = _heads_input(qkv, cos, nh, ng, hs, n_elem)
+    if qkv is None:
+        return None
+    B, T, _ = qkv.shape
     q, k, v = qkv.new_empty(B, nh, T, hs), qkv.new_empty(B, ng, T, hs), qkv.new_empty(B, ng, T, hs)
     norm_q, norm_k, cos, sin = (t.float().contiguous() for t in (norm_q, norm_k, cos, sin))
     _library().qkv_heads_norm_forward(

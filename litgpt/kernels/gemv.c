@@ -326,12 +326,18 @@ typedef struct {
     float *d;
 } PairedX;
 
-static int pair_x(const QuantX *xq, int64_t K, PairedX *out) {
-    const int64_t B = K / 32, P = (B + 1) / 2;
+/* zeroed room for P pairs of blocks: 64 x values and 16 lane scales each */
+static int alloc_paired(int64_t P, PairedX *out) {
     out->q = (int8_t *)aligned_alloc(64, (size_t)(64 * P));
     out->d = (float *)aligned_alloc(64, sizeof(float) * (size_t)(16 * P));
     if (!out->q || !out->d) return 0;
     memset(out->q, 0, (size_t)(64 * P));
+    return 1;
+}
+
+static int pair_x(const QuantX *xq, int64_t K, PairedX *out) {
+    const int64_t B = K / 32, P = (B + 1) / 2;
+    if (!alloc_paired(P, out)) return 0;
     memcpy(out->q, xq->q, (size_t)K);
     for (int64_t lane = 0; lane < 16 * P; lane++) out->d[lane] = lane / 8 < B ? xq->d[lane / 8] : 0.0f;
     return 1;
@@ -448,10 +454,7 @@ static inline float dot_blocks(const float *a, const float *x, int64_t n) {
    its weight scale times x's block scale. The zero-point term is the AVX2 path's. */
 static int pair_x4(const QuantX *xq, int64_t K, PairedX *out) {
     const int64_t B = K / 32, P = (B + 1) / 2;
-    out->q = (int8_t *)aligned_alloc(64, (size_t)(64 * P));
-    out->d = (float *)aligned_alloc(64, sizeof(float) * (size_t)(16 * P));
-    if (!out->q || !out->d) return 0;
-    memset(out->q, 0, (size_t)(64 * P));
+    if (!alloc_paired(P, out)) return 0;
     for (int64_t b = 0; b < B; b++) { /* block b = 2p + odd: features 0-15 at 16 odd, 16-31 at 32 + 16 odd */
         const int64_t p = b / 2, odd = b % 2;
         memcpy(out->q + 64 * p + 16 * odd, xq->q + 32 * b, 16);
@@ -490,7 +493,8 @@ AVX512_VNNI static int gemv_i4_vnni(const QuantX *xq, const uint8_t *w, const ui
             __m512i codes = _mm512_and_si512(_mm512_srlv_epi16(_mm512_broadcast_i64x4(v), shifts), nibble);
             __m512i sums = _mm512_dpbusd_epi32(_mm512_setzero_si512(), codes,
                                                _mm512_load_si512((const void *)(xs + 64 * p)));
-            __m512 rs = _mm512_permutexvar_ps(pick, _mm512_castps128_ps512(_mm_castpd_ps(_mm_load_sd((const double *)(sc + 2 * p)))));
+            const __m128 two = _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)(sc + 2 * p))); /* sc[2p], sc[2p+1] */
+            __m512 rs = _mm512_permutexvar_ps(pick, _mm512_castps128_ps512(two));
             __m512 scale = _mm512_mul_ps(rs, _mm512_load_ps(dlane + 16 * p));
             if (p & 1) acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), scale, acc1);
             else acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), scale, acc0);

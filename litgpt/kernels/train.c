@@ -344,6 +344,15 @@ static inline void rope_row_backward(const void *g, void *gx, const float *c, co
     for (int64_t j = n_elem; j < hs; j++) store_one(gx, is_bf16, j, load_one(g, is_bf16, j));
 }
 
+// Where head `head` (of the nh query, then ng key, then ng value heads) of token t in sequence b goes: its row of
+// q (B, nh, T, hs), k or v (B, ng, T, hs), rows `bytes` long.
+static inline char *head_row(void *q, void *k, void *v, int64_t b, int64_t t, int64_t head, int64_t T, int64_t nh,
+                             int64_t ng, int64_t bytes) {
+    if (head < nh) return (char *)q + ((b * nh + head) * T + t) * bytes;
+    if (head < nh + ng) return (char *)k + ((b * ng + head - nh) * T + t) * bytes;
+    return (char *)v + ((b * ng + head - nh - ng) * T + t) * bytes;
+}
+
 static inline void heads_pass(void *qkv, int64_t row_stride, void *q, void *k, void *v, const float *cos,
                               const float *sin, int is_bf16, int backward, int64_t B, int64_t T, int64_t nh,
                               int64_t ng, int64_t hs, int64_t n_elem, int threads) {
@@ -354,13 +363,7 @@ static inline void heads_pass(void *qkv, int64_t row_stride, void *q, void *k, v
         char *row = (char *)qkv + bt * row_stride * elt;
         const float *c = cos + t * n_elem, *s = sin + t * n_elem;
         for (int64_t head = 0; head < heads; head++) {
-            char *x = row + head * hs * elt, *o;
-            if (head < nh)
-                o = (char *)q + ((b * nh + head) * T + t) * hs * elt;
-            else if (head < nh + ng)
-                o = (char *)k + ((b * ng + head - nh) * T + t) * hs * elt;
-            else
-                o = (char *)v + ((b * ng + head - nh - ng) * T + t) * hs * elt;
+            char *x = row + head * hs * elt, *o = head_row(q, k, v, b, t, head, T, nh, ng, hs * elt);
             int64_t rotated = head < nh + ng ? n_elem : 0;
             // constant is_bf16 arguments specialise the inlined loops (5x faster than one call with a variable)
             if (backward) {
@@ -400,13 +403,7 @@ void qkv_heads_norm_forward(const void *qkv, int64_t row_stride, void *q, void *
         float normed[MAX_HEAD]; /* float32, or bfloat16 bits in its first half */
         for (int64_t head = 0; head < heads; head++) {
             const char *x = row + head * hs * elt;
-            char *o;
-            if (head < nh)
-                o = (char *)q + ((b * nh + head) * T + t) * hs * elt;
-            else if (head < nh + ng)
-                o = (char *)k + ((b * ng + head - nh) * T + t) * hs * elt;
-            else
-                o = (char *)v + ((b * ng + head - nh - ng) * T + t) * hs * elt;
+            char *o = head_row(q, k, v, b, t, head, T, nh, ng, hs * elt);
             if (head >= nh + ng) {
                 memcpy(o, x, (size_t)(hs * elt));
                 continue;
