@@ -335,8 +335,7 @@ class CausalSelfAttention(nn.Module):
         norms = (self.norm_q, self.norm_k)
         if training or cfg.norm_qk_type == "olmo2" or any(type(n) is not RMSNorm for n in norms):
             return None
-        scales = [n.weight.detach().float() + 1.0 if n.unit_offset else n.weight.detach() for n in norms]
-        return kernels.qkv_heads_norm(qkv, cos, sin, *shape, *scales, self.norm_q.eps)
+        return kernels.qkv_heads_norm(qkv, cos, sin, *shape, *(n.applied_weight() for n in norms), self.norm_q.eps)
 
     def attend(self, q, k, v, mask) -> torch.Tensor:
         cfg = self.config
@@ -568,12 +567,18 @@ class RMSNorm(nn.Module):
     def reset_parameters(self) -> None:
         nn.init.zeros_(self.weight) if self.unit_offset else nn.init.ones_(self.weight)
 
+    def applied_weight(self) -> torch.Tensor:
+        """The float32 scale the norm multiplies by (Gemma's 1 + weight), detached and contiguous, for the kernels."""
+        weight = self.weight.detach().float()
+        return (weight + 1.0 if self.unit_offset else weight).contiguous()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # training, or a long input (a prefill): the fused kernel
-        if torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad) or long_input(x):
+        # training, or a long input (a prefill): the fused kernel (not inside a compiled graph)
+        kernel = torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad) or long_input(x)
+        if kernel and not torch.compiler.is_compiling():
             from litgpt import kernels
 
-            y = kernels.rms_norm(x, self.weight, self.eps, self.unit_offset)
+            y = kernels.rms_norm(x, self.weight, self.applied_weight(), self.eps)
             if y is not None:
                 return y
         dtype = x.dtype

@@ -207,8 +207,8 @@ class Int4Linear(QuantizedLinear):
         if use_kernel is None:
             use_kernel = on_cpu and has_op("_weight_int4pack_mm_for_cpu")
         fits_kernel = in_features % 32 == 0 and in_features <= kernels.I4_MAX_FEATURES and group_size % 32 == 0
-        fits_kernel = fits_kernel and bool(weight.abs().amax() < F16_SAFE)  # its scales and zeros are float16
-        if use_kernel and on_cpu and fits_kernel and kernels.available():
+        # its scales and zeros are float16 (the weight is scanned only where the kernel could take it)
+        if use_kernel and on_cpu and fits_kernel and kernels.available() and weight.abs().amax() < F16_SAFE:
             self.layout = "gemv"
         else:
             self.layout = "cpu-packed" if use_kernel and fits and group is not None else "nibbles"
@@ -332,8 +332,8 @@ def quantize_int4(
     few: its range split into 15 steps (min-max), into 11-14 steps from its minimum (the levels above unused: exact
     when the weights already lie on such a grid, as 4-bit GGUF weights do), and its range clipped by 5-15% (fewer
     values rounded coarsely for a few extremes clamped, as llama.cpp's k-quants search). Rows are done in slices
-    so that the trials never hold more than a few copies of one slice. ``scale_dtype`` (bfloat16 for the CPU
-    kernel): the scales and zeros are rounded to it (returned as float32 holding those values) and every weight
+    so that the trials never hold more than a few copies of one slice. ``scale_dtype`` (float16 for the CPU
+    kernel, ``KERNEL_SCALES``): the scales and zeros are rounded to it (returned as float32 holding those values) and every weight
     takes the nearest level of the rounded grid.
     """
     if group_size < 2 or group_size % 2:

@@ -36,6 +36,7 @@ from litgpt.kernels import gemm
 
 # step.c: fused.py; head.c: the top logits for step.c; train.c: loss, norms, dropout, heads, attention softmax
 SOURCES = [Path(__file__).with_name(n) for n in ("gemv.c", "step.c", "head.c", "train.c")]
+HEADERS = [Path(__file__).with_name("simd.h")]  # included by the sources: part of what the build depends on
 FLAGS = ["-O3", "-mavx2", "-mfma", "-mf16c", "-fopenmp", "-fPIC", "-shared"]
 MAX_ROWS = 8  # activation rows per kernel call (the C side's MAX_M)
 KINDS = ("f32", "bf16", "i8", "i4")
@@ -64,7 +65,7 @@ def _compile() -> Path | None:
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if compiler is None:
         return None
-    source = b"".join(path.read_bytes() for path in SOURCES)
+    source = b"".join(path.read_bytes() for path in SOURCES + HEADERS)
     digest = hashlib.sha256(source + " ".join(FLAGS).encode()).hexdigest()[:16]
     target = _cache_dir() / f"gemv-{digest}.so"
     if target.is_file():
@@ -289,13 +290,13 @@ class RMSNormFunction(torch.autograd.Function):
         return gx, gw, None, None
 
 
-def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float, unit_offset: bool) -> torch.Tensor | None:
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor, eps: float) -> torch.Tensor | None:
     """:class:`RMSNormFunction` where it applies (kernels available, CPU, float32/bfloat16, not compiling), else
     None."""
     if not _takes(x) or weight.device.type != "cpu" or torch.compiler.is_compiling():
         return None
-    # the kernel reads a float32 copy of the scale; the weight's gradient comes back through the second input
-    scale = (weight.detach().float() + 1.0) if unit_offset else weight.detach().float().contiguous()
+    # the kernel reads ``scale``, the float32 copy of the weight as applied (RMSNorm.applied_weight); the weight's
+    # gradient comes back through the second input
     return RMSNormFunction.apply(x.contiguous(), weight, scale, float(eps))
 
 

@@ -86,8 +86,7 @@ def _norm(module: torch.nn.Module, keep: list) -> int | None:
         return None
     if type(module) is not RMSNorm:
         raise Unsupported(f"norm {type(module).__name__}")
-    w = module.weight.detach().float() + (1.0 if module.unit_offset else 0.0)
-    w = w.contiguous()
+    w = module.applied_weight()
     keep.append(w)
     return w.data_ptr()
 

@@ -18,6 +18,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include "simd.h"
 
 #define MAX_M 8
 
@@ -31,30 +32,11 @@
 #define AHEAD_BF16 1024
 static inline void ahead(const void *p, int bytes) { _mm_prefetch((const char *)p + bytes, _MM_HINT_T0); }
 
-static inline float hsum(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
-static inline __m256 load8_bf16(const uint16_t *p) {
-    __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
-    return _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
-}
-
 static inline __m256 load8_i8(const int8_t *p) {
     return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)p)));
 }
 
 static inline __m256 load8_f16(const uint16_t *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
-
-static inline float bf16_to_float(uint16_t b) {
-    uint32_t bits = (uint32_t)b << 16;
-    float f;
-    memcpy(&f, &bits, sizeof f);
-    return f;
-}
 
 /* One weight row against M rows of x; LOAD8 loads 8 weights as floats, ONE converts a single weight. Two
    accumulators per x row hide the FMA latency when M is 1. */
@@ -224,7 +206,7 @@ void gemv_bf16_rows(const float *x, const uint16_t *w, float *y, int64_t M, int6
     for (int64_t n = 0; n < N; n++) {
         const uint16_t *row = w + ROW(n) * K;
         float out[MAX_M];
-        ROW_DOT(load8_bf16, bf16_to_float);
+        ROW_DOT(load8_bf16, bf16_value);
         for (int m = 0; m < M; m++) y[m * N + n] = out[m];
     }
 }

@@ -18,6 +18,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include "simd.h"
 
 void gemv_f32(const float *x, const float *w, float *y, int64_t M, int64_t N, int64_t K, int threads);
 void gemv_bf16(const float *x, const uint16_t *w, float *y, int64_t M, int64_t N, int64_t K, int threads);
@@ -142,12 +143,6 @@ static float activation(float v, int64_t kind) {
     return 0.5f * v * (1.0f + erff(v * 0.70710678f));
 }
 
-static inline float hsum8(__m256 v) {
-    __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-    return _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)));
-}
-
 /* a . b over n floats: two 8-wide FMA chains (the compiler keeps a float sum in order, so it would not vectorize) */
 static inline float dot(const float *a, const float *b, int64_t n) {
     __m256 s0 = _mm256_setzero_ps(), s1 = s0;
@@ -156,7 +151,7 @@ static inline float dot(const float *a, const float *b, int64_t n) {
         s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
         s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
     }
-    float total = hsum8(_mm256_add_ps(s0, s1));
+    float total = hsum(_mm256_add_ps(s0, s1));
     for (; i < n; i++) total += a[i] * b[i];
     return total;
 }
@@ -168,26 +163,6 @@ static inline void axpy(float *o, float a, const float *v, int64_t n) {
     for (; i + 8 <= n; i += 8)
         _mm256_storeu_ps(o + i, _mm256_fmadd_ps(av, _mm256_loadu_ps(v + i), _mm256_loadu_ps(o + i)));
     for (; i < n; i++) o[i] += a * v[i];
-}
-
-/* bfloat16 <-> float32: the upper half of a float's bits; rounded to nearest even as PyTorch's conversion does
-   (NaN kept a NaN) */
-static inline float bf16_value(uint16_t h) {
-    uint32_t bits = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &bits, sizeof f);
-    return f;
-}
-
-static inline uint16_t bf16_round(float f) {
-    uint32_t bits;
-    memcpy(&bits, &f, sizeof bits);
-    if ((bits & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((bits >> 16) | 0x40);
-    return (uint16_t)((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
-}
-
-static inline __m256 load8_bf16(const uint16_t *p) {
-    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p)), 16));
 }
 
 #define CACHE_AHEAD 3072 /* bytes of the cache asked for ahead of the ones read (as gemv.c's AHEAD) */
@@ -210,12 +185,6 @@ static inline const float *cache_rows(const float *f32, const uint16_t *bf16, in
     if (!bf16) return f32 + jb * hs;
     bf16_to_f32(bf16 + jb * hs, (je - jb) * hs, rows);
     return rows;
-}
-
-static inline float hmax(__m256 v) {
-    __m128 h = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
-    return _mm_cvtss_f32(_mm_max_ss(h, _mm_movehdup_ps(h)));
 }
 
 /* the sums of eight 8-lane vectors, in order, as one vector */
@@ -352,7 +321,7 @@ static int attend(const Model *md, const Layer *L, const float *q, int64_t qkv_r
                 _mm256_storeu_ps(sc + j, e);
                 sum = _mm256_add_ps(sum, e);
             }
-            total = hsum8(sum);
+            total = hsum(sum);
             for (; j < j1; j++) {
                 sc[j] = sc[j] == -INFINITY ? 0.0f : expf(sc[j] - best);
                 total += sc[j];

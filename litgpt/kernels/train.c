@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include "simd.h"
 
 // e^x for x <= 0 (inputs below -87 are clamped there: their e^x is below 1e-38 and vanishes in any sum with 1).
 // x = n ln2 + r with |r| <= ln2 / 2; e^r by its Taylor series to degree 7 (relative error < 1e-8).
@@ -47,30 +48,6 @@ static inline void store_bf16(uint16_t *p, __m256 v) {  // round to nearest even
     _mm_storeu_si128((__m128i *)p, packed);
 }
 
-static inline float bf16_value(uint16_t b) {
-    union { uint32_t u; float f; } v = {.u = (uint32_t)b << 16};
-    return v.f;
-}
-
-static inline uint16_t bf16_bits(float f) {
-    union { uint32_t u; float f; } v = {.f = f};
-    return (uint16_t)((v.u + 0x7fff + ((v.u >> 16) & 1)) >> 16);
-}
-
-static inline float hmax(__m256 v) {
-    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
-    m = _mm_max_ss(m, _mm_movehdup_ps(m));
-    return _mm_cvtss_f32(m);
-}
-
-static inline float hadd(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
 // One row: `z` holds `vocab` logits (bf16 when `is_bf16`), `e` is float scratch of at least `vocab`.
 static float xent_row(void *z, int is_bf16, int64_t vocab, int64_t target, float scale, float *e) {
     const uint16_t *zb = (const uint16_t *)z;
@@ -88,7 +65,7 @@ static float xent_row(void *z, int is_bf16, int64_t vocab, int64_t target, float
         _mm256_storeu_ps(e + j, ex);
         vsum = _mm256_add_ps(vsum, ex);
     }
-    float sum = hadd(vsum);
+    float sum = hsum(vsum);
     for (; j < vocab; j++) {
         e[j] = expf((is_bf16 ? bf16_value(zb[j]) : zf[j]) - max);
         sum += e[j];
@@ -102,7 +79,7 @@ static float xent_row(void *z, int is_bf16, int64_t vocab, int64_t target, float
     if (is_bf16) {
         uint16_t *out = (uint16_t *)z;
         for (j = 0; j < body; j += 8) store_bf16(out + j, _mm256_mul_ps(_mm256_loadu_ps(e + j), vinv));
-        for (; j < vocab; j++) out[j] = bf16_bits(e[j] * inv);
+        for (; j < vocab; j++) out[j] = bf16_round(e[j] * inv);
     } else {
         float *out = (float *)z;
         for (j = 0; j < body; j += 8) _mm256_storeu_ps(out + j, _mm256_mul_ps(_mm256_loadu_ps(e + j), vinv));
@@ -151,7 +128,7 @@ static inline uint64_t splitmix64(uint64_t z) {
 void dropout_mask(void *mask, int is_bf16, int64_t n, double p, uint64_t seed, int threads) {
     uint32_t threshold = p >= 1.0 ? 0xffffffffu : (uint32_t)(p * 4294967296.0);
     float keep = (float)(1.0 / (1.0 - p));
-    uint16_t keep_bf16 = bf16_bits(keep);
+    uint16_t keep_bf16 = bf16_round(keep);
     int64_t pairs = (n + 1) / 2;
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t k = 0; k < pairs; k++) {
@@ -176,7 +153,7 @@ static inline float load_one(const void *p, int is_bf16, int64_t i) {
 
 static inline void store_one(void *p, int is_bf16, int64_t i, float v) {
     if (is_bf16)
-        ((uint16_t *)p)[i] = bf16_bits(v);
+        ((uint16_t *)p)[i] = bf16_round(v);
     else
         ((float *)p)[i] = v;
 }
@@ -273,7 +250,7 @@ void attn_softmax(void *s, int is_bf16, int64_t rows, int64_t cols, int64_t T, c
                 _mm256_storeu_ps(e + j, ex);
                 vsum = _mm256_add_ps(vsum, ex);
             }
-            float sum = hadd(vsum);
+            float sum = hsum(vsum);
             for (; j < b; j++) {
                 e[j] = expf(load_one(row, is_bf16, j) * scale - max);
                 sum += e[j];
@@ -300,7 +277,7 @@ void attn_softmax_backward(const void *p, void *dp, int is_bf16, int64_t rows, i
         char *grow = (char *)dp + r * cols * elt;
         __m256 vdot = _mm256_setzero_ps();
         for (j = a; j + 8 <= b; j += 8) vdot = _mm256_fmadd_ps(load8(prow, is_bf16, j), load8(grow, is_bf16, j), vdot);
-        float dot = hadd(vdot);
+        float dot = hsum(vdot);
         for (; j < b; j++) dot += load_one(prow, is_bf16, j) * load_one(grow, is_bf16, j);
         __m256 vd = _mm256_set1_ps(dot), vscale = _mm256_set1_ps(scale);
         for (j = a; j + 8 <= b; j += 8) {
