@@ -178,6 +178,21 @@ IGNORED = re.compile(
     r"(^|\.)(rotary_emb\.inv_freq|attention\.bias|attention\.masked_bias|attn\.bias|attn\.masked_bias)$"
 )
 
+# Multimodal checkpoints (Gemma 3 4B-27B) hold the language model under a prefix, next to a vision tower that a text
+# model has no place for: "language_model.model.*" (the Hub's files) or "model.language_model.*" (transformers 5)
+_TEXT_MODEL_PREFIX = re.compile(r"^(?:language_model\.(?=model\.|lm_head\.)|model\.language_model\.(?!model\.))")
+_VISION_TENSORS = re.compile(r"^(?:model\.)?(?:vision_tower|vision_model|multi_modal_projector)\.")
+
+
+def _text_model_tensor(name: str) -> Optional[str]:
+    """A multimodal checkpoint's tensor under its text-only name, or None for the vision tower's."""
+    if _VISION_TENSORS.match(name):
+        return None
+    m = _TEXT_MODEL_PREFIX.match(name)
+    if m is None:
+        return name
+    return ("model." if m.group(0).startswith("model.") else "") + name[m.end() :]
+
 
 @dataclass(frozen=True)
 class Family:
@@ -459,23 +474,41 @@ def _resolve_config(checkpoint_dir: Path, model_name: Optional[str]) -> tuple[Co
     if hf is not None:
         from litgpt.hf_config import config_from_hf
 
-        return config_from_hf(checkpoint_dir / "config.json"), hf
+        try:
+            return config_from_hf(checkpoint_dir / "config.json"), hf
+        except LitGPTError as e:  # a setting we cannot read (Phi-3.5's longrope, ...): a registered model's config
+            registered = _registered_config(checkpoint_dir)
+            if registered is None:
+                raise LitGPTError(f"{e}; or pass --model_name NAME to take a registered model's config") from None
+            print(f"{e}; using the registered config of {registered.name} instead", file=sys.stderr)
+            return registered, hf
     if (checkpoint_dir / CONFIG_FILE).is_file():
         return Config.from_file(checkpoint_dir / CONFIG_FILE), None
-    try:
-        return Config.from_name(checkpoint_dir.name), None
-    except LitGPTError:
+    registered = _registered_config(checkpoint_dir)
+    if registered is None:
         raise LitGPTError(
             f"{checkpoint_dir} has no config.json or {CONFIG_FILE} and its name is not a known model; "
             "pass --model_name NAME"
-        ) from None
+        )
+    return registered, None
+
+
+def _registered_config(checkpoint_dir: Path) -> Optional[Config]:
+    """The registered config of a folder named after a model (``checkpoints/org/name``), if there is one."""
+    try:
+        return Config.from_name(checkpoint_dir.name)
+    except LitGPTError:
+        return None
+
+
+def _is_multimodal(hf: Optional[dict]) -> bool:
+    """A Gemma 3 image-text checkpoint, of which the text model is converted (the vision tower is left out)."""
+    return hf is not None and hf.get("model_type") == "gemma3" and isinstance(hf.get("text_config"), dict)
 
 
 def _model_type_of(hf: Optional[dict], config: Config) -> str:
     if hf is not None:
-        model_type = hf.get("model_type")
-        if model_type == "gemma3" and isinstance(hf.get("text_config"), dict):
-            raise LitGPTError("multimodal Gemma 3 checkpoints are not supported; convert a text-only Gemma 3 model")
+        model_type = "gemma3_text" if _is_multimodal(hf) else hf.get("model_type")
         model_type = _MODEL_TYPE_ALIASES.get(model_type, model_type)
         if model_type in FAMILIES:
             return model_type
@@ -518,7 +551,12 @@ def convert_to_litgpt(checkpoint_dir: Path, model_name: Optional[str] = None, dt
         raise LitGPTError(f"{checkpoint_dir} holds no weights to convert (no *.safetensors or *.bin files)")
     config, hf = _resolve_config(checkpoint_dir, model_name)
     model_type = _model_type_of(hf, config)
-    state = hf_to_lit_state(files, config, model_type, dtype=target_dtype, label=str(checkpoint_dir))
+    multimodal = _is_multimodal(hf)
+    if multimodal:
+        print(f"{checkpoint_dir} is an image-text model: converting its language model only", file=sys.stderr)
+    state = hf_to_lit_state(
+        files, config, model_type, dtype=target_dtype, label=str(checkpoint_dir), text_only=multimodal
+    )
 
     from litgpt.checkpoint import save_state_dict
 
@@ -542,8 +580,12 @@ def hf_to_lit_state(
     model_type: str,
     dtype: Optional[torch.dtype] = None,
     label: str = "checkpoint",
+    text_only: bool = False,
 ) -> dict[str, torch.Tensor]:
-    """Read Hugging Face weight files tensor by tensor into a litgpt state dict for ``config``."""
+    """Read Hugging Face weight files tensor by tensor into a litgpt state dict for ``config``.
+
+    ``text_only``: the files are a multimodal model's; take its language model, leave out the vision tower, and keep
+    only the embedding rows ``config`` has (the rows past them belong to image tokens the text model never sees)."""
     from tqdm import tqdm
 
     from litgpt.checkpoint import own_storage
@@ -558,7 +600,10 @@ def hf_to_lit_state(
             bar.update(1)
             if IGNORED.search(raw_name):
                 continue
-            for name, tensor in _normalise_hf(raw_name, raw, model_type):
+            text_name = _text_model_tensor(raw_name) if text_only else raw_name
+            if text_name is None:
+                continue
+            for name, tensor in _normalise_hf(text_name, raw, model_type):
                 try:
                     outputs = assembler.add(name, tensor)
                 except KeyError:
@@ -572,6 +617,8 @@ def hf_to_lit_state(
                             f"{label}: tensor {', '.join(sources)} maps to {lit_name}, which the config "
                             f"({config.name or model_type}) has no place for; do the weights match the config?"
                         )
+                    if text_only and lit_name in _VOCAB_ROWS and out.shape[0] > expected[lit_name][0]:
+                        out = out[: expected[lit_name][0]]
                     if _shape(out) != expected[lit_name]:
                         raise LitGPTError(
                             f"{label}: tensor {lit_name} (from {', '.join(sources)}) has shape {_shape(out)} but "
@@ -590,6 +637,9 @@ def hf_to_lit_state(
             f"{label}: the weights lack {len(missing)} tensor(s) the config needs: {', '.join(missing[:4])}{more}"
         )
     return state
+
+
+_VOCAB_ROWS = ("transformer.wte.weight", "lm_head.weight")
 
 
 def _fill_implicit(state: dict, expected: dict, layout: dict, config: Config) -> None:

@@ -195,6 +195,11 @@ def read_softcapping(hf: dict, fam: Family) -> dict:
     )
 
 
+def read_final_softcapping(hf: dict, fam: Family) -> dict:
+    """Gemma 3 configs carry ``attn_logit_softcapping``, but its attention never applies it (q/k norms instead)."""
+    return dict(final_logit_softcapping=hf.get("final_logit_softcapping"))
+
+
 def read_query_scalar(hf: dict, fam: Family) -> dict:
     scalar = hf.get("query_pre_attn_scalar")
     return dict(attention_scores_scalar=None if scalar is None else _tidy_number(scalar))
@@ -307,7 +312,7 @@ FAMILIES: dict[str, Family] = {
     ),
     "gemma3_text": Family(
         dict(_GEMMA_POST_NORMS, norm_qk=True),
-        (read_llama_biases, read_sliding_window, read_softcapping, read_query_scalar),
+        (read_llama_biases, read_sliding_window, read_final_softcapping, read_query_scalar),
         # Gemma 3 multimodal configs list only what differs from these (transformers' Gemma3TextConfig defaults)
         dict(
             vocab_size=262208, num_attention_heads=8, num_key_value_heads=4, head_dim=256,
@@ -423,11 +428,11 @@ def _load(config: str | Path | dict) -> tuple[dict, str | None]:
 
 
 def _text_config(hf: dict) -> dict:
-    """Multimodal Gemma 3 keeps the language model's settings in ``text_config``."""
+    """Multimodal Gemma 3 keeps the language model's settings in ``text_config`` (its logits are never softcapped)."""
     text = hf.get("text_config")
     if hf.get("model_type") == "gemma3" and isinstance(text, dict):
         name = {k: hf[k] for k in ("_name_or_path",) if hf.get(k)}
-        return {**text, "model_type": "gemma3_text", **name}
+        return {**text, "model_type": "gemma3_text", **name, "final_logit_softcapping": None}
     return hf
 
 

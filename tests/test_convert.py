@@ -78,6 +78,8 @@ FAMILIES = {
             head_dim=16,
             sliding_window=4,
             query_pre_attn_scalar=16,
+            attn_logit_softcapping=50.0,  # in Gemma3TextConfig, but its attention never applies it
+            final_logit_softcapping=30.0,
             layer_types=["sliding_attention", "sliding_attention", "full_attention"],
             rope_parameters={
                 "full_attention": {"rope_type": "linear", "factor": 8.0, "rope_theta": 1000000.0},
@@ -174,6 +176,77 @@ def test_parity_both_directions(family, tmp_path):
     assert type(back).__name__ == type(hf_model).__name__
     with torch.no_grad():
         assert_close(back(idx).logits, expected)
+
+
+@pytest.mark.parametrize("transformers5_names", [False, True])
+def test_multimodal_gemma3_converts_its_language_model(tmp_path, transformers5_names):
+    """Gemma 3 4B-27B are image-text checkpoints: their language model converts (the vision tower is left out) and
+    gives transformers' text-only logits; with a registered config of fewer embedding rows (gemma-3-4b-it: 262,144
+    of 262,208, the rest image tokens) the rows past it are dropped."""
+    from safetensors.torch import load_file, save_file
+
+    from litgpt.convert_hf import convert_to_litgpt, find_weight_files, hf_to_lit_state
+
+    text = {**COMMON, **FAMILIES["gemma-3"][1]}
+    vision = dict(hidden_size=32, intermediate_size=48, num_hidden_layers=1, num_attention_heads=2, image_size=28,
+                  patch_size=14)  # fmt: skip
+    config = transformers.Gemma3Config(text_config=text, vision_config=vision, mm_tokens_per_image=4)
+    torch.manual_seed(0)
+    hf_model = transformers.Gemma3ForConditionalGeneration(config).float().eval()
+    randomize(hf_model)
+    folder = tmp_path / "gemma-3-4b-it"
+    hf_model.save_pretrained(folder)
+    if transformers5_names:  # the names transformers 5 uses in memory: model.language_model.*, model.vision_tower.*
+        state = load_file(folder / "model.safetensors")
+        renamed = {k.replace("language_model.model.", "model.language_model."): v for k, v in state.items()}
+        renamed = {("model." + k if k.startswith(("vision_tower.", "multi_modal_projector.")) else k): v
+                   for k, v in renamed.items()}  # fmt: skip
+        save_file(renamed, folder / "model.safetensors")
+    assert any("vision_tower" in k for k in load_file(folder / "model.safetensors"))
+    idx = tokens()
+    with torch.no_grad():
+        expected = hf_model(input_ids=idx).logits
+
+    convert_to_litgpt(folder)
+    lit = load_lit(folder)
+    with torch.no_grad():
+        assert_close(lit(idx)[..., : COMMON["vocab_size"]], expected)
+
+    fewer = Config.from_checkpoint(folder)
+    fewer.vocab_size = fewer.padded_vocab_size = 96
+    state = hf_to_lit_state(find_weight_files(folder), fewer, "gemma3_text", text_only=True)
+    assert state["transformer.wte.weight"].shape[0] == 96
+    trimmed = GPT(fewer)
+    trimmed.load_state_dict(state)
+    with torch.no_grad():
+        assert_close(trimmed.eval()(idx % 96), hf_model(input_ids=idx % 96).logits[..., :96])
+
+
+def test_unreadable_config_json_falls_back_to_the_registered_config(tmp_path, monkeypatch, capsys):
+    """Phi-3.5's config.json asks for longrope, which the registered config (as the established release's) leaves
+    out: a folder named after a registered model converts with that config, and otherwise the error says to pass
+    --model_name."""
+    from litgpt.convert_hf import convert_to_litgpt
+    from litgpt.hf_config import config_from_hf
+
+    folder = tmp_path / "tiny-llama-longrope"
+    make_hf("llama-2", folder)
+    hf = json.loads((folder / "config.json").read_text())
+    hf["rope_parameters"] = {"rope_type": "longrope", "rope_theta": 10000.0, "short_factor": [1.0] * 8,
+                             "long_factor": [2.0] * 8}  # fmt: skip
+    (folder / "config.json").write_text(json.dumps(hf))
+    with pytest.raises(LitGPTError, match="longrope.*--model_name"):
+        convert_to_litgpt(folder)
+
+    registered = folder.rename(tmp_path / "Phi-3.5-mini-instruct")
+    tiny = config_from_hf(hf_config("llama-2").to_dict(), name=registered.name)
+    real_from_name = Config.from_name
+    monkeypatch.setattr(
+        Config, "from_name", lambda name, **kw: tiny if name == registered.name else real_from_name(name, **kw)
+    )
+    convert_to_litgpt(registered)
+    assert "using the registered config of Phi-3.5-mini-instruct" in capsys.readouterr().err
+    assert Config.from_checkpoint(registered).name == "Phi-3.5-mini-instruct"
 
 
 def test_phi3_exports_under_its_own_architecture_without_config_json(tmp_path):
