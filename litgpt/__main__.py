@@ -58,6 +58,25 @@ def resolve(target: str):
     return getattr(importlib.import_module(module), func)
 
 
+def _name_beside_dotted_options(args: list[str], option: str) -> list[str]:
+    """``--optimizer SGD --optimizer.lr 0.5``: jsonargparse lets the dotted option replace the name (AdamW would
+    run); as ``--optimizer.class_path SGD`` the two merge, in either order."""
+    if not any(a.startswith(option + ".") for a in args):
+        return args
+    out, i = [], 0
+    while i < len(args):
+        arg = args[i]
+        if arg == option and i + 1 < len(args) and not args[i + 1].lstrip().startswith(("{", "-")):
+            out += [option + ".class_path", args[i + 1]]
+            i += 2
+            continue
+        if arg.startswith(option + "=") and not arg.split("=", 1)[1].lstrip().startswith("{"):
+            arg = f"{option}.class_path={arg.split('=', 1)[1]}"
+        out.append(arg)
+        i += 1
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if len(argv) > 1 and f"{argv[0]} {argv[1]}" in ALIASES:  # two-word spellings: `finetune lora`
@@ -78,6 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     name, rest = argv[0], argv[1:]
     if name in POSITIONAL and rest and not rest[0].startswith("-"):
         rest = [f"--{POSITIONAL[name]}", rest[0], *rest[1:]]
+    rest = _name_beside_dotted_options(rest, "--optimizer")
     from jsonargparse import CLI
 
     try:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import struct
 import sys
@@ -657,7 +656,4 @@ def export_gguf(
                 raise LitGPTError(f"{p.name}: encoded to {data.nbytes} bytes, expected {_nbytes(p.shape, p.qtype)}")
             f.write(np.ascontiguousarray(data).reshape(-1).view(np.uint8).data)
             f.write(b"\0" * (-data.nbytes % ALIGNMENT))
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes a private file; give the result the usual mode
     return out

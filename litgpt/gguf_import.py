@@ -825,11 +825,11 @@ def _build(g: GGUFFile, config: Config, dtype: torch.dtype, folder: Path, progre
 
 def _normal_permissions(folder: Path) -> None:
     """mkdtemp/mkstemp create private entries; give the result the usual umask-based modes."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(folder, 0o777 & ~umask)
+    from litgpt.utils import usual_mode
+
+    os.chmod(folder, usual_mode(directory=True))
     for f in folder.iterdir():
-        os.chmod(f, 0o666 & ~umask)
+        os.chmod(f, usual_mode(directory=False))
 
 
 def _install(tmp: Path, out: Path, stamp: dict) -> None:

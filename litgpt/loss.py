@@ -25,6 +25,8 @@ import torch.nn.functional as F
 from litgpt import kernels
 from litgpt.kernels import CPULinear, gemm
 
+IGNORE_INDEX = -100  # the target the loss skips (padding, the last position, masked prompts)
+
 CHUNK_BYTES = 1 << 28  # logits held at once (a chunk of rows), in the weight's dtype
 
 
@@ -84,7 +86,7 @@ def output_loss(
     head: torch.nn.Module,
     hidden: torch.Tensor,
     targets: torch.Tensor,
-    ignore_index: int = -100,
+    ignore_index: int = IGNORE_INDEX,
     softcap: Optional[float] = None,
     project=None,
 ) -> torch.Tensor:

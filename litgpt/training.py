@@ -175,7 +175,7 @@ class Method:
         """(input_ids, targets) with ``targets[:, t]`` the label of the token after position t."""
         if isinstance(batch, dict):
             input_ids, labels = batch["input_ids"], batch["labels"]
-            pad = torch.full_like(labels[:, :1], -100)
+            pad = torch.full_like(labels[:, :1], -100)  # litgpt.loss.IGNORE_INDEX
             return input_ids, torch.cat((labels[:, 1:], pad), dim=1)
         return batch[:, :-1].contiguous(), batch[:, 1:].contiguous()
 
@@ -737,6 +737,17 @@ class _Loop:
         self.start_time = time.perf_counter()
         self.elapsed_before = progress.elapsed
 
+    def _inputs(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """(input ids, targets) on the device, the data's ``ignore_index`` (masked prompts, padding) turned into the
+        loss's -100."""
+        from litgpt.loss import IGNORE_INDEX
+
+        input_ids, targets = self.method.split_batch(batch)
+        ignore = getattr(self.data, "ignore_index", IGNORE_INDEX)
+        if isinstance(ignore, int) and ignore != IGNORE_INDEX:
+            targets = targets.masked_fill(targets == ignore, IGNORE_INDEX)
+        return input_ids.to(self.fabric.device), targets.to(self.fabric.device)
+
     # -- training
     def train(self, loader: DataLoader, sampler: ResumableBatchSampler, batches_per_epoch: int) -> None:
         from tqdm import tqdm
@@ -756,8 +767,7 @@ class _Loop:
                 p.batch_in_epoch += 1
                 p.iter_num += 1
                 is_accumulating = p.iter_num % self.accum != 0
-                input_ids, targets = self.method.split_batch(batch)
-                input_ids, targets = input_ids.to(fabric.device), targets.to(fabric.device)
+                input_ids, targets = self._inputs(batch)
                 with fabric.no_backward_sync(self.model, enabled=is_accumulating):
                     loss = self.model(input_ids, targets=targets)
                     fabric.backward(loss / self.accum)
@@ -835,8 +845,8 @@ class _Loop:
         for k, batch in enumerate(self.val_loader):
             if k >= max_iters:
                 break
-            input_ids, targets = self.method.split_batch(batch)
-            losses.append(self.model(input_ids.to(fabric.device), targets=targets.to(fabric.device)))
+            input_ids, targets = self._inputs(batch)
+            losses.append(self.model(input_ids, targets=targets))
         val_loss = fabric.all_reduce(torch.stack(losses).mean(), reduce_op="mean").item() if losses else float("nan")
         if was_training:
             self.model.train()

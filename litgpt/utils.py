@@ -12,7 +12,8 @@ from pathlib import Path
 
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; it is renamed to ``path`` only if the block succeeds."""
+    """Yield a temporary path beside ``path``; it is renamed to ``path`` only if the block succeeds, with the mode a
+    new file gets (mkstemp makes it private)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -20,9 +21,18 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp = Path(tmp)
     try:
         yield tmp
+        if tmp.is_file():
+            os.chmod(tmp, usual_mode(directory=False))
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def usual_mode(directory: bool) -> int:
+    """The mode a new file or folder gets under the process's umask (tempfile makes private ones)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return (0o777 if directory else 0o666) & ~umask
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

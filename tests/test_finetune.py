@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import stat
 import sys
 import types
 from pathlib import Path
@@ -12,6 +13,7 @@ import torch
 import yaml
 
 from litgpt.__main__ import main
+from litgpt.utils import usual_mode
 from tests.finetune_helpers import fast_args, make_checkpoint, make_json_data, read_csv_losses
 
 REPO = Path(__file__).resolve().parents[1]
@@ -79,6 +81,8 @@ def test_method_trains_saves_and_loads(method, tiny, tmp_path):
     assert next(out.rglob("metrics.csv" if method != "full" else "events.out.tfevents*"), None) is not None
     assert next(out.rglob("loss.png"), None) is not None
     assert not list(out.glob(".*")), "no temporary folders are left behind"
+    usual = usual_mode(directory=False)  # readable by whoever may read the folder (mkstemp makes private files)
+    assert {stat.S_IMODE(f.stat().st_mode) for f in (out / "final").iterdir()} == {usual}
     assert yaml.safe_load((out / "final" / "prompt_style.yaml").read_text())["class_path"] == "litgpt.prompts.Alpaca"
     hparams = yaml.safe_load((out / "final" / "hyperparameters.yaml").read_text())
     assert hparams["checkpoint_dir"] == str(ckpt)
@@ -189,6 +193,32 @@ def test_cli_spellings_parse(argv, expected, capsys):
     config = yaml.safe_load(printed)
     assert config["train"]["micro_batch_size"] == 1 and config["train"]["lr_warmup_steps"] == 100
     assert config["train"]["epochs"] == 5 and config["optimizer"] == "AdamW"
+
+
+@pytest.mark.parametrize("order", ["name first", "name last", "equals sign"])
+def test_an_optimizer_name_keeps_its_dotted_options(order, capsys):
+    """`--optimizer SGD --optimizer.lr 0.5`: jsonargparse alone replaces the name by {lr: 0.5} (AdamW would run)."""
+    from litgpt.training import make_optimizer
+
+    name, lr = (["--optimizer=SGD"] if order == "equals sign" else ["--optimizer", "SGD"]), ["--optimizer.lr", "0.5"]
+    with pytest.raises(SystemExit):
+        main(["finetune", "lora", *(lr + name if order == "name last" else name + lr), "--print_config"])
+    spec = yaml.safe_load(capsys.readouterr().out)["optimizer"]
+    optimizer = make_optimizer(spec, [torch.nn.Parameter(torch.zeros(2))], lr=3e-4, weight_decay=0.0)
+    assert type(optimizer) is torch.optim.SGD and optimizer.defaults["lr"] == 0.5
+
+
+def test_a_custom_ignore_index_masks_the_same_targets(tiny, tmp_path):
+    """--data.ignore_index -1 with a masked prompt: the loss skips what -100 skips (it crashed: 'Target -1 is out of
+    bounds')."""
+    ckpt, data = tiny
+    runs = {}
+    for index in ("-100", "-1"):
+        out = tmp_path / f"ignore{index}"
+        main(["finetune", "full", *fast_args(ckpt, data, out, "--data.mask_prompt", "true", "--data.ignore_index",
+                                             index, "--eval.interval", "100", steps=2)])  # fmt: skip
+        runs[index] = read_csv_losses(out)
+    assert runs["-1"] == runs["-100"] and len(runs["-1"]) == 4
 
 
 def test_tutorial_config_parses(capsys):
