@@ -87,6 +87,11 @@ class TrainArgs:
     activation_checkpointing: bool = False
     """Recompute each block's activations in the backward pass: much less memory, about a third more compute"""
 
+    def check(self) -> None:
+        _at_least_one("train", log_interval=self.log_interval, global_batch_size=self.global_batch_size,
+                      micro_batch_size=self.micro_batch_size, epochs=self.epochs, max_steps=self.max_steps,
+                      max_tokens=self.max_tokens, max_seq_length=self.max_seq_length)  # fmt: skip
+
     def gradient_accumulation_iters(self, devices: int, num_nodes: int = 1) -> int:
         per_step = self.micro_batch_size * devices * num_nodes
         if self.global_batch_size % per_step:
@@ -120,6 +125,12 @@ class EvalArgs:
     """Whether to evaluate on the validation set at the end of the training"""
     evaluate_example: Union[str, int] = "first"
     """Which validation sample to generate from: "first", "random", or an index"""
+
+
+def _at_least_one(group: str, **values: Optional[int]) -> None:
+    for name, value in values.items():
+        if value is not None and value < 1:
+            raise LitGPTError(f"--{group}.{name} must be at least 1, got {value}")
 
 
 @dataclass
@@ -537,6 +548,8 @@ def fit(job: Job) -> Optional[Progress]:
     """Set up Fabric and run the job (on every process when several devices are used)."""
     import lightning as L
 
+    job.train.check()
+    _at_least_one("eval", interval=job.eval.interval)
     precision = job.precision or default_precision(job.quantize)
     if job.quantize is not None:
         if not job.quantize.startswith("bnb."):
@@ -562,14 +575,17 @@ def fit(job: Job) -> Optional[Progress]:
             strategy = FSDPStrategy(auto_wrap_policy={Block}, state_dict_type="full", limit_all_gathers=True)
     job.out_dir = Path(job.out_dir)
     logger = make_logger(job.logger_name, job.out_dir, job.log)
-    fabric = L.Fabric(
-        accelerator=job.accelerator,
-        devices=devices,
-        num_nodes=job.num_nodes,
-        strategy=strategy,
-        precision=precision,
-        loggers=logger,
-    )
+    try:
+        fabric = L.Fabric(
+            accelerator=job.accelerator,
+            devices=devices,
+            num_nodes=job.num_nodes,
+            strategy=strategy,
+            precision=precision,
+            loggers=logger,
+        )
+    except (ValueError, RuntimeError) as e:  # Lightning's word on a bad --precision, --devices, --accelerator
+        raise LitGPTError(" ".join(str(e).split())) from None
     job.train.gradient_accumulation_iters(devices, job.num_nodes)  # fail before launching
     return fabric.launch(_run, job, weight_dtype(precision))
 
@@ -619,18 +635,22 @@ def _train(fabric, job: Job, dtype: torch.dtype) -> Progress:
     val_loader = fabric.setup_dataloaders(val_loader) if val_loader is not None and len(val_loader) else None
 
     # -- how long
-    steps_per_epoch = max(1, batches_per_epoch // accum)
-    limits = []
+    # --train.epochs: exactly that many passes (micro-batches), the last accumulation window cut short if the
+    # passes do not fill it (a dataset smaller than a global batch still takes one optimizer step per window)
+    steps_per_epoch = math.ceil(batches_per_epoch / accum)
+    limits = []  # (optimizer steps, micro-batches)
     if train.max_steps is not None:
-        limits.append(train.max_steps)
+        limits.append((train.max_steps, train.max_steps * accum))
     if train.epochs is not None:
-        limits.append(train.epochs * steps_per_epoch)
+        iters = train.epochs * batches_per_epoch
+        limits.append((math.ceil(iters / accum), iters))
     if train.max_tokens is not None:
         tokens_per_step = train.micro_batch_size * max_seq_length * accum * fabric.world_size
-        limits.append(max(1, train.max_tokens // tokens_per_step))
+        steps = max(1, train.max_tokens // tokens_per_step)
+        limits.append((steps, steps * accum))
     if not limits:
         raise LitGPTError("Say how long to train: set --train.max_steps, --train.epochs or --train.max_tokens")
-    total_steps = min(limits)
+    total_steps, total_iters = min(limits)
     warmup = train.warmup_steps(steps_per_epoch)
 
     # -- model and optimizer
@@ -670,7 +690,7 @@ def _train(fabric, job: Job, dtype: torch.dtype) -> Progress:
         progress = _load_checkpoint(fabric, model, optimizer, scheduler, resume_from, method)
         fabric.print(f"Resuming from {resume_from} at step {progress.step_count}", file=sys.stderr)
 
-    loop = _Loop(fabric, job, model, optimizer, scheduler, data, tokenizer, val_loader, progress, accum, total_steps)
+    loop = _Loop(fabric, job, model, optimizer, scheduler, data, tokenizer, val_loader, progress, accum, total_steps, total_iters)
     loop.config = config
     if resume_from is None:
         if evaluation.initial_validation:
@@ -706,6 +726,18 @@ def _resume_path(resume, out_dir: Path, weights_file: str) -> Optional[Path]:
 
 
 def _load_checkpoint(fabric, model, optimizer, scheduler, path: Path, method: Method) -> Progress:
+    # the saved scheduler brings back its step count, but the schedule is this run's (a longer --train.max_steps on
+    # resume decays to the new end, as the learning rate follows the current settings in the established release)
+    schedules = [dict(fn.__dict__) for fn in scheduler.lr_lambdas]
+    progress = _load_training_state(fabric, model, optimizer, scheduler, path, method)
+    for fn, settings in zip(scheduler.lr_lambdas, schedules):
+        fn.__dict__.update(settings)
+    for group, base_lr, fn in zip(optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
+        group["lr"] = base_lr * fn(scheduler.last_epoch)
+    return progress
+
+
+def _load_training_state(fabric, model, optimizer, scheduler, path: Path, method: Method) -> Progress:
     from litgpt.checkpoint import load_state_dict, model_state
 
     module = model.module if hasattr(model, "module") else model
@@ -721,6 +753,13 @@ def _load_checkpoint(fabric, model, optimizer, scheduler, path: Path, method: Me
     missing = sorted(expected - set(weights))
     if missing:
         raise LitGPTError(f"{path / method.weights_file} lacks {len(missing)} trained tensor(s), e.g. {missing[:3]}")
+    own = module.state_dict()
+    for key in sorted(expected):
+        if tuple(weights[key].shape) != tuple(own[key].shape):
+            raise LitGPTError(
+                f"cannot resume from {path}: its {key} has shape {tuple(weights[key].shape)}, this run's "
+                f"{tuple(own[key].shape)}; resume with the settings it was trained with (see its hyperparameters.yaml)"
+            )
     module.load_state_dict(weights, strict=False)
     remainder = fabric.load(path / TRAINING_STATE, {"optimizer": optimizer, "scheduler": scheduler}, strict=False)
     progress = Progress(**remainder["progress"])
@@ -729,13 +768,21 @@ def _load_checkpoint(fabric, model, optimizer, scheduler, path: Path, method: Me
 
 
 class _Loop:
-    def __init__(self, fabric, job, model, optimizer, scheduler, data, tokenizer, val_loader, progress, accum, total):
+    def __init__(self, fabric, job, model, optimizer, scheduler, data, tokenizer, val_loader, progress, accum, total,
+                 total_iters: int):  # fmt: skip
         self.fabric, self.job, self.model, self.optimizer, self.scheduler = fabric, job, model, optimizer, scheduler
         self.data, self.tokenizer, self.val_loader, self.p = data, tokenizer, val_loader, progress
-        self.accum, self.total_steps = accum, total
+        self.accum, self.total_steps, self.total_iters = accum, total, total_iters
         self.method: Method = job.method
         self.start_time = time.perf_counter()
         self.elapsed_before = progress.elapsed
+
+    def _window(self, iter_num: int) -> tuple[int, bool]:
+        """The size of the accumulation window that micro-batch ``iter_num`` (from 1) falls in, and whether the
+        window goes on after it; the last window ends with the run's last micro-batch."""
+        start = (iter_num - 1) // self.accum * self.accum
+        size = max(iter_num - start, min(self.accum, self.total_iters - start))
+        return size, iter_num - start < size
 
     def _inputs(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """(input ids, targets) on the device, the data's ``ignore_index`` (masked prompts, padding) turned into the
@@ -766,11 +813,11 @@ class _Loop:
             for batch in loader:
                 p.batch_in_epoch += 1
                 p.iter_num += 1
-                is_accumulating = p.iter_num % self.accum != 0
+                window, is_accumulating = self._window(p.iter_num)
                 input_ids, targets = self._inputs(batch)
                 with fabric.no_backward_sync(self.model, enabled=is_accumulating):
                     loss = self.model(input_ids, targets=targets)
-                    fabric.backward(loss / self.accum)
+                    fabric.backward(loss / window)
                 recent.append(loss.detach().item())
                 p.tokens += input_ids.numel()
                 counts = batch.get("token_counts") if isinstance(batch, dict) else None
@@ -796,6 +843,8 @@ class _Loop:
                     if train.save_interval and p.step_count % train.save_interval == 0:
                         self.save(self.job.out_dir / self.method.step_dir_format.format(p.step_count), with_state=True)
                     if p.step_count >= self.total_steps:
+                        if p.batch_in_epoch == batches_per_epoch:  # the run ends with an epoch: count it
+                            p.epoch, p.batch_in_epoch = p.epoch + 1, 0
                         break
                 iter_start = time.perf_counter()
             else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import stat
 import sys
@@ -172,6 +173,48 @@ def test_resume_requires_a_checkpoint(tiny, tmp_path):
         main(["finetune_full", *fast_args(ckpt, data, tmp_path / "empty", steps=1), "--resume", "true"])
 
 
+def test_resume_with_other_settings(tiny, tmp_path):
+    """Other LoRA settings: a one-line error naming the tensor (was a size-mismatch traceback). A longer
+    --train.max_steps: the cosine schedule decays to the new end (the saved schedule kept the old one)."""
+    ckpt, data = tiny
+    out = tmp_path / "out"
+    main(["finetune", "lora", *fast_args(ckpt, data, out, "--eval.interval", "100", steps=2)])
+    with pytest.raises(SystemExit, match=r"cannot resume from .*step-000002: its transformer\.h\.0\.attn\.qkv\.lora_A"):
+        main(["finetune", "lora", *fast_args(ckpt, data, out, "--lora_r", "4", steps=4), "--resume", "auto"])
+
+    def learning_rates(folder: Path) -> dict:
+        import csv
+
+        rates = {}
+        for path in sorted(folder.rglob("metrics.csv")):
+            with open(path) as f:
+                rows = [r for r in csv.DictReader(f) if r.get("iter") and r.get("learning_rate")]
+                rates.update({int(float(r["iter"])): float(r["learning_rate"]) for r in rows})
+        return rates
+
+    main(["finetune", "lora", *fast_args(ckpt, data, out, "--eval.interval", "100", steps=4), "--resume", "auto"])
+    straight = tmp_path / "straight"
+    main(["finetune", "lora", *fast_args(ckpt, data, straight, "--eval.interval", "100", steps=4)])
+    resumed, expected = learning_rates(out), learning_rates(straight)  # micro-batch -> learning rate
+    assert {i: resumed[i] for i in range(5, 9)} == pytest.approx({i: expected[i] for i in range(5, 9)})
+
+
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        (["--precision", "bf16-wrong"], "Precision 'bf16-wrong' is invalid"),
+        (["--eval.interval", "0"], "--eval.interval must be at least 1, got 0"),
+        (["--train.log_interval", "0"], "--train.log_interval must be at least 1, got 0"),
+        (["--train.micro_batch_size", "0"], "--train.micro_batch_size must be at least 1, got 0"),
+    ],
+)
+def test_bad_training_options_are_one_line_errors(tiny, tmp_path, option, message, capsys):
+    ckpt, data = tiny
+    with pytest.raises(SystemExit, match=re.escape(message)) as exit_info:
+        main(["finetune", "lora", *fast_args(ckpt, data, tmp_path / "out", *option, steps=1)])
+    assert "\n" not in str(exit_info.value.code)
+
+
 @pytest.mark.parametrize(
     "argv, expected",
     [
@@ -219,6 +262,23 @@ def test_a_custom_ignore_index_masks_the_same_targets(tiny, tmp_path):
                                              index, "--eval.interval", "100", steps=2)])  # fmt: skip
         runs[index] = read_csv_losses(out)
     assert runs["-1"] == runs["-100"] and len(runs["-1"]) == 4
+
+
+def test_epochs_are_whole_passes_and_a_short_last_window_is_averaged(tiny, tmp_path, capsys):
+    """--train.epochs 1 over 16 samples in micro-batches of 2 with a global batch of 32: 8 micro-batches, one optimizer
+    step on their mean gradient (it ran 16 micro-batches, a second pass, for one full window), the same update as a
+    global batch of 16."""
+    ckpt, data = tiny
+    weights = {}
+    for name, how in {"epochs": ["--train.max_steps", "null", "--train.epochs", "1", "--train.global_batch_size", "32"],
+                      "one step": ["--train.max_steps", "1", "--train.global_batch_size", "16"]}.items():  # fmt: skip
+        out = tmp_path / name.replace(" ", "-")
+        main(["finetune", "full", *fast_args(ckpt, data, out, *how, "--eval.interval", "100", "--eval.final_validation",
+                                             "false")])  # fmt: skip
+        assert "Steps: 1 (8 iterations, 1 full epoch(s))" in capsys.readouterr().err
+        weights[name] = torch.load(out / "final" / "lit_model.pth", weights_only=True)
+    for key, value in weights["one step"].items():
+        torch.testing.assert_close(weights["epochs"][key], value)
 
 
 def test_tutorial_config_parses(capsys):

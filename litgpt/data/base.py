@@ -41,14 +41,24 @@ class DataModule(LightningDataModule):
         return f"{type(self).__name__}()"
 
 
-def require_keys(rows: Sequence[Mapping], keys: Sequence[str], source: str, offset: int = 0) -> None:
-    """Raise a one-line error naming the first row (by index) that is not a mapping or lacks one of ``keys``."""
+def require_keys(rows: Sequence[Mapping], keys: Sequence[str], source: str, offset: int = 0, text: bool = True) -> None:
+    """Raise a one-line error naming the first row (by index) that is not a mapping or lacks one of ``keys``;
+    ``text``: their values (and an ``input`` beside them, unless null) must be strings."""
     for index, row in enumerate(rows):
         if not isinstance(row, Mapping):
             raise LitGPTError(f"{source}: row {index + offset} is a {type(row).__name__}, expected an object with {list(keys)}")
         for key in keys:
             if key not in row:
                 raise LitGPTError(f"{source}: row {index + offset} has no {key!r} key (it has {sorted(row)})")
+        if text:
+            _require_text(row, keys, f"{source}: row {index + offset}")
+
+
+def _require_text(row: Mapping, keys: Sequence[str], where: str) -> None:
+    for key in (*keys, "input"):
+        value = row.get(key)
+        if not isinstance(value, str) and (key != "input" or value is not None):
+            raise LitGPTError(f"{where} has a {type(value).__name__} as {key!r}, expected a string")
 
 
 class SFTDataset(Dataset):
@@ -91,6 +101,8 @@ class SFTDataset(Dataset):
         for key in ("instruction", "output"):
             if key not in row:
                 raise LitGPTError(f"row {index} of the dataset has no {key!r} key (it has {sorted(row)})")
+        if not isinstance(row["instruction"], list):  # a list of messages is a conversation (prompt styles apply it)
+            _require_text(row, ("instruction", "output"), f"row {index} of the dataset")
         return row
 
     def prompt(self, index: int) -> str:
@@ -114,7 +126,7 @@ class SFTDataset(Dataset):
         row = self.example(index)
         limit = self.max_seq_length
         prompt_ids = self.tokenizer.encode(self.prompt(index), max_length=limit)
-        response_ids = self.tokenizer.encode(str(row["output"]), bos=False, eos=True, max_length=limit)
+        response_ids = self.tokenizer.encode(row["output"], bos=False, eos=True, max_length=limit)
         input_ids = torch.cat((prompt_ids, response_ids))
         if limit > 0:
             input_ids = input_ids[:limit]
@@ -254,6 +266,8 @@ class SFTDataModule(DataModule):
     def _loader(self, dataset: Optional[SFTDataset], shuffle: bool) -> DataLoader:
         if dataset is None:
             raise LitGPTError(f"{type(self).__name__}.setup() must run before asking for dataloaders")
+        if shuffle and len(dataset) == 0:  # torch's sampler would fail with a traceback
+            raise LitGPTError(f"{type(self).__name__}: the training set is empty (check the data and val_split_fraction)")
         return DataLoader(
             dataset,
             batch_size=self.batch_size,

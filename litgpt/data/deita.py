@@ -39,7 +39,7 @@ class Deita(SFTDataModule):
 
     def _split(self, split: str) -> list:
         raw = load_hf_split(self.repo_id, split, Path(self.download_dir))
-        require_keys(raw, ("messages",), f"{self.repo_id} ({split})")
+        require_keys(raw, ("messages",), f"{self.repo_id} ({split})", text=False)
         rows = []
         for conv in raw:
             turns = [m["content"] for m in conv["messages"] if m.get("role") in ("user", "assistant")]

@@ -43,6 +43,6 @@ class LIMA(SFTDataModule):
 
     def load_splits(self):
         raw = load_hf_split(self.repo_id, "train", Path(self.download_dir), access_token=self.access_token)
-        require_keys(raw, ("conversations",), self.repo_id)
+        require_keys(raw, ("conversations",), self.repo_id, text=False)
         rows = [r for conv in raw for r in pairs(conv["conversations"], self.include_multiturn_conversations)]
         return split_rows(rows, self.val_split_fraction, self.seed)
