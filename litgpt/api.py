@@ -284,7 +284,7 @@ class LLM(torch.nn.Module):
                 piece = decoder.step(token)
                 if piece:
                     yield piece
-        tail = decoder.flush() if hasattr(decoder, "flush") else ""
+        tail = decoder.flush()
         if tail and not as_ids:
             yield tail
 

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from litgpt.generate import load_for_cli
+from litgpt.generate import load_for_cli, print_reply
 
 EXIT_WORDS = ("!quit", "!exit")
 
@@ -67,23 +67,16 @@ def main(
     history: list[dict] = []
     while (prompt := read_prompt(multiline)) is not None:
         history.append({"role": "user", "content": prompt})
-        fit_history(llm, history, sys_prompt, max_new_tokens)
+        if not fit_history(llm, history, sys_prompt, max_new_tokens):
+            history.pop()  # the chat goes on without it
+            continue
         print(">> Reply: ", end="", flush=True)
         start = time.perf_counter()
-        pieces: list[int] = []
         tokens = llm.generate(
             history, sys_prompt=sys_prompt, max_new_tokens=max_new_tokens, temperature=temperature,
             top_k=top_k, top_p=top_p, stream=True, return_as_token_ids=True,
         )  # fmt: skip
-        decoder = llm.preprocessor.tokenizer.decode_stream()
-        try:
-            for token in tokens:
-                pieces.append(int(token))
-                print(decoder.step(int(token)), end="", flush=True)
-        except KeyboardInterrupt:  # Ctrl-C ends this reply, not the chat
-            tokens.close()
-            print(" [stopped]", end="")
-        print(getattr(decoder, "flush", lambda: "")(), flush=True)
+        pieces = print_reply(llm, tokens)  # Ctrl-C ends this reply, not the chat
         elapsed = time.perf_counter() - start
         history.append({"role": "assistant", "content": llm.preprocessor.decode(pieces)})
         print(
@@ -94,8 +87,9 @@ def main(
         print()
 
 
-def fit_history(llm, history: list[dict], sys_prompt: Optional[str], max_new_tokens: int) -> None:
-    """Drop the oldest turns until the conversation plus a reply fits the context; say so when it happens."""
+def fit_history(llm, history: list[dict], sys_prompt: Optional[str], max_new_tokens: int) -> bool:
+    """Drop the oldest turns until the conversation plus a reply fits the context; say so when it happens. False
+    (and said) when the last prompt alone leaves no room for a reply."""
     limit = llm.fixed_kv_cache_size or llm.config.block_size
     dropped = 0
     while len(history) > 1 and len(llm._prompt_ids(history, sys_prompt)) + max_new_tokens > limit:
@@ -103,3 +97,8 @@ def fit_history(llm, history: list[dict], sys_prompt: Optional[str], max_new_tok
         dropped += 1
     if dropped:
         print(f"(The conversation outgrew the context of {limit} tokens: dropped the {dropped} oldest turn(s).)")
+    length = len(llm._prompt_ids(history, sys_prompt))
+    if length >= limit:
+        print(f"(That prompt has {length} tokens but the context holds {limit}: shorten it.)")
+        return False
+    return True

@@ -76,13 +76,26 @@ def main(
         llm.compile()
     for i in range(num_samples):
         start = time.perf_counter()
-        n = 0
-        for piece in llm.generate(
+        tokens = llm.generate(
             prompt, sys_prompt=sys_prompt, max_new_tokens=max_new_tokens, temperature=temperature,
-            top_k=top_k, top_p=top_p, stream=True, return_as_token_ids=False,
-        ):  # fmt: skip
-            n += 1
-            print(piece, end="", flush=True)
-        print()
+            top_k=top_k, top_p=top_p, stream=True, return_as_token_ids=True,
+        )  # fmt: skip
+        n = len(print_reply(llm, tokens))
         elapsed = time.perf_counter() - start
         print(f"Time for inference {i + 1}: {elapsed:.02f} sec total, {n / elapsed:.02f} tokens/sec", file=sys.stderr)
+
+
+def print_reply(llm, tokens) -> list[int]:
+    """Print streamed token ids as text as they come (a character split over tokens once complete), then a newline;
+    Ctrl-C stops the reply. Returns the ids printed."""
+    decoder = llm.preprocessor.tokenizer.decode_stream()
+    ids: list[int] = []
+    try:
+        for token in tokens:
+            ids.append(int(token))
+            print(decoder.step(ids[-1]), end="", flush=True)
+    except KeyboardInterrupt:
+        tokens.close()
+        print(" [stopped]", end="")
+    print(decoder.flush(), flush=True)
+    return ids

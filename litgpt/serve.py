@@ -838,6 +838,22 @@ def build_server(
     return server
 
 
+def _stop_on_sigterm() -> None:
+    """`kill`, `docker stop` and systemd send SIGTERM to this process alone: shut down as on Ctrl-C, where LitServe
+    ends its worker and HTTP processes (else they outlive it, still holding the port)."""
+    import signal
+
+    main_pid = os.getpid()
+
+    def interrupt(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if os.getpid() != main_pid:  # a forked child inherited the handler: end as it would have without it
+            signal.raise_signal(signal.SIGTERM)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def main(
     checkpoint_dir: Optional[Path] = None,
     *,
@@ -895,8 +911,9 @@ def main(
     from litgpt.loading import resolve_checkpoint
 
     api_key = api_key or os.environ.get("LITGPT_API_KEY") or None
+    host = {"localhost": "127.0.0.1", "ip6-localhost": "::"}.get(host, host)
     if host not in ("127.0.0.1", "0.0.0.0", "::"):
-        raise LitGPTError(f"host must be '127.0.0.1', '0.0.0.0' or '::', got {host!r}")
+        raise LitGPTError(f"host must be 'localhost' (127.0.0.1), '0.0.0.0' or '::' (LitServe binds no other), got {host!r}")
     if not 1024 <= port <= 65535:
         raise LitGPTError(f"port must be between 1024 and 65535, got {port}")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the HTTP process is forked after tokenizing
@@ -915,6 +932,7 @@ def main(
     _log(f"serving {server.model_metadata['model']} from {folder} at http://{shown}:{port}: " + ", ".join(routes))
     if api_key:
         _log("API requests need 'Authorization: Bearer <key>'")
+    _stop_on_sigterm()
     try:
         server.run(host=host, port=port, num_api_servers=1, generate_client_file=False)
     except RuntimeError as err:  # LitServe reports a worker that failed to load the model this way

@@ -1,4 +1,5 @@
-"""The tutorial's chat flow, driven through a pseudo-terminal as a person would."""
+"""The tutorial's chat flow, driven through a pseudo-terminal as a person would, and the terminal output of `chat`
+and `generate`."""
 
 import sys
 
@@ -49,3 +50,34 @@ def test_history_is_trimmed_with_a_notice(tiny_checkpoint, capsys):
     assert len(history) < 7 and history[-1]["content"].startswith("llamas")
     assert len(llm.prompt_ids(history)) + 20 <= 128
     assert "dropped" in capsys.readouterr().out
+
+
+def test_a_prompt_longer_than_the_context_is_refused_and_the_chat_goes_on(tiny_checkpoint, capsys, monkeypatch):
+    """It ended the whole chat with an error (the conversation lost)."""
+    from litgpt.chat import main
+
+    prompts = iter(["llamas eat grass " * 100, "Hi", "How are you?", ""])  # block_size 128
+    monkeypatch.setattr("builtins.input", lambda prompt="": next(prompts))
+    main(tiny_checkpoint, temperature=0, max_new_tokens=3, precision="32-true")
+    out = capsys.readouterr().out
+    assert "tokens but the context holds 128: shorten it" in out
+    assert out.count(">> Reply: ") == 2
+
+
+def test_generate_reports_tokens_not_printed_pieces(tiny_checkpoint, capsys, monkeypatch):
+    """Tokens/sec counts generated tokens; it counted streamed text pieces (several tokens can make one piece)."""
+    import types
+
+    from litgpt import generate
+
+    clock = iter([0.0, 2.0])  # the run takes 2 seconds
+    monkeypatch.setattr(generate, "time", types.SimpleNamespace(perf_counter=lambda: next(clock)))
+    generate.main(tiny_checkpoint, prompt="Hello", max_new_tokens=12, temperature=0, precision="32-true")
+    captured = capsys.readouterr()
+    from litgpt.api import LLM
+
+    llm = LLM.load(tiny_checkpoint, distribute=None)
+    llm.distribute(accelerator="cpu", precision="32-true")
+    ids = llm.generate("Hello", max_new_tokens=12, temperature=0, return_as_token_ids=True)
+    assert captured.out == llm.preprocessor.decode(ids) + "\n"
+    assert f"2.00 sec total, {len(ids) / 2:.02f} tokens/sec" in captured.err

@@ -347,3 +347,33 @@ def test_official_openai_client(api, llm):
         openai.OpenAI(base_url=api.url + "/v1", api_key="wrong").chat.completions.create(
             model="x", messages=CHAT, max_tokens=2
         )
+
+
+# ---------------------------------------------------------------------------------------------- shutting down
+def test_sigterm_to_the_server_process_ends_all_of_its_processes(tiny_checkpoint, tmp_path):
+    """`kill PID` (docker stop, systemd) reaches the main process only: its worker and HTTP processes end with it
+    and the port is free (they outlived it, still serving). `--host localhost` is 127.0.0.1."""
+    import os
+    import signal
+    import socket
+    import time
+
+    server = Server(tiny_checkpoint, tmp_path / "serve.log", "--host", "localhost")
+    try:
+        server.wait_ready()
+        os.kill(server.proc.pid, signal.SIGTERM)
+        server.proc.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(server.proc.pid, 0)  # the session's group: the main process and everything it started
+            except ProcessLookupError:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail(f"processes of the server outlived it:\n{server.log.read_text()}")
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", server.port))  # the port is free again
+        assert "Traceback" not in server.log.read_text()
+    finally:
+        server.stop()
