@@ -42,14 +42,15 @@ ALIASES: dict[str, str] = {
     "generate_sequentially": "generate --generate_strategy sequential",
     "generate_tp": "generate --generate_strategy tensor_parallel",
 }
-# commands whose first option may also be given as a bare first argument (`litgpt chat microsoft/phi-2`)
-POSITIONAL: dict[str, str] = {
-    "generate": "checkpoint_dir",
-    "chat": "checkpoint_dir",
-    "serve": "checkpoint_dir",
-    "download": "repo_id",
-    "evaluate": "checkpoint_dir",
-    **{f"finetune_{m}": "checkpoint_dir" for m in ("lora", "qlora", "adapter", "adapter_v2", "full")},
+# commands whose first options may also be given as bare leading arguments (`litgpt chat microsoft/phi-2`)
+POSITIONAL: dict[str, tuple[str, ...]] = {
+    "generate": ("checkpoint_dir",),
+    "chat": ("checkpoint_dir",),
+    "serve": ("checkpoint_dir",),
+    "download": ("repo_id",),
+    "evaluate": ("checkpoint_dir",),
+    "generate_speculatively": ("draft_model_checkpoint_dir", "target_model_checkpoint_dir"),
+    **{f"finetune_{m}": ("checkpoint_dir",) for m in ("lora", "qlora", "adapter", "adapter_v2", "full")},
 }
 
 
@@ -95,8 +96,12 @@ def main(argv: list[str] | None = None) -> None:
 
         sys.exit(f"litgpt: unknown command {argv[0]!r}. {suggest(argv[0], COMMANDS, what='command')}")
     name, rest = argv[0], argv[1:]
-    if name in POSITIONAL and rest and not rest[0].startswith("-"):
-        rest = [f"--{POSITIONAL[name]}", rest[0], *rest[1:]]
+    named: list[str] = []
+    for option in POSITIONAL.get(name, ()):
+        if not rest or rest[0].startswith("-"):
+            break
+        named += [f"--{option}", rest.pop(0)]
+    rest = named + rest
     rest = _name_beside_dotted_options(rest, "--optimizer")
     from jsonargparse import CLI
 

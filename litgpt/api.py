@@ -235,6 +235,10 @@ class LLM(torch.nn.Module):
 
     def _max_new(self, prompts: Sequence[torch.Tensor], max_new_tokens: int) -> int:
         limit = self.fixed_kv_cache_size or self.config.block_size
+        empty = [i for i, p in enumerate(prompts) if len(p) == 0]
+        if empty:
+            which = "The prompt" if len(prompts) == 1 else f"Prompt {empty[0]}"
+            raise LitGPTError(f"{which} encodes to no tokens; give it some text")
         longest = max(len(p) for p in prompts)
         if longest >= limit:
             raise LitGPTError(f"The prompt has {longest} tokens but the context holds {limit}; shorten the prompt")

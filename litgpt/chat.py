@@ -45,6 +45,7 @@ def main(
     multiline: bool = False,
     sys_prompt: Optional[str] = None,
     access_token: Optional[str] = None,
+    compile: bool = False,
 ) -> None:
     """Chat with a model; earlier turns stay in the conversation.
 
@@ -59,8 +60,11 @@ def main(
         multiline: Read several lines per prompt; finish a prompt with a line `!submit`.
         sys_prompt: An optional system prompt.
         access_token: Hugging Face token for gated repos (default: $HF_TOKEN).
+        compile: Compile the decode step with torch.compile (slower start, faster tokens).
     """
     llm = load_for_cli(checkpoint_dir, precision, quantize, access_token)
+    if compile:
+        llm.compile()
     print(f"Now chatting with {llm.config.name}.\nTo exit, press 'Enter' on an empty prompt.\n")
     if multiline:
         print("Multiline input: end a prompt with a line `!submit`; `!quit` or `!exit` leaves.\n")

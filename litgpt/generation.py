@@ -28,8 +28,8 @@ class SamplingParams:
     top_p: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.temperature < 0:
-            raise LitGPTError(f"temperature must be >= 0, got {self.temperature} (0 means greedy)")
+        if not 0 <= self.temperature < float("inf"):  # NaN included
+            raise LitGPTError(f"temperature must be a finite number >= 0, got {self.temperature} (0 means greedy)")
         if self.top_k is not None and self.top_k < 1:
             raise LitGPTError(f"top_k must be a positive integer or None, got {self.top_k}")
         if not 0.0 <= self.top_p <= 1.0:
@@ -47,7 +47,8 @@ def filtered_probs(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor
         k = min(params.top_k, logits.shape[-1])
         kth = torch.topk(logits, k, dim=-1).values[..., -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
-    logits = logits / params.temperature
+    # shifted first: a tiny temperature sends the best token to 0 and the rest to -inf, not to inf - inf = NaN
+    logits = (logits - logits.amax(dim=-1, keepdim=True)) / params.temperature
     if params.top_p < 1.0:
         sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
         sorted_probs = sorted_logits.softmax(dim=-1)
@@ -111,9 +112,11 @@ def generate_batch(
         )
     cache = model.transformer.h[0].attn.kv_cache
     if cache is None or cache.k.shape[0] != B or cache.k.shape[2] < total:
-        # size the static cache to this request (rounded up so nearby lengths reuse it), never to the whole context
-        length = min(model.config.block_size, -(-total // 256) * 256)
-        model.set_kv_cache(B, max_seq_length=max(length, cache.k.shape[2] if cache is not None else 0))
+        # size the static cache to this request (rounded up so nearby lengths reuse it), never to the whole context;
+        # a new batch size alone keeps the length (LLM.distribute(fixed_kv_cache_size=...) set it)
+        held = cache.k.shape[2] if cache is not None else 0
+        length = held if held >= total else max(held, min(model.config.block_size, -(-total // 256) * 256))
+        model.set_kv_cache(B, max_seq_length=length)
     S = model.max_seq_length
     padding = None
     if not bool(valid.all()):

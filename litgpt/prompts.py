@@ -206,7 +206,9 @@ class Longform(PromptStyle):
 
 class Falcon(PromptStyle):
     def render(self, prompt: str, *, sys_prompt: str | None = None, **kwargs: Any) -> str:
-        return f"{prompt}\nAnswer:"
+        # the established release's layout (Falcon-Instruct has no fixed template); the first line keeps the model
+        # from writing "Bot:" before its reply
+        return f"Do not prefix your replies with 'Bot: '\nUser: {prompt}\n"
 
     def stop_tokens(self, tokenizer: Tokenizer) -> tuple[list[int], ...]:
         # the model seldom emits EOS; it tends to start a new "User:" turn instead

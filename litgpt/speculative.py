@@ -40,10 +40,19 @@ def speculative_generate(
     params: SamplingParams = SamplingParams(temperature=0),
     stop_tokens=(),
     generator: Optional[torch.Generator] = None,
+    target_step=None,
+    draft_step=None,
 ) -> tuple[list[int], SpeculativeStats]:
-    """New token ids for the 1-D ``prompt`` and acceptance statistics."""
+    """New token ids for the 1-D ``prompt`` and acceptance statistics. ``target_step`` / ``draft_step`` (default:
+    the models) run the steps after the prompt, e.g. ``torch.compile``d models (the prompt's pass stays eager)."""
     if speculative_k < 1:
         raise LitGPTError(f"speculative_k must be >= 1, got {speculative_k}")
+    if max_new_tokens < 0:
+        raise LitGPTError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+    if max_new_tokens == 0:
+        return [], SpeculativeStats()
+    target_step = target if target_step is None else target_step
+    draft_step = draft if draft_step is None else draft_step
     if draft.config.padded_vocab_size < target.config.vocab_size:
         raise LitGPTError("the draft model's vocabulary is smaller than the target's: they must share a tokenizer")
     T = len(prompt)
@@ -70,7 +79,7 @@ def speculative_generate(
         proposals, draft_probs = [], []
         feed, start = pending, pos - len(pending) + 1
         for i in range(k):
-            d_logits = draft(feed[None], torch.arange(start, start + len(feed), device=prompt.device))[0, -1, :V]
+            d_logits = draft_step(feed[None], torch.arange(start, start + len(feed), device=prompt.device))[0, -1, :V]
             if params.greedy:
                 nxt = d_logits.argmax()
             else:
@@ -81,7 +90,7 @@ def speculative_generate(
             feed, start = nxt[None], pos + 1 + i
         # the target scores token + proposals in one pass
         seq = torch.stack([token, *proposals])
-        t_logits = target(seq[None], torch.arange(pos, pos + k + 1, device=prompt.device))[0, :, :V]
+        t_logits = target_step(seq[None], torch.arange(pos, pos + k + 1, device=prompt.device))[0, :, :V]
         n_ok, fix = 0, None
         if params.greedy:
             best = t_logits.argmax(dim=-1)
@@ -121,12 +130,16 @@ def main(
     target_model_checkpoint_dir: Optional[Path] = None,
     prompt: str = "What food do llamas eat?",
     sys_prompt: Optional[str] = None,
+    num_samples: int = 1,
     speculative_k: int = 3,
     max_new_tokens: int = 50,
     top_k: Optional[int] = 50,
     top_p: float = 1.0,
     temperature: float = 0.8,
+    quantize: Optional[str] = None,
     precision: Optional[str] = None,
+    compile: bool = False,
+    access_token: Optional[str] = None,
 ) -> None:
     """Generate with the target model, speeded up by proposals from a smaller draft model sharing its tokenizer.
 
@@ -135,36 +148,42 @@ def main(
         target_model_checkpoint_dir: The model whose output is produced.
         prompt: The prompt (formatted with the target's prompt style).
         sys_prompt: An optional system prompt.
+        num_samples: How many completions to generate, one after the other.
         speculative_k: How many tokens the draft proposes per step.
         max_new_tokens: The most tokens to generate.
         top_k: Sample among the k most likely tokens (None: all).
         top_p: Nucleus sampling threshold in [0, 1].
         temperature: Sampling temperature; 0 means greedy (identical to the target alone).
+        quantize: Weight quantization of both models, as `litgpt generate --quantize`.
         precision: Weight dtype, e.g. "bf16-true" or "32-true" (default: as `litgpt generate`).
+        compile: Compile both models' steps after the prompt with torch.compile (slower start, faster tokens).
+        access_token: Hugging Face token for gated repos (default: $HF_TOKEN).
     """
-    from litgpt.api import LLM
-    from litgpt.loading import resolve_checkpoint
+    from litgpt.generate import load_for_cli
 
     if draft_model_checkpoint_dir is None or target_model_checkpoint_dir is None:
-        raise LitGPTError("give both --draft_model_checkpoint_dir and --target_model_checkpoint_dir")
-    torch.manual_seed(1234)
-    target = LLM.load(resolve_checkpoint(target_model_checkpoint_dir), distribute=None)
-    draft = LLM.load(resolve_checkpoint(draft_model_checkpoint_dir), distribute=None)
-    for llm in (target, draft):
-        llm.distribute(precision=precision)
+        raise LitGPTError("give both the draft and the target model: litgpt generate_speculatively DRAFT TARGET")
+    target = load_for_cli(target_model_checkpoint_dir, precision, quantize, access_token)
+    draft = load_for_cli(draft_model_checkpoint_dir, precision, quantize, access_token)
+    if compile:
+        target.compile()
+        draft.compile()
     params = SamplingParams(temperature, top_k, top_p)
     ids = target._prompt_ids(prompt, sys_prompt)
-    start = time.perf_counter()
-    tokens, stats = speculative_generate(
-        target.model, draft.model, ids, max_new_tokens, speculative_k, params, target._stop_tokens()
-    )
-    elapsed = time.perf_counter() - start
-    print(target.preprocessor.decode(tokens))
-    print(
-        f"Time for inference: {elapsed:.02f} sec total, {len(tokens) / elapsed:.02f} tokens/sec, {len(tokens)} tokens",
-        file=sys.stderr,
-    )
-    print(
-        f"Acceptance rate: {stats.acceptance_rate:.1%} ({stats.accepted} of {stats.proposed} proposed tokens)",
-        file=sys.stderr,
-    )
+    for i in range(num_samples):
+        start = time.perf_counter()
+        tokens, stats = speculative_generate(
+            target.model, draft.model, ids, max_new_tokens, speculative_k, params, target._stop_tokens(),
+            target_step=target.decode_fn, draft_step=draft.decode_fn,
+        )  # fmt: skip
+        elapsed = time.perf_counter() - start
+        print(target.preprocessor.decode(tokens))
+        print(
+            f"Time for inference {i + 1}: {elapsed:.02f} sec total, {len(tokens) / elapsed:.02f} tokens/sec, "
+            f"{len(tokens)} tokens",
+            file=sys.stderr,
+        )
+        print(
+            f"Acceptance rate: {stats.acceptance_rate:.1%} ({stats.accepted} of {stats.proposed} proposed tokens)",
+            file=sys.stderr,
+        )

@@ -40,6 +40,32 @@ def test_batched_generation_equals_one_by_one(tiny_checkpoint):
     assert [t.tolist() for t in together] == [a.tolist() for a in alone]
 
 
+def test_an_empty_prompt_is_a_one_line_error(tiny_checkpoint):
+    """A prompt that encodes to no tokens (a Default style without BOS): an IndexError before, and a batch row of
+    garbage."""
+    from litgpt.prompts import Default
+
+    llm = LLM.load(tiny_checkpoint)
+    llm.prompt_style = Default()
+    llm.preprocessor.tokenizer.use_bos = False
+    with pytest.raises(LitGPTError, match="The prompt encodes to no tokens"):
+        llm.generate("", **GREEDY)
+    with pytest.raises(LitGPTError, match="Prompt 0 encodes to no tokens"):
+        llm.generate(["", "hi"], **GREEDY)
+
+
+def test_a_fixed_cache_size_survives_other_batch_sizes(tiny_checkpoint):
+    """distribute(fixed_kv_cache_size=40) caps the cache's memory: a batch re-allocates it for two rows, not for the
+    next 256 positions."""
+    llm = LLM.load(tiny_checkpoint, distribute=None)
+    llm.distribute(accelerator="cpu", fixed_kv_cache_size=40)
+    lengths = lambda: {b.attn.kv_cache.k.shape[2] for b in llm.model.transformer.h}  # noqa: E731
+    assert lengths() == {40}
+    llm.generate(["hi", "hello there"], max_new_tokens=3, temperature=0)
+    llm.generate("hi", max_new_tokens=3, temperature=0)
+    assert lengths() == {40}
+
+
 def test_benchmark_and_markdown_table(tiny_checkpoint, monkeypatch):
     from litgpt import generation
 

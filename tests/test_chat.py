@@ -81,3 +81,13 @@ def test_generate_reports_tokens_not_printed_pieces(tiny_checkpoint, capsys, mon
     ids = llm.generate("Hello", max_new_tokens=12, temperature=0, return_as_token_ids=True)
     assert captured.out == llm.preprocessor.decode(ids) + "\n"
     assert f"2.00 sec total, {len(ids) / 2:.02f} tokens/sec" in captured.err
+
+
+def test_chat_takes_the_established_compile_flag(capsys):
+    import yaml
+
+    from litgpt.__main__ import main
+
+    with pytest.raises(SystemExit):
+        main(["chat", "--compile", "true", "--print_config"])
+    assert yaml.safe_load(capsys.readouterr().out)["compile"] is True

@@ -24,11 +24,20 @@ def test_sampling_rules():
         torch.stack([sample(logits, SamplingParams(temperature=1.0), g) for _ in range(4000)]).flatten(), minlength=4
     )
     torch.testing.assert_close(counts / 4000, logits.softmax(-1)[0], atol=0.03, rtol=0)
+    # a tiny temperature is greedy in effect (logits / 1e-40 overflowed: NaN probabilities, token 0 drawn)
+    for temperature in (1e-30, 1e-40, 1e-45):
+        assert sample(logits * 30, SamplingParams(temperature=temperature, top_k=3), g).item() == 1
 
 
 @pytest.mark.parametrize(
     "kwargs, match",
-    [(dict(temperature=-1), "temperature"), (dict(top_k=0), "top_k"), (dict(top_p=1.5), "top_p")],
+    [
+        (dict(temperature=-1), "temperature"),
+        (dict(temperature=float("nan")), "temperature"),
+        (dict(temperature=float("inf")), "temperature"),
+        (dict(top_k=0), "top_k"),
+        (dict(top_p=1.5), "top_p"),
+    ],
 )
 def test_sampling_values_are_checked(kwargs, match):
     with pytest.raises(LitGPTError, match=match):

@@ -112,6 +112,7 @@ def test_exact_formats():
     assert alpaca.apply("Sum", input="1 2").endswith("### Instruction:\nSum\n\n### Input:\n1 2\n\n### Response:\n")
     assert alpaca.apply("Sum").endswith("### Instruction:\nSum\n\n### Response:\n")
     assert PromptStyle.from_name("vicuna").apply("Hi").endswith("USER: Hi ASSISTANT:")
+    assert PromptStyle.from_name("falcon").apply("Hi") == "Do not prefix your replies with 'Bot: '\nUser: Hi\n"
 
 
 def test_bad_conversations_are_refused():

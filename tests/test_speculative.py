@@ -46,6 +46,7 @@ def test_sampling_and_stops(pair):
     assert cut == alone[: alone.index(stop)]
     with pytest.raises(LitGPTError, match="speculative_k"):
         speculative_generate(target, draft, prompt, 5, 0)
+    assert speculative_generate(target, draft, prompt, 0)[0] == []  # it returned one token
 
 
 def test_cli_prints_acceptance_rate(tmp_path, capsys):
@@ -54,6 +55,12 @@ def test_cli_prints_acceptance_rate(tmp_path, capsys):
     target = build_tiny_checkpoint(tmp_path / "target", seed=0, n_layer=3)
     draft = build_tiny_checkpoint(tmp_path / "draft", seed=1, n_layer=1)
     main(["generate_speculatively", "--draft_model_checkpoint_dir", str(draft), "--target_model_checkpoint_dir",
-          str(target), "--temperature", "0", "--max_new_tokens", "12", "--prompt", "Llamas eat"])  # fmt: skip
-    err = capsys.readouterr().err
-    assert "Acceptance rate:" in err and "tokens/sec" in err
+          str(target), "--temperature", "0", "--max_new_tokens", "12", "--prompt", "Llamas eat", "--precision",
+          "32-true"])  # fmt: skip
+    captured = capsys.readouterr()
+    assert "Acceptance rate:" in captured.err and "tokens/sec" in captured.err
+    # the established spelling: both models as positional arguments; compiled steps, two samples, the same text
+    main(["generate_speculatively", str(draft), str(target), "--temperature", "0", "--max_new_tokens", "12",
+          "--prompt", "Llamas eat", "--num_samples", "2", "--compile", "true", "--precision", "32-true"])  # fmt: skip
+    again = capsys.readouterr()
+    assert again.out == captured.out * 2 and "Time for inference 2" in again.err
