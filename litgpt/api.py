@@ -419,8 +419,17 @@ class LLM(torch.nn.Module):
 
             state = load_state_dict(Path(trainer_ckpt))
             state = state.get("state_dict", state)
-            state = {k[len("model.") :] if k.startswith("model.") else k: v for k, v in state.items()}
-            self.model.load_state_dict(state, strict=True)
+            # the keys sit under the LightningModule's attributes ("llm.model." in the documented LitLLM)
+            anchor = next((k for k in state if k == "lm_head.weight" or k.endswith(".lm_head.weight")), None)
+            if anchor is None:
+                raise LitGPTError(f"{trainer_ckpt} holds no GPT weights (no lm_head.weight under any prefix)")
+            prefix = anchor[: -len("lm_head.weight")]
+            state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+            missing, unexpected = self.model.load_state_dict(state, strict=False)
+            if missing or unexpected:
+                raise LitGPTError(
+                    f"{trainer_ckpt} does not fit this model: missing {missing[:3]}, unexpected {unexpected[:3]}"
+                )
 
     def save(self, out_dir: str | Path, prompt_style=None) -> None:
         """Write a checkpoint folder (weights, config, tokenizer files, prompt style) usable by every command."""

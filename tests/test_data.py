@@ -235,7 +235,8 @@ def test_hub_split_uses_datasets_and_caches(tmp_path, monkeypatch):
 
 
 def test_data_module_works_with_the_lightning_trainer(tmp_path):
-    """The Python API's Trainer example: LLM.load(distribute=None) + a data module + L.Trainer.fit."""
+    """The Python API's Trainer example: LLM.load(distribute=None) + a data module + L.Trainer.fit, then its third
+    use case: a new module resumes from the Trainer's .ckpt (keys under "llm.model.") through trainer_setup."""
     import lightning as L
 
     from litgpt.api import LLM
@@ -246,12 +247,13 @@ def test_data_module_works_with_the_lightning_trainer(tmp_path):
     data = JSON(make_json_data(tmp_path / "data"), num_workers=0)
 
     class LitLLM(L.LightningModule):
-        def __init__(self):
+        def __init__(self, trainer_ckpt_path=None):
             super().__init__()
             self.llm = LLM.load(ckpt, distribute=None)
+            self.trainer_ckpt_path = trainer_ckpt_path
 
         def setup(self, stage):
-            self.llm.trainer_setup()
+            self.llm.trainer_setup(trainer_ckpt=self.trainer_ckpt_path)
 
         def training_step(self, batch):
             return self.llm(input_ids=batch["input_ids"], target_ids=batch["labels"])[1]
@@ -262,8 +264,17 @@ def test_data_module_works_with_the_lightning_trainer(tmp_path):
     lit_model = LitLLM()
     data.connect(lit_model.llm.tokenizer, batch_size=2, max_seq_length=64)
     trainer = L.Trainer(
-        max_steps=2, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, limit_val_batches=0, default_root_dir=tmp_path,
+        max_steps=2, accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, limit_val_batches=0,
+        default_root_dir=tmp_path,
     )  # fmt: skip
     trainer.fit(lit_model, data)
     assert trainer.global_step == 2
+    saved = next(tmp_path.rglob("*.ckpt"))
+    resumed = LitLLM(trainer_ckpt_path=saved)
+    resumed.setup("fit")
+    trained = lit_model.llm.model.state_dict()
+    for key, value in resumed.llm.model.state_dict().items():
+        assert torch.equal(value, trained[key]), key
+    with pytest.raises(LitGPTError, match="holds no GPT weights"):
+        torch.save({"state_dict": {"other.weight": torch.zeros(1)}}, tmp_path / "other.ckpt")
+        LitLLM(trainer_ckpt_path=tmp_path / "other.ckpt").setup("fit")
