@@ -9,6 +9,7 @@ import json
 import shutil
 import tarfile
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import torch
@@ -290,6 +291,19 @@ def test_litdata_optimizes_once_then_streams_and_trains(tmp_path):
     shuffled = [tuple(data.train_dataset[i].tolist()) for i in range(len(data.train_dataset))]
     plain = [tuple(torch.as_tensor(data.train_dataset.dataset[i]).tolist()) for i in range(len(data.train_dataset))]
     assert shuffled != plain and sorted(shuffled) == sorted(plain)  # every block once, in a shuffled order
+
+    # under torch.distributed litdata's own length is one rank's share; the loop shards indices itself, so the
+    # dataset must keep the length of all blocks (each of 2 ranks read only the first half, twice over)
+    from litdata.utilities.env import _DistributedEnv
+
+    from litgpt.data.litdata import streaming_blocks
+
+    two_ranks = _DistributedEnv(world_size=2, global_rank=1, num_nodes=1)
+    with mock.patch.object(_DistributedEnv, "detect", classmethod(lambda cls: two_ranks)):
+        blocks = streaming_blocks(tmp_path / "optimized" / "train", 17)
+    assert blocks.dataset.distributed_env is two_ranks and len(blocks.dataset) < len(data.train_dataset)
+    assert len(blocks) == len(data.train_dataset)
+    assert torch.equal(torch.as_tensor(blocks[len(blocks) - 1]), torch.as_tensor(plain[-1]))
 
     out = tmp_path / "out"
     main([

@@ -195,18 +195,42 @@ class Mixture(Dataset):
 
 
 def streaming_blocks(input_dir: Union[str, Path], block_size: int, max_cache_size: str = "50GB") -> Dataset:
-    """A ``litdata.StreamingDataset`` of ``block_size``-token blocks from optimized token chunks."""
+    """The ``block_size``-token blocks of optimized token chunks (a ``litdata.StreamingDataset``), by global index."""
     _require_litdata()
     from litdata import StreamingDataset
     from litdata.streaming.item_loader import TokensLoader
 
-    return StreamingDataset(
-        input_dir=str(input_dir),
-        item_loader=TokensLoader(block_size=block_size),
-        shuffle=False,
-        drop_last=True,
-        max_cache_size=max_cache_size,
+    return AllBlocks(
+        StreamingDataset(
+            input_dir=str(input_dir),
+            item_loader=TokensLoader(block_size=block_size),
+            shuffle=False,
+            drop_last=True,
+            max_cache_size=max_cache_size,
+        )
     )
+
+
+class AllBlocks(Dataset):
+    """A ``StreamingDataset`` read by global index, as long as all of its blocks. Once torch.distributed is up,
+    litdata's own ``len()`` is one rank's share; the training loop shards the indices across ranks itself, so with
+    that length each rank would read only the first 1/world_size of the data (twice over)."""
+
+    def __init__(self, dataset) -> None:
+        from litdata.utilities.env import _DistributedEnv
+
+        self.dataset = dataset
+        env, dataset.distributed_env = dataset.distributed_env, _DistributedEnv(world_size=1, global_rank=0, num_nodes=1)
+        try:
+            self.length = dataset.get_len(1, 1)
+        finally:
+            dataset.distributed_env = env
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int):
+        return self.dataset[index]
 
 
 class StreamingModule(TokenModule):
