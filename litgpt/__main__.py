@@ -89,7 +89,12 @@ def main(argv: list[str] | None = None) -> None:
         print("usage: litgpt <command> [options]\n\ncommands:\n  " + "\n  ".join(sorted(set(COMMANDS) | set(LISTS) | set(ALIASES))))
         return
     if argv[0] in LISTS and argv[1:] in ([], ["list"]):
-        print("\n".join(resolve(LISTS[argv[0]])()))
+        try:
+            print("\n".join(resolve(LISTS[argv[0]])()), flush=True)
+        except BrokenPipeError:  # `litgpt pretrain | head`: the reader left; no traceback, and none at exit
+            import os
+
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return
     if argv[0] not in COMMANDS:
         from litgpt.config import suggest

@@ -158,16 +158,10 @@ class Pretrain(Method):
             model = GPT(config)
         model.init_weights()
         if self.checkpoint_dir is not None:
-            from litgpt.checkpoint import load_state_dict, model_state
+            from litgpt.checkpoint import load_checkpoint
             from litgpt.loading import ensure_lit_weights
 
-            weights = ensure_lit_weights(Path(self.checkpoint_dir))
-            state = model_state(load_state_dict(weights), weights)
-            missing, unexpected = model.load_state_dict(state, strict=False)
-            if missing or unexpected:
-                raise LitGPTError(
-                    f"{weights} does not match the model config: missing {missing[:3]}, unexpected {unexpected[:3]}"
-                )
+            load_checkpoint(model, ensure_lit_weights(Path(self.checkpoint_dir)))  # a mismatch: one line, no traceback
             fabric.print(f"Continuing pretraining from {self.checkpoint_dir}", file=sys.stderr)
         if self.tie_embeddings:
             tie_weights(model)
@@ -347,7 +341,7 @@ def setup(
         if flops is not None:
             print(f"FLOPs per micro-batch (forward + backward): {flops:.4g}", file=sys.stderr)
 
-    if model_config is None:
+    if model_name is None and model_config is None:  # the architecture of --initial_checkpoint_dir
         args["model_config"] = config
     hparams = hparams_of({k: v for k, v in args.items()})
     job = Job(

@@ -68,6 +68,13 @@ def test_bare_pretrain_lists_architectures(capsys):
     assert "tiny-llama-1.1b" in names and names == sorted(names)
     main(["pretrain", "list"])
     assert capsys.readouterr().out.splitlines() == names
+    # a reader that leaves early (`litgpt pretrain | head -1`): no BrokenPipeError traceback
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "litgpt", "pretrain"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # gone before the list is written (the process is still importing)
+    assert proc.wait(timeout=60) == 0 and b"Traceback" not in proc.stderr.read()
 
 
 def test_tiny_model_learns_shipped_text_then_generates(tmp_path, capsys):
@@ -135,6 +142,10 @@ def test_tied_embeddings_and_continued_pretraining(tmp_path):
     more = tmp_path / "more"
     main([*shipped_args(more, tmp_path / "cache", 1), "--initial_checkpoint_dir", str(out / "final")])
     assert train_losses(more)[1] < train_losses(out)[1] - 0.1
+    # weights of another architecture: a one-line error naming the tensors (was a traceback of size mismatches)
+    with pytest.raises(SystemExit, match=r"does not match the model: .* missing tensor\(s\): transformer\.h\.2\."):
+        main([*shipped_args(tmp_path / "other", tmp_path / "cache", 1), "--initial_checkpoint_dir", str(out / "final"),
+              "--model_config.n_layer", "3"])  # fmt: skip
 
 
 def test_real_tiny_llama_builds_on_meta_and_counts_flops():
@@ -190,13 +201,15 @@ def test_tutorial_pretraining_commands(hub, tmp_path, monkeypatch, capsys):  # n
     assert config["name"] == "tiny-llama-1.1b" and config["vocab_size"] == real.vocab_size
     assert list(Path("out/pretrain/logs/tensorboard").rglob("events.out.tfevents.*"))  # the default logger
     assert list(Path("data/openwebtext").rglob("train.bin"))
-    # cached: a second run does not fetch again
+    # the run's hyperparameters.yaml runs again as written (it held both --model_name and the resolved
+    # --model_config, which were refused together); cached: a second run does not fetch again
+    hparams = yaml.safe_load((final / "hyperparameters.yaml").read_text())
+    assert hparams["model_name"] == "tiny-llama-1.1b" and hparams["model_config"] is None
     main([
-        "pretrain", "--model_name", "tiny-llama-1.1b", "--data", "OpenWebText", "--tokenizer_dir", str(checkpoint),
-        "--train.max_steps", "1", "--train.global_batch_size", "2", "--train.micro_batch_size", "2",
-        "--data.val_split_fraction", "0.1", "--out_dir", "out/again", "--logger_name", "csv",
+        "pretrain", "--config", str(final / "hyperparameters.yaml"), "--train.max_steps", "1", "--out_dir",
+        "out/again", "--logger_name", "csv",
     ])  # fmt: skip
-    assert len(calls) == 1
+    assert len(calls) == 1 and (Path("out/again/final") / "lit_model.pth").is_file()
 
     with pytest.raises(SystemExit) as e:
         main(["pretrain", "--help"])
@@ -240,6 +253,17 @@ def test_text_files_tokenize_once_into_blocks(tmp_path):
     stamp = {p: p.stat().st_mtime_ns for p in cache}
     connected(TextFiles(train_data_path=texts), tok)
     assert {p: p.stat().st_mtime_ns for p in cache} == stamp  # reused, not tokenized again
+
+    # other or edited text is tokenized again (the cache was named after the tokenizer alone: stale tokens)
+    (texts / "a.txt").write_text(TINY_TEXT * 2)
+    longer = connected(TextFiles(train_data_path=texts), tok)
+    assert len(longer.train_dataset) > len(data.train_dataset)
+    for size, name in ((1, "short"), (3, "long")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "v.txt").write_text(TINY_TEXT * size)
+    short = connected(TextFiles(train_data_path=texts, val_data_path=tmp_path / "short"), tok)
+    long = connected(TextFiles(train_data_path=texts, val_data_path=tmp_path / "long"), tok)
+    assert len(long.val_dataset) > len(short.val_dataset)
 
 
 def test_tinystories_fetches_unpacks_and_splits(tmp_path, monkeypatch):

@@ -60,18 +60,19 @@ class TextFiles(PretrainDataModule):
         return base / ".cache"
 
     def token_files(self) -> tuple[Path, Path]:
+        """Named after the tokenizer and the text files (paths, sizes, modification times): edited or other text
+        is tokenized again, never read from a stale cache."""
         folder = self.cache_root() / f"tokens-{tokenizer_fingerprint(self._need_tokenizer())}"
+        train = _files_fingerprint(text_files(self.train_data_path))
         if self.val_data_path is not None:
-            return folder / "all.bin", folder / "val.bin"
-        return (
-            folder / f"train-holdout{self.val_split_fraction:g}.bin",
-            folder / f"val-holdout{self.val_split_fraction:g}.bin",
-        )
+            return folder / f"all-{train}.bin", folder / f"val-{_files_fingerprint(text_files(self.val_data_path))}.bin"
+        holdout = f"holdout{self.val_split_fraction:g}"
+        return folder / f"train-{train}-{holdout}.bin", folder / f"val-{train}-{holdout}.bin"
 
     def write_token_files(self, train: Path, val: Path) -> None:
         tokenizer = self._need_tokenizer()
         files = text_files(self.train_data_path)
-        all_train = train.with_name("all.bin")
+        all_train = train.with_name(f"all-{_files_fingerprint(files)}.bin")
         if not is_cached(all_train):
             write_tokens(all_train, tokenizer, (_read(p) for p in files))
         if self.val_data_path is not None:
@@ -81,6 +82,16 @@ class TextFiles(PretrainDataModule):
         cut = len(tokens) - max(1, int(len(tokens) * self.val_split_fraction))
         _write_array(train, tokens[:cut])
         _write_array(val, tokens[cut:])
+
+
+def _files_fingerprint(files: list[Path]) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in files:
+        stat = path.stat()
+        digest.update(f"{path.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}\0".encode())
+    return digest.hexdigest()[:12]
 
 
 def _write_array(path: Path, tokens: np.ndarray) -> None:
