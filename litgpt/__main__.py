@@ -6,6 +6,7 @@ Commands are imported lazily so that `litgpt --help` and `litgpt download list` 
 from __future__ import annotations
 
 import importlib
+import re
 import sys
 
 from litgpt.errors import LitGPTError
@@ -108,12 +109,28 @@ def main(argv: list[str] | None = None) -> None:
         named += [f"--{option}", rest.pop(0)]
     rest = named + rest
     rest = _name_beside_dotted_options(rest, "--optimizer")
+    from argparse import ArgumentError
+
     from jsonargparse import CLI
 
     try:
-        CLI(resolve(COMMANDS[name]), args=rest, prog=f"litgpt {name}", as_positional=True)
+        CLI(resolve(COMMANDS[name]), args=rest, prog=f"litgpt {name}", as_positional=True, exit_on_error=False)
     except LitGPTError as e:
         sys.exit(f"litgpt {name}: error: {e}")
+    except ArgumentError as e:  # jsonargparse's own: one line instead of the whole usage text
+        sys.exit(f"litgpt {name}: error: {_option_error(str(e))} (see litgpt {name} --help)")
+
+
+def _option_error(text: str) -> str:
+    """jsonargparse's message for a bad option value, shortened to the option, the value and what it may be."""
+    key = re.match(r'Parser key "([^"]+)"', text)
+    given = re.search(r"(?:Given value|Got value): (.*)", text)
+    choices = list(dict.fromkeys(re.findall(r"typing\.Literal\[([^\]]*)\]", text)))
+    expected = re.match(r"Parser key \"[^\"]+\":\s*Expected a <class '(\w+)'>", text)
+    if key and given and (choices or expected):
+        what = f"one of {', '.join(choices)}" if choices else f"of type {expected.group(1)}"
+        return f"--{key.group(1)} {given.group(1).strip()} is not {what}" + (" or null" if "NoneType" in text else "")
+    return " ".join(text.split())
 
 
 if __name__ == "__main__":

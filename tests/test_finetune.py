@@ -200,6 +200,22 @@ def test_resume_with_other_settings(tiny, tmp_path):
 
 
 @pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["finetune", "lora", "--quantize", "int8"], "--quantize int8 is not one of 'bnb.nf4', "),
+        (["generate", "--max_new_tokens", "x"], "--max_new_tokens x is not of type int"),
+        (["chat", "--bogus", "1"], "unrecognized arguments: --bogus 1"),
+    ],
+)
+def test_bad_option_values_are_one_line_errors(argv, message, capsys):
+    """jsonargparse printed its whole usage text and a multi-line type report."""
+    with pytest.raises(SystemExit, match=re.escape(message)) as exit_info:
+        main(argv)
+    assert "\n" not in str(exit_info.value.code) and "--help" in str(exit_info.value.code)
+    assert "usage:" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
     "option, message",
     [
         (["--precision", "bf16-wrong"], "Precision 'bf16-wrong' is invalid"),
