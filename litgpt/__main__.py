@@ -119,6 +119,28 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"litgpt {name}: error: {e}")
     except ArgumentError as e:  # jsonargparse's own: one line instead of the whole usage text
         sys.exit(f"litgpt {name}: error: {_option_error(str(e))} (see litgpt {name} --help)")
+    except ValueError as e:
+        ours = _cause(e, LitGPTError)  # raised while jsonargparse built an option's object (a data module)
+        if ours is None:
+            raise
+        sys.exit(f"litgpt {name}: error: {ours}")
+    except OSError as e:  # an output folder that is a file, read-only, a full disk: the system's own words
+        if e.filename is None:
+            raise
+        sys.exit(f"litgpt {name}: error: {e.strerror or e}: {e.filename}")
+    except KeyboardInterrupt:  # Ctrl-C: outputs are written to temporary names first, so nothing half-written
+        sys.exit(f"litgpt {name}: interrupted")
+
+
+def _cause(error: BaseException, kind: type) -> BaseException | None:
+    """The first exception of ``kind`` in ``error``'s chain of causes."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, kind):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
 
 
 def _option_error(text: str) -> str:

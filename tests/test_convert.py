@@ -579,6 +579,10 @@ def test_cli_round_trip(tmp_path):
     assert {"model.safetensors", "config.json", "tokenizer_config.json"} <= {
         p.name for p in (tmp_path / "out").iterdir()
     }
+    # an output path that is a file: the system's one line, no traceback
+    (tmp_path / "a-file").write_text("x")
+    proc = _cli("convert_from_litgpt", str(folder), str(tmp_path / "a-file"))
+    _assert_one_line_failure(proc, "File exists", "a-file")
 
 
 def test_load_checkpoint_errors(tmp_path):

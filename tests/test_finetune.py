@@ -222,10 +222,13 @@ def test_bad_option_values_are_one_line_errors(argv, message, capsys):
         (["--eval.interval", "0"], "--eval.interval must be at least 1, got 0"),
         (["--train.log_interval", "0"], "--train.log_interval must be at least 1, got 0"),
         (["--train.micro_batch_size", "0"], "--train.micro_batch_size must be at least 1, got 0"),
+        (["--out_dir", __file__], "is a file; choose another --out_dir"),
+        (["--data.json_path", "{data}/train.json"], "--data.json_path is a single file: also set"),
     ],
 )
 def test_bad_training_options_are_one_line_errors(tiny, tmp_path, option, message, capsys):
     ckpt, data = tiny
+    option = [o.format(data=data) for o in option]
     with pytest.raises(SystemExit, match=re.escape(message)) as exit_info:
         main(["finetune", "lora", *fast_args(ckpt, data, tmp_path / "out", *option, steps=1)])
     assert "\n" not in str(exit_info.value.code)
