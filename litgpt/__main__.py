@@ -51,6 +51,7 @@ POSITIONAL: dict[str, tuple[str, ...]] = {
     "download": ("repo_id",),
     "evaluate": ("checkpoint_dir",),
     "generate_speculatively": ("draft_model_checkpoint_dir", "target_model_checkpoint_dir"),
+    "pretrain": ("model_name",),  # `litgpt pretrain EleutherAI/pythia-14m --tokenizer_dir ...`
     **{f"finetune_{m}": ("checkpoint_dir",) for m in ("lora", "qlora", "adapter", "adapter_v2", "full")},
 }
 

@@ -172,9 +172,11 @@ class Config:
         if not path.is_file():
             raise LitGPTError(f"Config file {str(path)!r} does not exist")
         try:
-            data = yaml.safe_load(path.read_text()) or {}
+            data = yaml.safe_load(path.read_text())
         except yaml.YAMLError as e:
             raise LitGPTError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
+        if not data:  # else every field would take its default: a 4096-wide model
+            raise LitGPTError(f"{path} is empty; it should hold the model's config fields (or `name: <model>`)")
         if not isinstance(data, dict):
             raise LitGPTError(f"{path} must hold a mapping of config fields")
         if set(data) == {"name"}:  # a file may just name a registered model

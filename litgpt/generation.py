@@ -37,7 +37,9 @@ class SamplingParams:
 
     @property
     def greedy(self) -> bool:
-        return self.temperature == 0 or self.top_p == 0 or self.top_k == 1
+        # below float32's smallest normal number a temperature leaves all the mass on the best token (and as a
+        # float32 it may round to 0: 0 / 0 = NaN)
+        return self.temperature < 1.1754944e-38 or self.top_p == 0 or self.top_k == 1
 
 
 def filtered_probs(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:

@@ -167,6 +167,13 @@ def load_model(
     from litgpt.checkpoint import MappedFile, model_state
 
     state = model_state(load_state_dict(weights), weights)  # plain, or {"model": ...} as full finetunes once wrote
+    expected = model.state_dict()
+    for name, tensor in state.items():
+        if name in expected and tuple(tensor.shape) != tuple(expected[name].shape):
+            raise LitGPTError(
+                f"{weights}: tensor {name} has shape {tuple(tensor.shape)} but {config.name or 'the config'} "
+                f"expects {tuple(expected[name].shape)}; is model_config.yaml the config these weights belong to?"
+            )
     missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
     del state  # the model holds the tensors now: a cast below frees each source as it goes
     if missing or unexpected:

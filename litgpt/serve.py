@@ -838,6 +838,29 @@ def build_server(
     return server
 
 
+def _check_before_starting(host: str, port: int, precision, quantize, accelerator: str) -> None:
+    """What the model worker would only find after the server has started (its error then reads as a crash)."""
+    import socket
+
+    import torch
+
+    from litgpt.loading import parse_precision
+
+    parse_precision(precision, "cpu")  # the name; the worker picks the dtype for its device
+    if quantize is not None:
+        from litgpt.quantize import check_mode
+
+        on_gpu = accelerator in ("auto", "cuda", "gpu") and torch.cuda.is_available()
+        check_mode(quantize, "cuda" if on_gpu else "cpu")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as e:
+            raise LitGPTError(f"cannot listen on {host}:{port} ({e.strerror}); choose another --port") from None
+
+
 def _stop_on_sigterm() -> None:
     """`kill`, `docker stop` and systemd send SIGTERM to this process alone: shut down as on Ctrl-C, where LitServe
     ends its worker and HTTP processes (else they outlive it, still holding the port)."""
@@ -916,6 +939,7 @@ def main(
         raise LitGPTError(f"host must be 'localhost' (127.0.0.1), '0.0.0.0' or '::' (LitServe binds no other), got {host!r}")
     if not 1024 <= port <= 65535:
         raise LitGPTError(f"port must be between 1024 and 65535, got {port}")
+    _check_before_starting(host, port, precision, quantize, accelerator)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the HTTP process is forked after tokenizing
     folder = resolve_checkpoint(checkpoint_dir, access_token=access_token)
     server = build_server(

@@ -205,3 +205,22 @@ def test_missing_checkpoint_folder_is_named(tmp_path, monkeypatch):
         LLM.load(missing)
     with pytest.raises(LitGPTError, match=r"'\./nowhere' does not exist\. Check the path"):
         LLM.load("./nowhere")
+
+
+def test_a_config_that_does_not_fit_the_weights_is_a_one_line_error(tiny_checkpoint, tmp_path):
+    """A model_config.yaml edited away from its weights raised a size-mismatch RuntimeError of 40 lines; an empty
+    one was read as the default Config (a 4096-wide model) and failed the same way."""
+    import shutil
+
+    import yaml
+
+    folder = tmp_path / "edited"
+    shutil.copytree(tiny_checkpoint, folder)
+    config = yaml.safe_load((folder / "model_config.yaml").read_text())
+    config["intermediate_size"] += 32
+    (folder / "model_config.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(LitGPTError, match=r"tensor transformer\.h\.0\.mlp\..* has shape .* but .* expects"):
+        LLM.load(folder)
+    (folder / "model_config.yaml").write_text("")
+    with pytest.raises(LitGPTError, match="model_config.yaml is empty"):
+        LLM.load(folder)

@@ -25,7 +25,7 @@ def test_sampling_rules():
     )
     torch.testing.assert_close(counts / 4000, logits.softmax(-1)[0], atol=0.03, rtol=0)
     # a tiny temperature is greedy in effect (logits / 1e-40 overflowed: NaN probabilities, token 0 drawn)
-    for temperature in (1e-30, 1e-40, 1e-45):
+    for temperature in (1e-30, 1e-40, 1e-45, 1e-300):
         assert sample(logits * 30, SamplingParams(temperature=temperature, top_k=3), g).item() == 1
 
 

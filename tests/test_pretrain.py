@@ -68,6 +68,9 @@ def test_bare_pretrain_lists_architectures(capsys):
     assert "tiny-llama-1.1b" in names and names == sorted(names)
     main(["pretrain", "list"])
     assert capsys.readouterr().out.splitlines() == names
+    with pytest.raises(SystemExit):  # the established spelling: the model name as the first argument
+        main(["pretrain", "EleutherAI/pythia-14m", "--print_config"])
+    assert yaml.safe_load(capsys.readouterr().out)["model_name"] == "EleutherAI/pythia-14m"
     # a reader that leaves early (`litgpt pretrain | head -1`): no BrokenPipeError traceback
     import subprocess
     import sys

@@ -377,3 +377,23 @@ def test_sigterm_to_the_server_process_ends_all_of_its_processes(tiny_checkpoint
         assert "Traceback" not in server.log.read_text()
     finally:
         server.stop()
+
+
+def test_bad_settings_are_refused_before_the_server_starts():
+    """A bad --precision / --quantize surfaced as a worker crash after "serving ... at http://..."; a port in use
+    as uvicorn's log line and exit code 3."""
+    import socket
+
+    from litgpt.errors import LitGPTError
+    from litgpt.serve import main
+
+    with pytest.raises(LitGPTError, match="Unknown precision 'bf17'"):
+        main("unused", precision="bf17")
+    with pytest.raises(LitGPTError, match="Unknown quantize mode 'nf9'"):
+        main("unused", quantize="nf9")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(LitGPTError, match=rf"cannot listen on 127\.0\.0\.1:{port} .*choose another --port"):
+            main("unused", port=port)
