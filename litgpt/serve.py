@@ -321,8 +321,11 @@ def plan_batches(jobs: Sequence[dict], context: int) -> list[list[int]]:
     return sorted((sorted(b) for b in batches), key=lambda b: b[0])
 
 
-def generate_events(llm, jobs: Sequence[dict], log=None) -> Iterator[list[str]]:
-    """Run a list of jobs; yield per step one JSON event string per job ("" where a job has nothing new)."""
+def generate_events(llm, jobs: Sequence[dict], log=None, cancelled=None) -> Iterator[list[str]]:
+    """Run a list of jobs; yield per step one JSON event string per job ("" where a job has nothing new).
+
+    ``cancelled``: a mapping shared with the HTTP process whose keys are the ids of jobs whose client went away; such
+    a job ends at the next step, and a batch ends once none of its jobs is left."""
     import torch
 
     rows = [_Row(llm.preprocessor.tokenizer, job) for job in jobs]
@@ -338,6 +341,7 @@ def generate_events(llm, jobs: Sequence[dict], log=None) -> Iterator[list[str]]:
         )
         try:
             for step in steps:
+                _drop_cancelled(jobs, rows, batch, cancelled)
                 out = [""] * len(jobs)
                 for i, row_step in zip(batch, step):
                     if row_step is None or rows[i].finished:
@@ -355,6 +359,24 @@ def generate_events(llm, jobs: Sequence[dict], log=None) -> Iterator[list[str]]:
             log(f"batch of {len(batch)} request(s): {new} new tokens in {time.perf_counter() - start:.2f}s")
 
 
+CANCEL_MEMORY_S = 600.0  # a cancelled id no batch claims (its job had ended already) is forgotten after this
+
+
+def _drop_cancelled(jobs: Sequence[dict], rows: Sequence[_Row], batch: Sequence[int], cancelled) -> None:
+    if not cancelled:  # one round trip to the manager per step while nothing is cancelled
+        return
+    gone = dict(cancelled.items())
+    for i in batch:
+        uid = jobs[i].get("id")
+        if uid in gone:
+            rows[i].finished = True
+            cancelled.pop(uid, None)
+    now = time.time()
+    for uid, since in gone.items():
+        if now - since > CANCEL_MEMORY_S:
+            cancelled.pop(uid, None)
+
+
 def _log(message: str) -> None:
     print(f"litgpt serve: {message}", file=sys.stderr, flush=True)
 
@@ -370,8 +392,10 @@ class LitGPTAPI(ls.LitAPI if ls is not None else object):
         quantize: str | None = None,
         max_batch_size: int = 8,
         batch_timeout: float = 0.05,
+        cancelled=None,
     ) -> None:
         super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout, spec=spec)
+        self.cancelled = cancelled  # ids of jobs whose client went away (shared with the HTTP process)
         self.checkpoint_dir = Path(checkpoint_dir)
         self.precision = precision
         self.quantize = quantize
@@ -403,10 +427,10 @@ class LitGPTAPI(ls.LitAPI if ls is not None else object):
 
     def predict(self, jobs, **kwargs):
         if isinstance(jobs, dict):  # max_batch_size=1: LitServe hands over one job at a time
-            for out in generate_events(self.llm, [jobs], log=_log):
+            for out in generate_events(self.llm, [jobs], log=_log, cancelled=self.cancelled):
                 yield out[0]
             return
-        yield from generate_events(self.llm, jobs, log=_log)
+        yield from generate_events(self.llm, jobs, log=_log, cancelled=self.cancelled)
 
     def unbatch(self, output):
         yield from output
@@ -432,8 +456,9 @@ def _describe_worker_error(data) -> str:
 class ServeSpec(LitSpec):
     """The routes of `litgpt serve`: they check requests, queue jobs for the worker and shape its events."""
 
-    def __init__(self, frontend: Frontend, stream_predict: bool = False, openai: bool = False) -> None:
+    def __init__(self, frontend: Frontend, stream_predict: bool = False, openai: bool = False, cancelled=None) -> None:
         super().__init__()
+        self.cancelled = cancelled  # where a job whose client went away is named for the worker
         self.frontend = frontend
         self.stream_predict = stream_predict
         self.openai = openai
@@ -469,19 +494,24 @@ class ServeSpec(LitSpec):
         ready = asyncio.Event()
         self.response_buffer[uid] = ResponseBufferItem(event=ready, response_queue=queue)
         stream = self.data_streamer(queue, ready, send_status=True)
+        finished = False
         try:
-            self.request_queue.put((self.response_queue_id, uid, time.monotonic(), job))
+            self.request_queue.put((self.response_queue_id, uid, time.monotonic(), {**job, "id": uid}))
             async for data, status in stream:
                 if status == LitAPIStatus.ERROR:
+                    finished = True
                     raise WorkerError(_describe_worker_error(data))
                 if not data:
                     continue
                 event = json.loads(data)
+                finished = bool(event.get("finish_reason"))
                 yield event
-                if event.get("finish_reason"):
+                if finished:
                     return
             raise WorkerError("Generation ended without a result")
         finally:
+            if not finished and self.cancelled is not None:  # the client went away: the worker stops this job
+                self.cancelled[uid] = time.time()
             self.response_buffer.pop(uid, None)
             await stream.aclose()
 
@@ -823,8 +853,11 @@ def build_server(
     frontend = Frontend(
         llm, llm.config.name, max_new_tokens, temperature, top_k, top_p, min(max_tokens_cap, llm.context_length)
     )
-    spec = ServeSpec(frontend, stream_predict=stream, openai=openai_spec)
-    api = LitGPTAPI(checkpoint_dir, spec, precision, quantize, max_batch_size, batch_timeout)
+    import multiprocessing
+
+    cancelled = multiprocessing.Manager().dict()  # job ids the HTTP process cancels and the worker reads
+    spec = ServeSpec(frontend, stream_predict=stream, openai=openai_spec, cancelled=cancelled)
+    api = LitGPTAPI(checkpoint_dir, spec, precision, quantize, max_batch_size, batch_timeout, cancelled)
     server = ls.LitServer(
         api,
         accelerator=accelerator,

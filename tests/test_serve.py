@@ -4,6 +4,7 @@ SmolLM2's tokenizer and chat template. Greedy replies are compared with `LLM.gen
 from __future__ import annotations
 
 import json
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -311,6 +312,34 @@ def test_plan_batches_respects_sampling_and_context():
     assert plan_batches([job(5), job(5, temperature=0.7), job(6)], context=100) == [[0, 2], [1]]
     # 90 + 30 does not fit 100 tokens: the long prompt goes alone
     assert plan_batches([job(10, 30), job(90, 5), job(12, 20)], context=100) == [[0, 2], [1]]
+
+
+def test_a_cancelled_job_stops_at_the_next_step(llm):
+    """A client that goes away names its job in the shared `cancelled` mapping: the worker ends that row at the next
+    step and the batch once no row is left (it generated every job to its max_tokens)."""
+    from litgpt.serve import generate_events
+
+    def job(uid):
+        ids = llm.preprocessor.encode("Hello there").tolist()
+        return {"id": uid, "ids": ids, "max_tokens": 40, "temperature": 0.0, "top_k": None, "top_p": 1.0, "stop": []}
+
+    cancelled: dict = {}
+    steps = 0
+    for out in generate_events(llm, [job("a"), job("b")], cancelled=cancelled):
+        steps += 1
+        if steps == 3:
+            cancelled["a"] = time.time()
+        if steps == 6:
+            cancelled["b"] = time.time()
+        assert steps < 9
+        if steps > 3:
+            assert out[0] == ""  # nothing more for the cancelled job
+    assert steps == 7 and cancelled == {}  # the step after the second cancel found no job left
+    old = time.time() - 3600  # an id no batch claims is forgotten after a while
+    cancelled.update(stale=old, fresh=time.time())
+    for _ in generate_events(llm, [job("c")], cancelled=cancelled):
+        pass
+    assert set(cancelled) == {"fresh"}
 
 
 def test_stream_rows_budgets_per_row(llm):
