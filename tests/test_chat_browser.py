@@ -210,6 +210,7 @@ def test_api_key_is_asked_for_and_remembered(page, server):
         error = wait(page).until(EC.visibility_of_element_located((By.CSS_SELECTOR, "#log .msg.error")))
         assert error.text.startswith("Error: Missing or wrong API key"), error.text
         wait(page).until(lambda d: d.find_element(By.ID, "send").text == "Send")
+        assert page.execute_script("return history.length") == 0  # the refused turn is not sent again
 
         enter_api_key(page, API_KEY)
         assert page.execute_script("return localStorage.getItem('litgpt_api_key')") == API_KEY
