@@ -281,6 +281,20 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+def _run_tasks(simple_evaluate, **kwargs) -> Optional[dict]:
+    """``simple_evaluate``, with a task whose data cannot be fetched (offline, no such dataset) as a one-line error."""
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return simple_evaluate(**kwargs)
+    except (ConnectionError, LocalEntryNotFoundError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise LitGPTError(
+            f"the data of task(s) {', '.join(kwargs['tasks'])} could not be fetched ({first}); connect to the "
+            "Hugging Face Hub once to cache it, or use a local task (--include_path)"
+        ) from None
+
+
 def main(
     checkpoint_dir: Optional[Path] = None,
     tasks: Optional[str] = None,
@@ -335,6 +349,14 @@ def main(
         if batch_size != "auto":
             raise LitGPTError(f"batch_size must be a positive integer or 'auto', got {batch_size!r}")
         batch_size = 4
+    if batch_size < 1 or (limit is not None and limit <= 0) or (num_fewshot is not None and num_fewshot < 0):
+        raise LitGPTError("batch_size and limit must be positive and num_fewshot 0 or more")
+    if max_length is not None and max_length < 2:
+        raise LitGPTError(f"max_length must be at least 2 tokens, got {max_length}")
+    out_dir = Path(out_dir) if out_dir is not None else None
+    save_filepath = Path(save_filepath) if save_filepath is not None else None
+    if save_filepath is not None and save_filepath.is_dir():
+        raise LitGPTError(f"--save_filepath {str(save_filepath)!r} is a folder; name a file such as results.json")
 
     from lm_eval import simple_evaluate
 
@@ -349,7 +371,13 @@ def main(
     print(f"Loaded {llm.config.name} from {folder}", file=sys.stderr)
     generator = torch.Generator(llm.preprocessor.device).manual_seed(seed)
     lm = LitEvalLM(llm.model, llm.tokenizer, batch_size=batch_size, max_length=max_length, generator=generator)
-    results = simple_evaluate(
+    out_dir = out_dir if out_dir is not None else Path(folder) / "evaluate"
+    save_filepath = save_filepath if save_filepath is not None else out_dir / "results.json"
+    from litgpt.training import writable_folder
+
+    writable_folder(save_filepath.parent)  # before the evaluation, not after it
+    results = _run_tasks(
+        simple_evaluate,
         model=lm,
         tasks=names,
         num_fewshot=num_fewshot,
@@ -368,10 +396,9 @@ def main(
     print(make_table(results))
     if "groups" in results:
         print(make_table(results, "groups"))
-    out_dir = Path(out_dir) if out_dir is not None else Path(folder) / "evaluate"
-    save_filepath = Path(save_filepath) if save_filepath is not None else out_dir / "results.json"
-    save_filepath.parent.mkdir(parents=True, exist_ok=True)
     results.pop("samples", None)
-    save_filepath.write_text(json.dumps(results, indent=2, default=_jsonable))
+    from litgpt.utils import atomic_write_text
+
+    atomic_write_text(save_filepath, json.dumps(results, indent=2, default=_jsonable))
     print(f"Saved the results to {save_filepath}", file=sys.stderr)
     return results

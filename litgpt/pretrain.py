@@ -319,10 +319,9 @@ def setup(
         data = TinyLlama()
         args["data"] = data
 
-    n_devices = devices
-    if n_devices in ("auto", -1):
-        n_devices = torch.cuda.device_count() if torch.cuda.is_available() else 1
-    n_devices = int(n_devices)
+    from litgpt.training import device_count
+
+    n_devices = device_count(devices)
     world_size = n_devices * num_nodes
 
     from litgpt.training import default_precision

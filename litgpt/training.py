@@ -127,6 +127,19 @@ class EvalArgs:
     """Which validation sample to generate from: "first", "random", or an index"""
 
 
+def device_count(devices: Union[int, str]) -> int:
+    """``--devices`` as a number: "auto" and -1 mean every CUDA GPU (one CPU process without one)."""
+    if devices in ("auto", -1, "-1"):
+        return torch.cuda.device_count() if torch.cuda.is_available() else 1
+    try:
+        count = int(devices)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise LitGPTError(f"--devices must be a positive number of devices, 'auto' or -1, got {devices!r}")
+    return count
+
+
 def writable_folder(folder: Path) -> None:
     """Create ``folder`` if needed and check that files can be written in it (one-line errors, not mid-run)."""
     import tempfile
@@ -281,7 +294,10 @@ def make_optimizer(spec: Union[str, dict], params, **defaults) -> torch.optim.Op
     params = list(params)
     if "fused" in accepted and "fused" not in kwargs and "foreach" not in kwargs and fusable(params):
         kwargs["fused"] = True  # one kernel per tensor instead of a dozen passes: 4-8x faster Adam steps on a CPU
-    return cls(params, **kwargs)
+    try:
+        return cls(params, **kwargs)
+    except (ValueError, TypeError) as e:  # torch's own checks: "Invalid learning rate: -1", an unknown argument
+        raise LitGPTError(f"--optimizer {cls.__name__}: {e}") from None
 
 
 def fusable(params: list) -> bool:
@@ -573,10 +589,9 @@ def fit(job: Job) -> Optional[Progress]:
 
         on_gpu = job.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
         check_mode(job.quantize, "cuda" if on_gpu else "cpu", instead="or finetune with LoRA without --quantize")
-    devices = job.devices
-    if devices in ("auto", -1):
-        devices = torch.cuda.device_count() if torch.cuda.is_available() else 1
-    devices = int(devices)
+    devices = device_count(job.devices)
+    if getattr(job.data, "num_workers", 0) < 0:
+        raise LitGPTError(f"--data.num_workers must be 0 or more, got {job.data.num_workers}")
     strategy = job.strategy
     if strategy == "auto" and devices * job.num_nodes > 1:
         strategy = "ddp"

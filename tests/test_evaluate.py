@@ -152,6 +152,28 @@ def test_listing_and_unknown_tasks(tiny_checkpoint, tmp_path, capsys):
         main(["evaluate", str(tiny_checkpoint), "--tasks", "tiny_mcq", "--include_path", str(tasks)])
 
 
+def test_bad_evaluation_settings_and_an_offline_task_are_one_line_errors(tiny_checkpoint, tmp_path, monkeypatch):
+    """They came out of lm-eval as tracebacks (a negative --limit, a Hub task offline), or only after the whole
+    evaluation had run (--save_filepath a folder)."""
+    import lm_eval
+
+    from litgpt.__main__ import main
+
+    tasks = write_local_task(tmp_path / "tasks")
+    run = ["evaluate", str(tiny_checkpoint), "--tasks", "tiny_mc", "--include_path", str(tasks), "--dtype", "float32"]
+    with pytest.raises(SystemExit, match="limit must be positive"):
+        main([*run, "--limit", "-1"])
+    with pytest.raises(SystemExit, match="is a folder; name a file"):
+        main([*run, "--save_filepath", str(tmp_path)])
+
+    def offline(**kwargs):
+        raise ConnectionError("Couldn't reach 'Rowan/hellaswag' on the Hub (LocalEntryNotFoundError)")
+
+    monkeypatch.setattr(lm_eval, "simple_evaluate", offline)
+    with pytest.raises(SystemExit, match=r"data of task\(s\) tiny_mc could not be fetched .*--include_path"):
+        main([*run, "--out_dir", str(tmp_path / "out")])
+
+
 def test_loglikelihood_matches_transformers_on_smollm2(smollm2_lit, smollm2_hf_dir):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

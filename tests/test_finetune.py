@@ -223,6 +223,9 @@ def test_bad_option_values_are_one_line_errors(argv, message, capsys):
         (["--train.log_interval", "0"], "--train.log_interval must be at least 1, got 0"),
         (["--train.micro_batch_size", "0"], "--train.micro_batch_size must be at least 1, got 0"),
         (["--out_dir", __file__], "is a file; choose another --out_dir"),
+        (["--optimizer.lr", "-1"], "--optimizer AdamW: Invalid learning rate: -1"),
+        (["--devices", "two"], "--devices must be a positive number of devices"),
+        (["--data.num_workers", "-1"], "--data.num_workers must be 0 or more, got -1"),
         (["--data.json_path", "{data}/train.json"], "--data.json_path is a single file: also set"),
     ],
 )
