@@ -726,6 +726,13 @@ def export_hf(checkpoint_dir: Path, output_dir: Path, dtype: Optional[torch.dtyp
     config = Config.from_checkpoint(checkpoint_dir)
     model_type = _export_model_type(checkpoint_dir, config)
     state = model_state(load_state_dict(weights, mmap=True), weights)
+    expected = _expected_state(config)
+    for name, tensor in state.items():  # else config.json would describe other weights: transformers refuses them
+        if name in expected and _shape(tensor) != expected[name]:
+            raise LitGPTError(
+                f"{weights}: tensor {name} has shape {_shape(tensor)} but model_config.yaml expects "
+                f"{expected[name]}; is it the config these weights belong to?"
+            )
     tied = (
         "lm_head.weight" in state
         and "lm_head.bias" not in state

@@ -579,6 +579,15 @@ def test_cli_round_trip(tmp_path):
     assert {"model.safetensors", "config.json", "tokenizer_config.json"} <= {
         p.name for p in (tmp_path / "out").iterdir()
     }
+    # a model_config.yaml edited away from the weights: refused (the export's config.json would not load)
+    import yaml
+
+    config = yaml.safe_load((folder / "model_config.yaml").read_text())
+    (folder / "model_config.yaml").write_text(yaml.safe_dump({**config, "intermediate_size": 80}))
+    proc = _cli("convert_from_litgpt", str(folder), str(tmp_path / "mismatch"))
+    _assert_one_line_failure(proc, "mlp.proj.weight has shape", "model_config.yaml expects")
+    assert not (tmp_path / "mismatch").exists()
+    (folder / "model_config.yaml").write_text(yaml.safe_dump(config))
     # an output path that is a file: the system's one line, no traceback
     (tmp_path / "a-file").write_text("x")
     proc = _cli("convert_from_litgpt", str(folder), str(tmp_path / "a-file"))
