@@ -80,8 +80,22 @@ def _name_beside_dotted_options(args: list[str], option: str) -> list[str]:
     return out
 
 
+def _refuse_misspelled_method(argv: list[str]) -> None:
+    """`litgpt finetune loraa ckpt`: bare `finetune CKPT` is LoRA, so the typo would be taken for a checkpoint."""
+    if len(argv) < 2 or argv[0] != "finetune" or argv[1].startswith("-") or f"finetune {argv[1]}" in ALIASES:
+        return
+    import difflib
+    from pathlib import Path
+
+    methods = [alias.split()[1] for alias in ALIASES if alias.startswith("finetune ")]
+    close = difflib.get_close_matches(argv[1], methods, n=1, cutoff=0.75)
+    if close and not Path(argv[1]).exists():
+        sys.exit(f"litgpt finetune: unknown method {argv[1]!r}; did you mean {close[0]!r}? ({', '.join(methods)})")
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
+    _refuse_misspelled_method(argv)
     if len(argv) > 1 and f"{argv[0]} {argv[1]}" in ALIASES:  # two-word spellings: `finetune lora`
         argv[0:2] = ALIASES[f"{argv[0]} {argv[1]}"].split()
     elif argv and argv[0] in ALIASES:  # the alias's own options go last so a bare first argument stays first

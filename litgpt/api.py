@@ -6,6 +6,7 @@ prompt to text.
 
 from __future__ import annotations
 
+import numbers
 import os
 import sys
 import time
@@ -45,6 +46,13 @@ class Preprocessor:
 
     def decode(self, token_ids) -> str:
         return self.tokenizer.decode(token_ids)
+
+
+def _positive_int(name: str, value) -> int:
+    """``value`` if it is a positive integer (not a bool, a float or a string), else a one-line error."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise LitGPTError(f"{name} must be a positive integer, got {value!r}")
+    return value
 
 
 class LLM(torch.nn.Module):
@@ -132,7 +140,9 @@ class LLM(torch.nn.Module):
         if kind == "cuda" and not torch.cuda.is_available():
             raise LitGPTError("accelerator='cuda' but no CUDA device is visible; use accelerator='cpu'")
         available = torch.cuda.device_count() if kind == "cuda" else None
-        n = (available or 1) if devices in ("auto", -1) else int(devices)
+        n = (available or 1) if devices in ("auto", -1) else _positive_int("devices", devices)
+        if fixed_kv_cache_size is not None:
+            _positive_int("fixed_kv_cache_size", fixed_kv_cache_size)
         if available is not None and n > available:
             raise LitGPTError(f"devices={n} but only {available} CUDA device(s) are visible")
         if generate_strategy not in (None, "sequential", "tensor_parallel"):
@@ -234,6 +244,8 @@ class LLM(torch.nn.Module):
         return tuple(self.prompt_style.stop_tokens(self.preprocessor.tokenizer))
 
     def _max_new(self, prompts: Sequence[torch.Tensor], max_new_tokens: int) -> int:
+        if max_new_tokens != 0:
+            _positive_int("max_new_tokens", max_new_tokens)
         limit = self.fixed_kv_cache_size or self.config.block_size
         empty = [i for i, p in enumerate(prompts) if len(p) == 0]
         if empty:
@@ -259,7 +271,9 @@ class LLM(torch.nn.Module):
         """Complete ``prompt`` (text or a message list); a list of prompts is generated as one batch."""
         self._require_model()
         params = SamplingParams(temperature, top_k, top_p)
-        batched = isinstance(prompt, list) and prompt and not isinstance(prompt[0], dict)
+        if isinstance(prompt, list) and not prompt:
+            raise LitGPTError("no prompt to generate from: give a prompt, a list of prompts or a list of messages")
+        batched = isinstance(prompt, list) and not isinstance(prompt[0], dict)
         prompts = list(prompt) if batched else [prompt]
         ids = [self._prompt_ids(p, sys_prompt) for p in prompts]
         max_new = self._max_new(ids, max_new_tokens)

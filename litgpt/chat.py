@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from litgpt.generate import load_for_cli, print_reply
+from litgpt.generate import check_settings, load_for_cli, print_reply
 
 EXIT_WORDS = ("!quit", "!exit")
 
@@ -62,6 +62,7 @@ def main(
         access_token: Hugging Face token for gated repos (default: $HF_TOKEN).
         compile: Compile the decode step with torch.compile (slower start, faster tokens).
     """
+    check_settings(temperature, top_k, top_p, max_new_tokens)  # not only at the first prompt
     llm = load_for_cli(checkpoint_dir, precision, quantize, access_token)
     if compile:
         llm.compile()

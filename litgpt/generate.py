@@ -68,6 +68,7 @@ def main(
         generate_strategy: "sequential" (blocks spread over devices) or "tensor_parallel" (one process per device).
         compile: Compile the decode step with torch.compile (slower start, faster tokens).
     """
+    check_settings(temperature, top_k, top_p, max_new_tokens, num_samples)  # before the model loads
     llm = load_for_cli(
         checkpoint_dir, precision, quantize, access_token,
         accelerator=accelerator, devices=devices, generate_strategy=generate_strategy,
@@ -83,6 +84,16 @@ def main(
         n = len(print_reply(llm, tokens))
         elapsed = time.perf_counter() - start
         print(f"Time for inference {i + 1}: {elapsed:.02f} sec total, {n / elapsed:.02f} tokens/sec", file=sys.stderr)
+
+
+def check_settings(temperature: float, top_k, top_p: float, max_new_tokens: int, num_samples: int = 1) -> None:
+    """The sampling and length options, checked before a model is loaded for them."""
+    from litgpt.errors import LitGPTError
+    from litgpt.generation import SamplingParams
+
+    SamplingParams(temperature, top_k, top_p)
+    if max_new_tokens < 0 or num_samples < 1:
+        raise LitGPTError(f"max_new_tokens must be >= 0 and num_samples >= 1, got {max_new_tokens} and {num_samples}")
 
 
 def print_reply(llm, tokens) -> list[int]:

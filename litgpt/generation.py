@@ -8,6 +8,7 @@ would alone.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Optional
@@ -28,10 +29,12 @@ class SamplingParams:
     top_p: float = 1.0
 
     def __post_init__(self) -> None:
+        if not isinstance(self.temperature, numbers.Real) or not isinstance(self.top_p, numbers.Real):
+            raise LitGPTError(f"temperature and top_p must be numbers, got {self.temperature!r} and {self.top_p!r}")
         if not 0 <= self.temperature < float("inf"):  # NaN included
             raise LitGPTError(f"temperature must be a finite number >= 0, got {self.temperature} (0 means greedy)")
-        if self.top_k is not None and self.top_k < 1:
-            raise LitGPTError(f"top_k must be a positive integer or None, got {self.top_k}")
+        if self.top_k is not None and (isinstance(self.top_k, bool) or not isinstance(self.top_k, numbers.Integral) or self.top_k < 1):
+            raise LitGPTError(f"top_k must be a positive integer or None, got {self.top_k!r}")
         if not 0.0 <= self.top_p <= 1.0:
             raise LitGPTError(f"top_p must be in [0, 1], got {self.top_p}")
 

@@ -159,10 +159,11 @@ def main(
         compile: Compile both models' steps after the prompt with torch.compile (slower start, faster tokens).
         access_token: Hugging Face token for gated repos (default: $HF_TOKEN).
     """
-    from litgpt.generate import load_for_cli
+    from litgpt.generate import check_settings, load_for_cli
 
     if draft_model_checkpoint_dir is None or target_model_checkpoint_dir is None:
         raise LitGPTError("give both the draft and the target model: litgpt generate_speculatively DRAFT TARGET")
+    check_settings(temperature, top_k, top_p, max_new_tokens, num_samples)
     target = load_for_cli(target_model_checkpoint_dir, precision, quantize, access_token)
     draft = load_for_cli(draft_model_checkpoint_dir, precision, quantize, access_token)
     if compile:

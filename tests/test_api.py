@@ -1,5 +1,6 @@
 """The Python API on a tiny random checkpoint: generate / stream / batch / benchmark / save / strategies."""
 
+import re
 import subprocess
 import sys
 import textwrap
@@ -52,6 +53,25 @@ def test_an_empty_prompt_is_a_one_line_error(tiny_checkpoint):
         llm.generate("", **GREEDY)
     with pytest.raises(LitGPTError, match="Prompt 0 encodes to no tokens"):
         llm.generate(["", "hi"], **GREEDY)
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda llm: llm.generate("hi", top_k="5"), "top_k must be a positive integer or None, got '5'"),
+        (lambda llm: llm.generate("hi", top_k=2.5), "top_k must be a positive integer"),
+        (lambda llm: llm.generate("hi", max_new_tokens=2.5), "max_new_tokens must be a positive integer, got 2.5"),
+        (lambda llm: llm.generate("hi", temperature="hot"), "temperature and top_p must be numbers"),
+        (lambda llm: llm.generate([]), "no prompt to generate from"),
+        (lambda llm: llm.distribute(accelerator="cpu", fixed_kv_cache_size=-1), "fixed_kv_cache_size must be a"),
+        (lambda llm: llm.distribute(accelerator="cpu", devices="two"), "devices must be a positive integer"),
+    ],
+)
+def test_wrong_argument_types_are_one_line_errors(tiny_checkpoint, call, message):
+    """They raised TypeError/RuntimeError/ValueError from deep inside (or generate([]) generated anyway)."""
+    llm = LLM.load(tiny_checkpoint)
+    with pytest.raises(LitGPTError, match=re.escape(message)):
+        call(llm)
 
 
 def test_a_fixed_cache_size_survives_other_batch_sizes(tiny_checkpoint):
