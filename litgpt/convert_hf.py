@@ -29,6 +29,7 @@ import torch
 
 from litgpt.config import Config
 from litgpt.errors import LitGPTError
+from litgpt.utils import require_folder
 
 WEIGHTS = "lit_model.pth"
 CONFIG_FILE = "model_config.yaml"
@@ -538,8 +539,7 @@ def convert_to_litgpt(checkpoint_dir: Path, model_name: Optional[str] = None, dt
         out = convert_gguf(checkpoint_dir, dtype=dtype)  # into the importer's checkpoints/<model name> folder
         print(f"Converted {checkpoint_dir} into {out}", file=sys.stderr)
         return out
-    if not checkpoint_dir.is_dir():
-        raise LitGPTError(f"Checkpoint folder {str(checkpoint_dir)!r} does not exist")
+    require_folder(checkpoint_dir)
     target_dtype = _parse_dtype(dtype)
     files = find_weight_files(checkpoint_dir)
     if not files:
@@ -718,8 +718,7 @@ def export_hf(checkpoint_dir: Path, output_dir: Path, dtype: Optional[torch.dtyp
     from litgpt.checkpoint import load_state_dict, model_state
     from litgpt.utils import atomic_path, atomic_write_text
 
-    if not checkpoint_dir.is_dir():
-        raise LitGPTError(f"Checkpoint folder {str(checkpoint_dir)!r} does not exist")
+    require_folder(checkpoint_dir)
     weights = checkpoint_dir / WEIGHTS
     if not weights.is_file():
         raise LitGPTError(f"{checkpoint_dir} has no {WEIGHTS}; convert or train a model first")

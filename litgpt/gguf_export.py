@@ -619,11 +619,10 @@ def export_gguf(
 
     from litgpt.checkpoint import load_state_dict, model_state
     from litgpt.loading import ensure_lit_weights
-    from litgpt.utils import atomic_path
+    from litgpt.utils import atomic_path, require_folder
 
     checkpoint_dir = Path(checkpoint_dir).expanduser()
-    if not checkpoint_dir.is_dir():
-        raise LitGPTError(f"The checkpoint directory {str(checkpoint_dir)!r} does not exist")
+    require_folder(checkpoint_dir, "The checkpoint directory")
     dtype = _parse_dtype(dtype)
     matrix_type, file_type = _DTYPES[dtype]
     config = Config.from_checkpoint(checkpoint_dir)

@@ -10,6 +10,15 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+def require_folder(path: Path, what: str = "Checkpoint folder") -> None:
+    """A one-line error unless ``path`` is a folder: it does not exist, or it is a file."""
+    from litgpt.errors import LitGPTError
+
+    if not path.is_dir():
+        state = "is a file, not a folder" if path.exists() else "does not exist"
+        raise LitGPTError(f"{what} {str(path)!r} {state}")
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; it is renamed to ``path`` only if the block succeeds, with the mode a
