@@ -31,7 +31,10 @@ def read_hyperparameters(checkpoint_dir: Path) -> dict:
 
     path = Path(checkpoint_dir) / "hyperparameters.yaml"
     if not path.is_file():
-        raise LitGPTError(f"{checkpoint_dir} holds finetuned weights but no hyperparameters.yaml naming the base model")
+        raise LitGPTError(
+            f"{checkpoint_dir} holds finetuned weights but no hyperparameters.yaml (the run's settings: its base "
+            "model, LoRA rank and alpha, adapter sizes)"
+        )
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
@@ -52,9 +55,10 @@ def base_checkpoint(checkpoint_dir: Path, hparams: dict, override: Optional[Path
     for candidate in (base, CHECKPOINTS / base):
         if (candidate / WEIGHTS).is_file() or any(candidate.glob("*.safetensors")):
             return candidate
+    source = "given" if override else "from hyperparameters.yaml"
     raise LitGPTError(
-        f"The base model of {checkpoint_dir}, {str(base)!r} (from hyperparameters.yaml), has no {WEIGHTS}; "
-        "download or convert it first, or pass its folder explicitly"
+        f"The base model of {checkpoint_dir}, {str(base)!r} ({source}), has no {WEIGHTS}; "
+        "download or convert it first" + ("" if override else ", or pass its folder explicitly")
     )
 
 

@@ -301,6 +301,12 @@ def merge_lora_state(
         sizes, enabled = lora_parts(name, config, settings)
         if sizes == (0,):
             sizes = (weight.shape[0],)
+        rank = lora[name + ".lora_A"].shape[0] // max(1, sum(enabled))
+        if rank != settings.r:  # the scaling alpha / r would be wrong
+            raise LitGPTError(
+                f"LoRA module {name} has rank {rank} but hyperparameters.yaml says lora_r {settings.r}; "
+                "are the --lora_* settings in hyperparameters.yaml those of the run?"
+            )
         delta = lora_delta(lora[name + ".lora_A"], lora[name + ".lora_B"], settings.scaling, sizes, enabled)
         if delta.shape != weight.shape:
             raise LitGPTError(

@@ -139,6 +139,13 @@ def test_lora_step_folder_matches_merged_final(tiny, tmp_path):
     for key in merged:
         torch.testing.assert_close(again[key], merged[key])
 
+    # a hyperparameters.yaml whose lora_r is not the weights' rank: refused (it merged with the wrong scaling)
+    step = out / "step-000002"
+    hparams = yaml.safe_load((step / "hyperparameters.yaml").read_text())
+    (step / "hyperparameters.yaml").write_text(yaml.safe_dump({**hparams, "lora_r": 4}))
+    with pytest.raises(SystemExit, match="has rank 8 but hyperparameters.yaml says lora_r 4"):
+        main(["merge_lora", str(step), "--force", "true"])
+
 
 @pytest.mark.parametrize("grouping", [[], ["--train.group_by_length", "true"]], ids=["random", "grouped"])
 def test_resume_reproduces_uninterrupted_run(tiny, tmp_path, grouping):
