@@ -164,6 +164,19 @@ def _option_error(text: str) -> str:
     given = re.search(r"(?:Given value|Got value): (.*)", text)
     choices = list(dict.fromkeys(re.findall(r"typing\.Literal\[([^\]]*)\]", text)))
     expected = re.match(r"Parser key \"[^\"]+\":\s*Expected a <class '(\w+)'>", text)
+    if key and given and "litgpt.data.base.DataModule" in text:  # --data Foo: name the data modules
+        import inspect
+
+        import litgpt.data
+        from litgpt.config import suggest
+
+        modules = [n for n, obj in vars(litgpt.data).items() if inspect.isclass(obj) and n in litgpt.data.__all__
+                   and issubclass(obj, litgpt.data.DataModule) and not n.endswith("DataModule")]  # not the bases
+        value = given.group(1).strip()
+        hint = suggest(value, modules, what="data module")
+        if not hint.startswith("Did you mean"):
+            hint = f"Choose one of {', '.join(sorted(modules))}, or give a class path."
+        return f"--{key.group(1)} {value} is not a data module. {hint}"
     if key and given and (choices or expected):
         what = f"one of {', '.join(choices)}" if choices else f"of type {expected.group(1)}"
         return f"--{key.group(1)} {given.group(1).strip()} is not {what}" + (" or null" if "NoneType" in text else "")

@@ -215,6 +215,7 @@ def test_resume_with_other_settings(tiny, tmp_path):
         (["chat", "--top_k", "0"], "top_k must be a positive integer or None, got 0"),
         (["generate", "--num_samples", "0"], "num_samples >= 1"),
         (["finetune", "loraa", "ckpt"], "unknown method 'loraa'; did you mean 'lora'?"),
+        (["finetune", "lora", "--data", "Alpca"], "--data Alpca is not a data module. Did you mean: Alpaca"),
     ],
 )
 def test_bad_option_values_are_one_line_errors(argv, message, capsys):
