@@ -294,9 +294,14 @@ def _explain(error: BaseException, hub: _Hub) -> str | None:
     if isinstance(error, (RepositoryNotFoundError, HFValidationError)):
         return _unknown_repo_message(repo_id, private_hint=not hub.has_token())
     if isinstance(error, (OfflineModeIsEnabled, LocalEntryNotFoundError, httpx2.TransportError)):
+        from litgpt.config import repo_ids, suggest
+
+        known = repo_ids()
+        typo = "" if repo_id in known else suggest(repo_id, known, what="repo id")
+        typo = f" {typo}" if typo.startswith("Did you mean") else ""
         return (
             f"Cannot reach the Hugging Face Hub at {hub.endpoint} to download {repo_id} "
-            f"({type(error).__name__}: no network?). Check your connection, or load a model you already have: "
+            f"({type(error).__name__}: no network?).{typo} Check your connection, or load a model you already have: "
             "a local checkpoint folder, or a GGUF file with `litgpt convert_to_litgpt file.gguf`"
         )
     if isinstance(error, EntryNotFoundError):

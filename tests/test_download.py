@@ -378,6 +378,9 @@ def test_no_network(monkeypatch, tmp_path):
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # HF_HUB_OFFLINE=1 reads the same
     with pytest.raises(LitGPTError, match="Cannot reach the Hugging Face Hub"):
         download_from_hub("microsoft/phi-2", checkpoint_dir=tmp_path)
+    # a misspelled repo id gets the close registered ones (offline, the Hub cannot say it does not exist)
+    with pytest.raises(LitGPTError, match=r"Did you mean: microsoft/phi-2\b"):
+        download_from_hub("microsoft/phi-22", checkpoint_dir=tmp_path)
 
 
 def test_not_enough_disk_space_is_caught_before_downloading(hub, tmp_path, monkeypatch):
