@@ -97,12 +97,13 @@ def fit_history(llm, history: list[dict], sys_prompt: Optional[str], max_new_tok
     (and said) when the last prompt alone leaves no room for a reply."""
     limit = llm.fixed_kv_cache_size or llm.config.block_size
     dropped = 0
-    while len(history) > 1 and len(llm._prompt_ids(history, sys_prompt)) + max_new_tokens > limit:
+    length = len(llm._prompt_ids(history, sys_prompt))
+    while len(history) > 1 and length + max_new_tokens > limit:
         del history[: 2 if len(history) > 2 else 1]
         dropped += 1
+        length = len(llm._prompt_ids(history, sys_prompt))
     if dropped:
         print(f"(The conversation outgrew the context of {limit} tokens: dropped the {dropped} oldest turn(s).)")
-    length = len(llm._prompt_ids(history, sys_prompt))
     if length >= limit:
         print(f"(That prompt has {length} tokens but the context holds {limit}: shorten it.)")
         return False

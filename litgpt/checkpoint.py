@@ -87,12 +87,7 @@ def load_checkpoint(model: torch.nn.Module, path: str | Path, strict: bool = Tru
                 f"{path} does not match the model: {'; '.join(problems)}. "
                 "Is model_config.yaml the config these weights were trained with?"
             )
-    for name, tensor in state.items():
-        if name in expected and tuple(tensor.shape) != tuple(expected[name].shape):
-            raise LitGPTError(
-                f"{path}: tensor {name} has shape {tuple(tensor.shape)} but the model expects "
-                f"{tuple(expected[name].shape)}; the weights do not match the model config"
-            )
+    require_shapes(state, expected, path, "the model", "the weights do not match the model config")
     model.load_state_dict(state, strict=strict)
     return model
 
@@ -130,6 +125,16 @@ def _unsafe_global(e: Exception) -> str:
 def _first_line(e: Exception) -> str:
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__
+
+
+def require_shapes(state: Mapping[str, Any], expected: Mapping[str, Any], source, expecter: str, hint: str) -> None:
+    """A one-line error for the first tensor of ``state`` whose shape differs from ``expected``'s (tensors or shape
+    tuples) under the same name: what ``load_state_dict`` would report as a page of size mismatches."""
+    for name, tensor in state.items():
+        want = expected.get(name)
+        want = tuple(want.shape) if isinstance(want, torch.Tensor) else want
+        if want is not None and tuple(tensor.shape) != tuple(want):
+            raise LitGPTError(f"{source}: tensor {name} has shape {tuple(tensor.shape)} but {expecter} expects {want}; {hint}")
 
 
 def _few(names: list[str], n: int = 5) -> str:

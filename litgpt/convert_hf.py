@@ -181,7 +181,8 @@ IGNORED = re.compile(
 
 # Multimodal checkpoints (Gemma 3 4B-27B) hold the language model under a prefix, next to a vision tower that a text
 # model has no place for: "language_model.model.*" (the Hub's files) or "model.language_model.*" (transformers 5)
-_TEXT_MODEL_PREFIX = re.compile(r"^(?:language_model\.(?=model\.|lm_head\.)|model\.language_model\.(?!model\.))")
+_TEXT_MODEL_PREFIX = re.compile(r"^(?:language_model\.(?=model\.|lm_head\.)|model\.language_model\.)")
+_VOCAB_ROWS = ("transformer.wte.weight", "lm_head.weight")  # past a registered vocabulary: image tokens
 _VISION_TENSORS = re.compile(r"^(?:model\.)?(?:vision_tower|vision_model|multi_modal_projector)\.")
 
 
@@ -639,9 +640,6 @@ def hf_to_lit_state(
     return state
 
 
-_VOCAB_ROWS = ("transformer.wte.weight", "lm_head.weight")
-
-
 def _fill_implicit(state: dict, expected: dict, layout: dict, config: Config) -> None:
     """Tensors a Hugging Face file may leave out: a tied lm_head, identity norms of parameter-free layouts."""
     if "lm_head.weight" not in state and "transformer.wte.weight" in state and "lm_head.weight" in expected:
@@ -715,7 +713,7 @@ def lit_to_hf_state(
 
 
 def export_hf(checkpoint_dir: Path, output_dir: Path, dtype: Optional[torch.dtype] = None) -> Path:
-    from litgpt.checkpoint import load_state_dict, model_state
+    from litgpt.checkpoint import load_state_dict, model_state, require_shapes
     from litgpt.utils import atomic_path, atomic_write_text
 
     require_folder(checkpoint_dir)
@@ -725,13 +723,8 @@ def export_hf(checkpoint_dir: Path, output_dir: Path, dtype: Optional[torch.dtyp
     config = Config.from_checkpoint(checkpoint_dir)
     model_type = _export_model_type(checkpoint_dir, config)
     state = model_state(load_state_dict(weights, mmap=True), weights)
-    expected = _expected_state(config)
-    for name, tensor in state.items():  # else config.json would describe other weights: transformers refuses them
-        if name in expected and _shape(tensor) != expected[name]:
-            raise LitGPTError(
-                f"{weights}: tensor {name} has shape {_shape(tensor)} but model_config.yaml expects "
-                f"{expected[name]}; is it the config these weights belong to?"
-            )
+    # else config.json would describe other weights (transformers refuses them)
+    require_shapes(state, _expected_state(config), weights, "model_config.yaml", "is it the config these weights belong to?")
     tied = (
         "lm_head.weight" in state
         and "lm_head.bias" not in state

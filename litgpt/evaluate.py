@@ -373,7 +373,7 @@ def main(
     lm = LitEvalLM(llm.model, llm.tokenizer, batch_size=batch_size, max_length=max_length, generator=generator)
     out_dir = out_dir if out_dir is not None else Path(folder) / "evaluate"
     save_filepath = save_filepath if save_filepath is not None else out_dir / "results.json"
-    from litgpt.training import writable_folder
+    from litgpt.utils import writable_folder
 
     writable_folder(save_filepath.parent)  # before the evaluation, not after it
     results = _run_tasks(

@@ -164,16 +164,13 @@ def load_model(
     weights = ensure_lit_weights(checkpoint_dir)
     with torch.device("meta"):
         model = GPT(config)
-    from litgpt.checkpoint import MappedFile, model_state
+    from litgpt.checkpoint import MappedFile, model_state, require_shapes
 
     state = model_state(load_state_dict(weights), weights)  # plain, or {"model": ...} as full finetunes once wrote
-    expected = model.state_dict()
-    for name, tensor in state.items():
-        if name in expected and tuple(tensor.shape) != tuple(expected[name].shape):
-            raise LitGPTError(
-                f"{weights}: tensor {name} has shape {tuple(tensor.shape)} but {config.name or 'the config'} "
-                f"expects {tuple(expected[name].shape)}; is model_config.yaml the config these weights belong to?"
-            )
+    require_shapes(
+        state, model.state_dict(), weights, config.name or "the config",
+        "is model_config.yaml the config these weights belong to?",
+    )  # fmt: skip
     missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
     del state  # the model holds the tensors now: a cast below frees each source as it goes
     if missing or unexpected:

@@ -140,19 +140,6 @@ def device_count(devices: Union[int, str]) -> int:
     return count
 
 
-def writable_folder(folder: Path) -> None:
-    """Create ``folder`` if needed and check that files can be written in it (one-line errors, not mid-run)."""
-    import tempfile
-
-    if folder.exists() and not folder.is_dir():
-        raise LitGPTError(f"the output folder {str(folder)!r} is a file; choose another --out_dir")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryFile(dir=folder).close()
-    except OSError as e:
-        raise LitGPTError(f"cannot write into the output folder {str(folder)!r}: {e.strerror or e}") from None
-
-
 def _at_least_one(group: str, **values: Optional[int]) -> None:
     for name, value in values.items():
         if value is not None and value < 1:
@@ -602,6 +589,8 @@ def fit(job: Job) -> Optional[Progress]:
 
             strategy = FSDPStrategy(auto_wrap_policy={Block}, state_dict_type="full", limit_all_gathers=True)
     job.out_dir = Path(job.out_dir)
+    from litgpt.utils import writable_folder
+
     writable_folder(job.out_dir)  # before any training: a run must be able to save what it learns
     logger = make_logger(job.logger_name, job.out_dir, job.log)
     try:

@@ -19,6 +19,19 @@ def require_folder(path: Path, what: str = "Checkpoint folder") -> None:
         raise LitGPTError(f"{what} {str(path)!r} {state}")
 
 
+def writable_folder(folder: Path) -> None:
+    """Create ``folder`` if needed and check that files can be written in it (one-line errors, not mid-run)."""
+    from litgpt.errors import LitGPTError
+
+    if folder.exists() and not folder.is_dir():
+        raise LitGPTError(f"the output folder {str(folder)!r} is a file; choose another --out_dir")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as e:
+        raise LitGPTError(f"cannot write into the output folder {str(folder)!r}: {e.strerror or e}") from None
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; it is renamed to ``path`` only if the block succeeds, with the mode a

@@ -83,32 +83,29 @@ def test_json_folder_and_single_file(tokenizer, tmp_path):
 
 
 def test_malformed_row_names_index_and_key(tokenizer, tmp_path):
+    def set_up(rows) -> None:
+        path = tmp_path / "bad.json"
+        path.write_text(json.dumps(rows))
+        data = JSON(path, val_split_fraction=0.25, num_workers=0)
+        data.connect(tokenizer)
+        data.setup()
+
     rows = [dict(r) for r in ROWS]
     del rows[2]["output"]
-    path = tmp_path / "bad.json"
-    path.write_text(json.dumps(rows))
-    data = JSON(path, val_split_fraction=0.25, num_workers=0)
-    data.connect(tokenizer)
     with pytest.raises(LitGPTError, match=r"row 2 has no 'output' key"):
-        data.setup()
+        set_up(rows)
     with pytest.raises(LitGPTError, match=r"row 0 of the dataset has no 'instruction' key"):
         SFTDataset([{"output": "x"}], tokenizer, "alpaca")[0]
     # values that are not text: named at setup (a null output was trained as the text "None")
     for key, value in (("instruction", None), ("output", None), ("output", 3), ("input", ["a"])):
         rows = [dict(r) for r in ROWS]
         rows[1][key] = value
-        path.write_text(json.dumps(rows))
-        data = JSON(path, val_split_fraction=0.25, num_workers=0)
-        data.connect(tokenizer)
         with pytest.raises(LitGPTError, match=rf"row 1 has a \w+ as '{key}', expected a string"):
-            data.setup()
+            set_up(rows)
     with pytest.raises(LitGPTError, match=r"row 0 of the dataset has a NoneType as 'output'"):
         SFTDataset([{"instruction": "x", "output": None}], tokenizer, "alpaca")[0]
     rows[1]["input"] = None  # a null input is no input
-    path.write_text(json.dumps(rows))
-    data = JSON(path, val_split_fraction=0.25, num_workers=0)
-    data.connect(tokenizer)
-    data.setup()
+    set_up(rows)
 
 
 def test_an_empty_training_set_is_a_one_line_error(tokenizer, tmp_path):
