@@ -790,6 +790,26 @@ class GuardMiddleware:
         await send({"type": "http.response.body", "body": payload})
 
 
+def answer_http_errors_as_json(app) -> None:
+    """Unknown paths (404) and wrong methods (405) answer with the same error object as every other refusal."""
+    from starlette.exceptions import HTTPException
+
+    kinds = {401: "authentication_error", 404: "not_found_error", 405: "invalid_request_error"}
+
+    async def handler(request, exc: HTTPException):
+        from fastapi.responses import JSONResponse
+
+        message = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
+        if exc.status_code == 404:
+            message = f"No route {request.url.path!r}: see /docs for the routes this server has"
+        elif exc.status_code == 405:
+            message = f"{request.method} is not allowed on {request.url.path!r}"
+        body = error_body(message, kinds.get(exc.status_code, "invalid_request_error"))
+        return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    app.add_exception_handler(HTTPException, handler)
+
+
 def add_chat_page(app) -> None:
     """Serve the chat page at ``/`` in place of LitServe's plain-text index."""
     from fastapi.responses import HTMLResponse
@@ -868,6 +888,7 @@ def build_server(
     )
     if openai_spec and chat_page:
         add_chat_page(server.app)
+    answer_http_errors_as_json(server.app)
     return server
 
 

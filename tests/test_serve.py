@@ -189,6 +189,15 @@ def test_models(api):
     assert [m["id"] for m in r.json()["data"]] == ["tiny-serve-test"]
 
 
+def test_unknown_routes_and_methods_answer_with_the_error_object(api):
+    r = requests.get(api.url + "/v1/engines", headers=AUTH)
+    assert r.status_code == 404 and r.json()["error"]["type"] == "not_found_error", r.text
+    assert "/v1/engines" in r.json()["error"]["message"]
+    r = requests.get(api.url + "/v1/chat/completions", headers=AUTH)
+    assert r.status_code == 405 and r.json()["error"]["type"] == "invalid_request_error", r.text
+    assert "POST" in r.headers["allow"]
+
+
 # ---------------------------------------------------------------------------------------------- bad requests, auth
 @pytest.mark.parametrize(
     ("path", "payload", "param"),
