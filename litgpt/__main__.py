@@ -128,6 +128,9 @@ def main(argv: list[str] | None = None) -> None:
 
     from jsonargparse import CLI
 
+    if any(a.startswith(("http://", "https://", "--config=http")) for a in rest):
+        _read_configs_from_urls()
+
     try:
         CLI(resolve(COMMANDS[name]), args=rest, prog=f"litgpt {name}", as_positional=True, exit_on_error=False)
     except LitGPTError as e:
@@ -140,11 +143,23 @@ def main(argv: list[str] | None = None) -> None:
             raise
         sys.exit(f"litgpt {name}: error: {ours}")
     except OSError as e:  # an output folder that is a file, read-only, a full disk: the system's own words
+        if type(e).__module__.startswith("requests"):  # a --config URL that cannot be fetched
+            sys.exit(f"litgpt {name}: error: cannot read a --config URL ({type(e).__name__}): {e}")
         if e.filename is None:
             raise
         sys.exit(f"litgpt {name}: error: {e.strerror or e}: {e.filename}")
     except KeyboardInterrupt:  # Ctrl-C: outputs are written to temporary names first, so nothing half-written
         sys.exit(f"litgpt {name}: interrupted")
+
+
+def _read_configs_from_urls() -> None:
+    """``--config https://.../lora.yaml`` as the established release reads it (jsonargparse fetches with requests)."""
+    import jsonargparse
+
+    if hasattr(jsonargparse, "set_parsing_settings"):
+        jsonargparse.set_parsing_settings(config_read_mode_urls_enabled=True)
+    else:  # jsonargparse < 4.35
+        jsonargparse.set_config_read_mode(urls_enabled=True)
 
 
 def _cause(error: BaseException, kind: type) -> BaseException | None:

@@ -78,3 +78,29 @@ def test_config_file_parses_and_names_a_known_model(path: Path, capsys):
     relative = path.relative_to(REPO).as_posix()
     for command in re.findall(r"#.*?(litgpt finetune[ _]\S+ --config \S+)", text):
         assert command.replace("finetune_", "finetune ") == f"litgpt finetune {method} --config {relative}", command
+
+
+def test_config_file_from_a_url(tmp_path: Path, capsys):
+    """``--config https://.../lora.yaml`` as the tutorial writes it: fetched over HTTP (a local server here)."""
+    import functools
+    import http.server
+    import threading
+
+    source = HUB / "phi-2" / "lora.yaml"
+    (tmp_path / "lora.yaml").write_text(source.read_text())
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            main(["finetune", "lora", "--config", f"{url}/lora.yaml", "--print_config"])
+        assert exit_info.value.code in (0, None), exit_info.value.code
+        config = yaml.safe_load(capsys.readouterr().out)
+        assert config["checkpoint_dir"] == yaml.safe_load(source.read_text())["checkpoint_dir"]
+    finally:
+        server.shutdown()
+        server.server_close()
+    with pytest.raises(SystemExit) as exit_info:  # the server is gone: one line, no traceback
+        main(["finetune", "lora", "--config", f"{url}/lora.yaml", "--print_config"])
+    assert "cannot read a --config URL" in str(exit_info.value.code)
