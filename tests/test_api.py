@@ -144,7 +144,7 @@ def test_sequential_strategy_matches_single_device(tiny_checkpoint):
 def test_tensor_parallel_two_processes_match_one(tmp_path, groups):
     from tests.conftest import build_tiny_checkpoint
 
-    tiny_checkpoint = build_tiny_checkpoint(tmp_path / "tiny", n_query_groups=groups)
+    tiny_checkpoint = build_tiny_checkpoint(tmp_path / "tiny", n_query_groups=groups, bias=groups == 1)
     ref = load_float32(tiny_checkpoint).generate("Llamas eat", return_as_token_ids=True, **GREEDY)
     script = tmp_path / "tp.py"
     script.write_text(textwrap.dedent(f"""
@@ -159,11 +159,17 @@ def test_tensor_parallel_two_processes_match_one(tmp_path, groups):
             sampled = llm.generate("Llamas eat", temperature=0.8, top_k=50, max_new_tokens=20, return_as_token_ids=True)
             with open({str(tmp_path)!r} + f"/out.{{dist.get_rank()}}", "w") as f:
                 f.write(repr((greedy.tolist(), sampled.tolist())))
+            llm.save({str(tmp_path / "saved")!r})
     """))
     subprocess.run([sys.executable, str(script)], cwd=tmp_path, check=True, timeout=300, capture_output=True)
     outs = [eval((tmp_path / f"out.{r}").read_text()) for r in (0, 1)]
     assert outs[0] == outs[1]  # ranks agree, also when sampling
     assert outs[0][0] == ref.tolist()  # and equal one process
+    # save() gathers the slices: the folder holds the whole model (each process wrote its slice before)
+    saved, original = (torch.load(folder / "lit_model.pth") for folder in (tmp_path / "saved", tiny_checkpoint))
+    assert saved.keys() == original.keys()
+    for key in original:
+        assert torch.equal(saved[key], original[key]), key
 
 
 def test_random_init_save_and_reload(tiny_checkpoint, tmp_path):
