@@ -75,6 +75,8 @@ class LLM(torch.nn.Module):
         self.fixed_kv_cache_size: int | None = None
         self.generator: torch.Generator | None = None
         self.decode_fn: Callable | None = None  # a compiled decode step, see compile()
+        self.compile_settings: dict | None = None  # compile()'s arguments: distribute() compiles the new model too
+        self.generate_strategy: str | None = None  # distribute()'s, which save() needs to know
 
     @property
     def tokenizer(self):
@@ -109,7 +111,9 @@ class LLM(torch.nn.Module):
             checkpoint_dir = None
         else:
             checkpoint_dir = resolve_checkpoint(model, access_token=access_token)
-            tok_dir = Path(tokenizer_dir) if tokenizer_dir is not None else checkpoint_dir
+            tok_dir = checkpoint_dir
+            if tokenizer_dir is not None:  # a folder or a model name, found as for init="random"
+                tok_dir = resolve_checkpoint(tokenizer_dir, access_token=access_token, tokenizer_only=True)
             config = Config.from_checkpoint(checkpoint_dir)
         tokenizer = Tokenizer(tok_dir)
         prompt_style = resolve_prompt_style(checkpoint_dir or tok_dir, config, tokenizer)
@@ -154,6 +158,12 @@ class LLM(torch.nn.Module):
                 "a model loaded with init='random' has no pretrained weights to distribute; "
                 "save it with llm.save(dir) and load that folder, or use generate_strategy=None"
             )
+        if generate_strategy == "sequential" and n > self.config.n_layer:
+            raise LitGPTError(f"devices={n} for {self.config.n_layer} layers: use at most {self.config.n_layer} devices")
+        if generate_strategy == "tensor_parallel":
+            from litgpt.distribute import head_split
+
+            head_split(self.config.n_head, self.config.n_query_groups, 0, n)  # can the heads be split n ways?
         if quantize is not None:
             from litgpt.quantize import check_mode, load_quantized, quantize_model
 
@@ -202,9 +212,13 @@ class LLM(torch.nn.Module):
 
             hugepages.move_later(self.model)  # into 2 MB pages at its first decode step (not before the first token)
         self.preprocessor.device = device
+        self.generate_strategy = generate_strategy
         self.fixed_kv_cache_size = fixed_kv_cache_size
         if fixed_kv_cache_size is not None:
             self.model.set_kv_cache(1, max_seq_length=min(fixed_kv_cache_size, self.config.block_size))
+        self.decode_fn = None  # compiled for the model replaced above: its decode steps would run on the old cache
+        if self.compile_settings is not None:
+            self.compile(**self.compile_settings)
 
     @staticmethod
     def _launch(kind: str, n: int) -> tuple[int, torch.device]:
@@ -221,6 +235,7 @@ class LLM(torch.nn.Module):
         ``fullgraph=True``: a graph break is an error, not a silent slowdown. On a GPU the default mode is
         "reduce-overhead" (CUDA graphs)."""
         self._require_model()
+        self.compile_settings = dict(mode=mode, backend=backend)
         if mode is None and self.preprocessor.device.type == "cuda" and backend == "inductor":
             mode = "reduce-overhead"
         from litgpt import kernels
@@ -371,6 +386,10 @@ class LLM(torch.nn.Module):
     def benchmark(self, num_iterations: int = 1, **generate_kwargs: Any) -> tuple[str, dict[str, list]]:
         """Run ``generate`` ``num_iterations`` times; return the last text and per-iteration measurements."""
         self._require_model()
+        _positive_int("num_iterations", num_iterations)
+        prompt = generate_kwargs.get("prompt")
+        if isinstance(prompt, list) and prompt and not isinstance(prompt[0], dict):
+            raise LitGPTError("benchmark takes one prompt (text or a list of messages), not a list of prompts")
         device = self.preprocessor.device
         keys = ["Seconds total", "Seconds to first token", "Tokens generated", "Inference speed in tokens/sec"]
         results: dict[str, list] = {k: [] for k in keys}
@@ -429,9 +448,10 @@ class LLM(torch.nn.Module):
             else:
                 self.model = load_model(self.checkpoint_dir, device="cpu", dtype=torch.float32, config=self.config)
         if trainer_ckpt is not None:
-            from litgpt.checkpoint import load_state_dict
+            from litgpt.checkpoint import load_state_dict, require_shapes
 
-            state = load_state_dict(Path(trainer_ckpt))
+            trainer_ckpt = _checkpoint_file(Path(trainer_ckpt))
+            state = load_state_dict(trainer_ckpt)
             state = state.get("state_dict", state)
             # the keys sit under the LightningModule's attributes ("llm.model." in the documented LitLLM)
             anchor = next((k for k in state if k == "lm_head.weight" or k.endswith(".lm_head.weight")), None)
@@ -439,6 +459,10 @@ class LLM(torch.nn.Module):
                 raise LitGPTError(f"{trainer_ckpt} holds no GPT weights (no lm_head.weight under any prefix)")
             prefix = anchor[: -len("lm_head.weight")]
             state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+            require_shapes(
+                state, self.model.state_dict(), trainer_ckpt, self.config.name or "this model",
+                "was the checkpoint trained from another model?",
+            )  # fmt: skip
             missing, unexpected = self.model.load_state_dict(state, strict=False)
             if missing or unexpected:
                 raise LitGPTError(
@@ -446,7 +470,12 @@ class LLM(torch.nn.Module):
                 )
 
     def save(self, out_dir: str | Path, prompt_style=None) -> None:
-        """Write a checkpoint folder (weights, config, tokenizer files, prompt style) usable by every command."""
+        """Write a checkpoint folder (weights, config, tokenizer files, prompt style) usable by every command.
+
+        A model quantized to int8 or int4 by :meth:`distribute` is written dequantized: float weights in its compute
+        dtype, which carry the quantization's rounding (bitsandbytes' modes cannot be saved). After
+        ``generate_strategy="tensor_parallel"`` every process must call ``save``: the slices are gathered and the
+        first process writes the folder."""
         import shutil
 
         from litgpt.prompts import save_prompt_style
@@ -454,14 +483,100 @@ class LLM(torch.nn.Module):
 
         self._require_model()
         out_dir = Path(out_dir)
+        if out_dir.exists() and not out_dir.is_dir():
+            raise LitGPTError(f"{out_dir} is a file, not a folder: give save() a folder path (new or existing)")
+        state = _float_state(self.model)
+        if self.generate_strategy == "tensor_parallel":
+            import torch.distributed as dist
+
+            state = _gather_tensor_parallel(state, self.config)
+            if dist.get_rank() != 0:
+                dist.barrier()  # returns once rank 0 has written the folder
+                return
         out_dir.mkdir(parents=True, exist_ok=True)
-        atomic_torch_save(self.model.state_dict(), out_dir / "lit_model.pth")
+        atomic_torch_save(state, out_dir / "lit_model.pth")
         self.config.save(out_dir / "model_config.yaml")
         tok_dir = Path(self.preprocessor.tokenizer.checkpoint_dir)
-        for name in TOKENIZER_FILES:
-            if (tok_dir / name).is_file() and tok_dir.resolve() != out_dir.resolve():
-                shutil.copy2(tok_dir / name, out_dir / name)
+        # config.json only from the model's own folder: the tokenizer's may describe another model
+        sources = [(tok_dir, name) for name in TOKENIZER_FILES if name != "config.json"]
+        if self.checkpoint_dir is not None:
+            sources.append((Path(self.checkpoint_dir), "config.json"))
+        for folder, name in sources:
+            if (folder / name).is_file() and folder.resolve() != out_dir.resolve():
+                shutil.copy2(folder / name, out_dir / name)
         save_prompt_style(prompt_style or self.prompt_style, out_dir)
+        if self.generate_strategy == "tensor_parallel":
+            dist.barrier()
+
+
+def _checkpoint_file(path: Path) -> Path:
+    """``path``, or the one checkpoint inside the folder ``path`` (a ``.ckpt`` at any depth, else ``lit_model.pth``)."""
+    if not path.is_dir():
+        return path
+    found = sorted(path.rglob("*.ckpt")) or [p for p in [path / "lit_model.pth"] if p.is_file()]
+    if len(found) != 1:
+        which = f"{len(found)} .ckpt files" if found else "no .ckpt file and no lit_model.pth"
+        raise LitGPTError(f"trainer_ckpt {str(path)!r} is a folder with {which}: pass the checkpoint file itself")
+    return found[0]
+
+
+def _float_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The model's state dict with every int8/int4 layer's codes replaced by its dequantized float weight."""
+    state = model.state_dict()
+    from litgpt.quantize import BnbLinear, QuantizedLinear
+
+    for name, module in model.named_modules():
+        if isinstance(module, BnbLinear):
+            raise LitGPTError(
+                "a model quantized with bitsandbytes cannot be saved; save the model loaded without quantize "
+                "(the quantization is applied again at load time)"
+            )
+        if isinstance(module, QuantizedLinear):
+            for key in [k for k in state if k.startswith(name + ".")]:
+                del state[key]
+            state[name + ".weight"] = module.dequantize().to(module.weight.dtype)
+            if module.bias is not None:
+                state[name + ".bias"] = module.bias
+    return state
+
+
+def _gather_tensor_parallel(state: dict[str, torch.Tensor], config: Config) -> dict[str, torch.Tensor]:
+    """The full weights from every process's slice (see :func:`litgpt.distribute.shard_tensor_parallel`) on rank 0
+    (the others get an empty dict). Column-parallel layers (qkv, the MLP's input layers) were cut into rows,
+    row-parallel ones (the projections) into columns, and only rank 0 kept their bias."""
+    import torch.distributed as dist
+
+    from litgpt.distribute import head_split
+    from litgpt.model import GPT
+
+    rank, world = dist.get_rank(), dist.get_world_size()
+    slices = [None] * world if rank == 0 else None
+    dist.gather_object({k: v.cpu() for k, v in state.items()}, slices, dst=0)
+    if rank != 0:
+        return {}
+    with torch.device("meta"):
+        shapes = {k: v.shape for k, v in GPT(config).state_dict().items()}
+    nh, ng, hs = config.n_head, config.n_query_groups, config.head_size
+    full = {}
+    for key, value in slices[0].items():
+        if value.shape == shapes[key]:
+            full[key] = value  # a replicated tensor, or a row-parallel layer's bias (which only rank 0 kept)
+            continue
+        out = torch.empty(shapes[key], dtype=value.dtype)
+        for r, part in enumerate(s[key] for s in slices):
+            heads, groups = head_split(nh, ng, r, world)
+            q_rows = torch.cat([torch.arange(h * hs, (h + 1) * hs) for h in heads])
+            kv_rows = torch.cat([torch.arange(g * hs, (g + 1) * hs) for g in groups])
+            if key.endswith(("attn.qkv.weight", "attn.qkv.bias")):
+                out[torch.cat([q_rows, nh * hs + kv_rows, (nh + ng) * hs + kv_rows])] = part
+            elif key.endswith("attn.proj.weight"):
+                out[:, q_rows] = part
+            elif key.endswith("proj.weight"):  # the MLP's (or an expert's) output layer
+                out[:, torch.arange(shapes[key][1]).tensor_split(world)[r]] = part
+            else:  # the MLP's (or an expert's) input layers
+                out[torch.arange(shapes[key][0]).tensor_split(world)[r]] = part
+        full[key] = out
+    return full
 
 
 TOKENIZER_FILES = (

@@ -2,8 +2,9 @@
 
 Prefill runs in one pass; each decode step feeds one token per sequence through the static KV cache. Sampling
 (top-k, then temperature, then top-p, then a draw) stays on the device. Batches of prompts of different lengths are
-left-padded: padded keys are masked and, because RoPE only sees position differences, every row decodes exactly as it
-would alone.
+left-padded: padded keys are masked and, because RoPE only sees position differences, every row decodes as it would
+alone: exactly in float32; in bfloat16 or float16 a row's positions (shifted by its padding) round differently, so a
+greedy row may part from its one-by-one completion where two tokens score almost alike.
 """
 
 from __future__ import annotations
@@ -133,20 +134,27 @@ def generate_batch(
     # in again, layer after layer (a quarter of a 2,000-token prefill's time)
     start = reusable_prefix(model, ids) if padding is None else 0
     model.cached_prefix = None  # the cache is being written
+    owner = object()  # this generation's mark on the cache: a later one replaces it (see _decode and the finally)
+    model.cache_writer = owner
     with keep_freed_memory(ids.device):
         positions = torch.arange(start, T, device=ids.device)
         hidden = model(ids[:, start:], positions, input_pos_maxp1=T, key_padding_mask=padding, return_hidden=True)
     logits = model.project(hidden[:, -1])
     fed: list[torch.Tensor] = []  # the tokens written into the cache after the prompt
     try:
-        yield from _decode(model, ids, max_new_tokens, params, generator, decode_fn, logits, padding, fed)
+        yield from _decode(model, ids, max_new_tokens, params, generator, decode_fn, logits, padding, fed, owner)
     finally:
-        if padding is None and B == 1:
+        # a stream closed late (say, by garbage collection after another generation) no longer holds the cache
+        if padding is None and B == 1 and getattr(model, "cache_writer", None) is owner:
             remember_prefix(model, ids[0].tolist() + (torch.cat(fed).tolist() if fed else []))
 
 
-def _decode(model, ids, max_new_tokens, params, generator, decode_fn, logits, padding, fed) -> Iterator[torch.Tensor]:
-    """:func:`generate_batch`'s decode steps after the prefill, appending every token fed to the model to ``fed``."""
+def _decode(
+    model, ids, max_new_tokens, params, generator, decode_fn, logits, padding, fed, owner
+) -> Iterator[torch.Tensor]:
+    """:func:`generate_batch`'s decode steps after the prefill, appending every token fed to the model to ``fed``.
+    A generation resumed after another one wrote the cache (``model.cache_writer`` is no longer ``owner``) stops with
+    an error: its keys and values are gone."""
     T = ids.shape[1]
     eager = decode_fn is None  # eager steps read only the filled part of the cache; a compiled one keeps fixed shapes
     # On the CPU, set up after the first token is out (building the output layer's int8 copy must not delay it):
@@ -160,6 +168,11 @@ def _decode(model, ids, max_new_tokens, params, generator, decode_fn, logits, pa
         yield token
         if i + 1 == max_new_tokens:
             break
+        if model.cache_writer is not owner:
+            raise LitGPTError(
+                "another generation ran on this LLM while this stream was paused, and its KV cache now holds that "
+                "generation's prompt: finish or close the stream before starting another generation on the same LLM"
+            )
         if try_fused:
             try_fused = False
             if max_new_tokens >= hugepages.MIN_TOKENS:  # a move pays off over enough tokens

@@ -4,6 +4,7 @@ import re
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -143,7 +144,7 @@ def test_sequential_strategy_matches_single_device(tiny_checkpoint):
 def test_tensor_parallel_two_processes_match_one(tmp_path, groups):
     from tests.conftest import build_tiny_checkpoint
 
-    tiny_checkpoint = build_tiny_checkpoint(tmp_path / "tiny", n_query_groups=groups)
+    tiny_checkpoint = build_tiny_checkpoint(tmp_path / "tiny", n_query_groups=groups, bias=groups == 1)
     ref = load_float32(tiny_checkpoint).generate("Llamas eat", return_as_token_ids=True, **GREEDY)
     script = tmp_path / "tp.py"
     script.write_text(textwrap.dedent(f"""
@@ -158,11 +159,17 @@ def test_tensor_parallel_two_processes_match_one(tmp_path, groups):
             sampled = llm.generate("Llamas eat", temperature=0.8, top_k=50, max_new_tokens=20, return_as_token_ids=True)
             with open({str(tmp_path)!r} + f"/out.{{dist.get_rank()}}", "w") as f:
                 f.write(repr((greedy.tolist(), sampled.tolist())))
+            llm.save({str(tmp_path / "saved")!r})
     """))
     subprocess.run([sys.executable, str(script)], cwd=tmp_path, check=True, timeout=300, capture_output=True)
     outs = [eval((tmp_path / f"out.{r}").read_text()) for r in (0, 1)]
     assert outs[0] == outs[1]  # ranks agree, also when sampling
     assert outs[0][0] == ref.tolist()  # and equal one process
+    # save() gathers the slices: the folder holds the whole model (each process wrote its slice before)
+    saved, original = (torch.load(folder / "lit_model.pth") for folder in (tmp_path / "saved", tiny_checkpoint))
+    assert saved.keys() == original.keys()
+    for key in original:
+        assert torch.equal(saved[key], original[key]), key
 
 
 def test_random_init_save_and_reload(tiny_checkpoint, tmp_path):
@@ -244,3 +251,138 @@ def test_a_config_that_does_not_fit_the_weights_is_a_one_line_error(tiny_checkpo
     (folder / "model_config.yaml").write_text("")
     with pytest.raises(LitGPTError, match="model_config.yaml is empty"):
         LLM.load(folder)
+
+
+def test_an_abandoned_stream_closed_later_records_no_prefix(tiny_checkpoint):
+    """A stream left after one piece and closed (by garbage collection) after another generation recorded its own
+    prompt as the cache's content, fingerprinted over the other generation's keys: the next run of its prompt reused
+    them."""
+    llm = load_float32(tiny_checkpoint)
+    a, b = "Llamas eat", "The quick brown fox jumps over the"
+    expected = llm.generate(a, **GREEDY)
+    stream = llm.generate(a, stream=True, **GREEDY)
+    next(stream)
+    llm.generate(b, **GREEDY)
+    stream.close()
+    assert llm.model.cached_prefix.tokens[: len(llm.prompt_ids(b))] == llm.prompt_ids(b).tolist()  # still b's
+    assert llm.generate(a, **GREEDY) == expected
+
+
+def test_a_stream_resumed_after_another_generation_is_an_error(tiny_checkpoint):
+    """It continued silently from the other prompt's KV cache."""
+    llm = load_float32(tiny_checkpoint)
+    stream = llm.generate("Llamas eat", stream=True, return_as_token_ids=True, **GREEDY)
+    next(stream)
+    llm.generate("The quick brown fox jumps over the", **GREEDY)
+    with pytest.raises(LitGPTError, match="finish or close the stream before starting another generation"):
+        list(stream)
+    finished = llm.generate("Llamas eat", stream=True, **GREEDY)  # one that runs to its end is not affected
+    assert "".join(finished) == llm.generate("Llamas eat", **GREEDY)
+
+
+def test_distribute_after_compile_compiles_the_new_model(tiny_checkpoint):
+    """The compiled decode step kept running the model distribute() replaced (its cache held the last prompt)."""
+    llm = load_float32(tiny_checkpoint)
+    expected = llm.generate("Llamas eat", **GREEDY)
+    llm.compile(backend="eager")
+    llm.generate("The quick brown fox jumps over the", **GREEDY)
+    llm.distribute(accelerator="cpu", precision="32-true", fixed_kv_cache_size=64)
+    assert llm.decode_fn is not None and llm.decode_fn._orig_mod is llm.model
+    assert llm.generate("Llamas eat", **GREEDY) == expected
+
+
+@pytest.mark.parametrize("num_iterations", [0, -2, "3", 2.5])
+def test_benchmark_checks_num_iterations(tiny_checkpoint, num_iterations):
+    llm = LLM.load(tiny_checkpoint)
+    with pytest.raises(LitGPTError, match=re.escape(f"num_iterations must be a positive integer, got {num_iterations!r}")):
+        llm.benchmark(num_iterations=num_iterations, prompt="hi", max_new_tokens=2)
+
+
+def test_benchmark_of_a_list_of_prompts_says_it_takes_one(tiny_checkpoint):
+    llm = LLM.load(tiny_checkpoint)
+    with pytest.raises(LitGPTError, match="^benchmark takes one prompt") as error:
+        llm.benchmark(prompt=["hi", "there"], max_new_tokens=2)
+    assert "stream" not in str(error.value)
+    messages = [{"role": "user", "content": "hi"}]  # one prompt as a message list is fine
+    assert llm.benchmark(prompt=messages, max_new_tokens=2)[1]["Tokens generated"]
+
+
+def test_save_to_a_file_and_too_many_devices_are_one_line_errors(tiny_checkpoint, tmp_path, capsys):
+    llm = LLM.load(tiny_checkpoint, distribute=None)
+    with pytest.raises(LitGPTError, match="2 layers: use at most 2 devices"):
+        llm.distribute(accelerator="cpu", devices=100, generate_strategy="sequential")
+    with pytest.raises(LitGPTError, match="cannot split 4 heads"):
+        llm.distribute(accelerator="cpu", devices=3, generate_strategy="tensor_parallel")
+    assert "Using" not in capsys.readouterr().err  # checked before it says how many devices it uses
+    llm.distribute(accelerator="cpu")
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(LitGPTError, match="afile is a file, not a folder"):
+        llm.save(tmp_path / "afile")
+
+
+def test_tokenizer_dir_as_a_model_name_is_found_in_checkpoints(tiny_checkpoint, tmp_path, monkeypatch):
+    """A name (org/name under checkpoints/) worked for init="random" only; a pretrained load took it as a path."""
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(tiny_checkpoint, tmp_path / "checkpoints" / "org" / "tok")
+    llm = LLM.load(tiny_checkpoint, tokenizer_dir="org/tok", distribute=None)
+    assert Path(llm.tokenizer.checkpoint_dir).resolve() == (tmp_path / "checkpoints" / "org" / "tok").resolve()
+
+
+def test_save_copies_config_json_only_from_the_models_own_folder(tiny_checkpoint, tmp_path):
+    """A tokenizer borrowed from another model brought that model's config.json (convert_from_litgpt then read the
+    wrong architecture)."""
+    import json
+    import shutil
+
+    tokenizer = tmp_path / "other-model"
+    shutil.copytree(tiny_checkpoint, tokenizer)
+    (tokenizer / "config.json").write_text(json.dumps({"model_type": "other"}))
+    llm = LLM.load("pythia-14m", init="random", tokenizer_dir=tokenizer)
+    llm.save(tmp_path / "random")
+    assert not (tmp_path / "random" / "config.json").exists()
+    assert (tmp_path / "random" / "tokenizer.json").is_file() or (tmp_path / "random" / "tokenizer.model").is_file()
+    (tiny_checkpoint / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    pretrained = LLM.load(tiny_checkpoint, tokenizer_dir=tokenizer)
+    pretrained.save(tmp_path / "own")
+    assert json.loads((tmp_path / "own" / "config.json").read_text()) == {"model_type": "llama"}
+
+
+@pytest.mark.parametrize("mode", ["int8", "int4"])
+def test_a_quantized_model_saves_dequantized_weights(tiny_checkpoint, tmp_path, mode):
+    """It wrote the codes (qweight, scales) under the float config, a folder LLM.load refused."""
+    llm = LLM.load(tiny_checkpoint, distribute=None)
+    llm.distribute(accelerator="cpu", precision="32-true", quantize=mode)
+    llm.save(tmp_path / "saved")
+    again = LLM.load(tmp_path / "saved", distribute=None)
+    again.distribute(accelerator="cpu", precision="32-true")
+    for name in ("lm_head", "transformer.h.0.attn.qkv", "transformer.h.1.mlp.proj"):
+        want = llm.model.get_submodule(name).dequantize()
+        torch.testing.assert_close(again.model.get_submodule(name).weight, want, rtol=0, atol=0)
+    assert len(again.generate("Llamas eat", **GREEDY)) > 0
+
+
+def _lightning_checkpoint(folder, state: dict):
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": {f"llm.model.{k}": v for k, v in state.items()}, "epoch": 0}, folder / "step=1.ckpt")
+    return folder / "step=1.ckpt"
+
+
+def test_trainer_checkpoint_of_another_model_or_a_folder(tiny_checkpoint, tmp_path):
+    """Another model size gave a 34-line size-mismatch RuntimeError; a folder 'does not exist' as a weights file."""
+    from tests.conftest import build_tiny_checkpoint
+
+    other = build_tiny_checkpoint(tmp_path / "wider", n_embd=128, head_size=32)
+    wrong = _lightning_checkpoint(tmp_path / "other-run", torch.load(other / "lit_model.pth"))
+    llm = LLM.load(tiny_checkpoint, distribute=None)
+    with pytest.raises(LitGPTError, match=r"has shape .* but tiny-llama expects .*trained from another model") as e:
+        llm.trainer_setup(trainer_ckpt=wrong)
+    assert len(str(e.value).splitlines()) == 1
+    state = {k: v + 1 for k, v in torch.load(tiny_checkpoint / "lit_model.pth").items()}
+    _lightning_checkpoint(tmp_path / "run" / "version_0" / "checkpoints", state)
+    llm.trainer_setup(trainer_ckpt=tmp_path / "run")  # the one checkpoint inside the folder
+    torch.testing.assert_close(llm.model.lm_head.weight, state["lm_head.weight"])
+    _lightning_checkpoint(tmp_path / "run" / "version_1" / "checkpoints", state)
+    with pytest.raises(LitGPTError, match="is a folder with 2 .ckpt files: pass the checkpoint file itself"):
+        llm.trainer_setup(trainer_ckpt=tmp_path / "run")
