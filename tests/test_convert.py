@@ -97,6 +97,13 @@ FAMILIES = {
     "olmo-2": ("Olmo2Config", dict(GQA)),
     "falcon-7b": ("FalconConfig", dict(multi_query=True, parallel_attn=True, new_decoder_architecture=False)),
     "falcon-40b": ("FalconConfig", dict(new_decoder_architecture=True, num_kv_heads=2, parallel_attn=True)),
+    # Falcon2-11B: the new layout with one norm shared by attention and MLP, grouped-query attention
+    "falcon2-11b": (
+        "FalconConfig",
+        dict(new_decoder_architecture=True, num_kv_heads=2, parallel_attn=True, num_ln_in_parallel_attn=1),
+    ),
+    # the old layout with a sequential residual: input_layernorm before attention, post_attention_layernorm before MLP
+    "falcon-sequential": ("FalconConfig", dict(multi_query=True, parallel_attn=False, new_decoder_architecture=False)),
     "stablelm": ("StableLmConfig", dict(GQA, partial_rotary_factor=0.25)),
 }
 
@@ -270,6 +277,78 @@ def test_phi3_exports_under_its_own_architecture_without_config_json(tmp_path):
     idx = tokens(n=6)
     with torch.no_grad():
         assert_close(back(idx).logits, model.eval()(idx))
+
+
+def _save_lit(config: Config, folder: Path) -> GPT:
+    torch.manual_seed(0)
+    model = GPT(config)
+    randomize(model)
+    folder.mkdir()
+    torch.save(model.state_dict(), folder / "lit_model.pth")
+    config.save(folder / "model_config.yaml")
+    return model.eval()
+
+
+_TINY = dict(vocab_size=128, padded_vocab_size=128, n_layer=2, n_embd=64, n_head=4, head_size=16, block_size=64,
+             intermediate_size=96, bias=False, parallel_residual=False, rotary_percentage=1.0)  # fmt: skip
+_TINY_LLAMA = dict(_TINY, name="custom-llama", norm_class_name="RMSNorm", mlp_class_name="LLaMAMLP")
+_TINY_GEMMA = dict(_TINY, name="custom-gemma", norm_class_name="RMSNorm", mlp_class_name="GemmaMLP",
+                   gelu_approximate="tanh", scale_embeddings=True)  # fmt: skip
+_TINY_NEOX = dict(_TINY, name="custom-neox", norm_class_name="LayerNorm", mlp_class_name="GptNeoxMLP", bias=True,
+                  parallel_residual=True, rotary_percentage=0.25)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "base, change, expected",
+    [
+        # partial rotary on a LLaMA layout: LlamaForCausalLM rotates whole heads, Phi-3 does not
+        (_TINY_LLAMA, dict(rotary_percentage=0.5), "Phi3ForCausalLM"),
+        # LayerNorm + gated MLP, full rotary: StableLM, whose default partial_rotary_factor is 0.25, must be told 1.0
+        (_TINY_LLAMA, dict(norm_class_name="LayerNorm"), "StableLmForCausalLM"),
+        # Gemma 2 post norms without a sliding window: transformers still needs a window value
+        (_TINY_GEMMA, dict(post_attention_norm=True, post_mlp_norm=True), "Gemma2ForCausalLM"),
+    ],
+)
+def test_custom_export_reproduces_the_model(tmp_path, base, change, expected):
+    from litgpt.convert_hf import convert_from_litgpt
+
+    model = _save_lit(Config(**{**base, **change}), tmp_path / "lit")
+    convert_from_litgpt(tmp_path / "lit", tmp_path / "hf")
+    back = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf", attn_implementation="eager")
+    assert type(back).__name__ == expected
+    idx = tokens(n=20)
+    with torch.no_grad():
+        assert_close(back.float().eval()(idx).logits, model(idx))
+
+
+@pytest.mark.parametrize(
+    "base, change, field",
+    [
+        (_TINY_LLAMA, dict(parallel_residual=True), "parallel_residual"),
+        (_TINY_LLAMA, dict(attention_scores_scalar=24), "attention_scores_scalar"),
+        (_TINY_LLAMA, dict(scale_embeddings=True), "scale_embeddings"),
+        (_TINY_LLAMA, dict(lm_head_bias=True), "lm_head_bias"),
+        (_TINY_LLAMA, dict(final_logit_softcapping=30.0), "final_logit_softcapping"),
+        (_TINY_LLAMA, dict(norm_1=False), "norm_1"),
+        (_TINY_GEMMA, dict(norm_qk=True), "norm_qk"),
+        (_TINY_GEMMA, dict(attention_logit_softcapping=50.0), "attention_logit_softcapping"),
+        (_TINY_GEMMA, dict(rotary_percentage=0.5), "rotary_percentage"),
+        (_TINY_GEMMA, dict(bias=True), "biases"),
+        (_TINY_NEOX, dict(scale_embeddings=True), "scale_embeddings"),
+        (_TINY_NEOX, dict(sliding_window_size=8, sliding_window_indices=[1, 0]), "sliding_window_size"),
+        # Falcon's modelling code rotates whole heads
+        (dict(_TINY_NEOX, name="my-falcon", bias=False, shared_attention_norm=True, n_query_groups=1), {},
+         "rotary_percentage"),
+    ],
+)  # fmt: skip
+def test_export_refuses_what_the_family_cannot_express(tmp_path, base, change, field):
+    """An export that transformers would load as another model (other logits) is refused, naming the setting."""
+    from litgpt.convert_hf import convert_from_litgpt
+
+    _save_lit(Config(**{**base, **change}), tmp_path / "lit")
+    with pytest.raises(LitGPTError, match=field) as excinfo:
+        convert_from_litgpt(tmp_path / "lit", tmp_path / "hf")
+    assert "\n" not in str(excinfo.value)
 
 
 def test_stacked_expert_tensors_are_read(tmp_path):

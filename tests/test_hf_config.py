@@ -430,6 +430,21 @@ def test_falcon_sequential_layout():
     assert not got.parallel_residual and not got.shared_attention_norm and got.n_query_groups == got.n_head
 
 
+@pytest.mark.parametrize("cls", ["Qwen2Config", "Qwen3Config"])
+def test_older_qwen_layout_slides_from_max_window_layers(cls):
+    """Without layer_types (transformers < 4.53 wrote none), only the layers from max_window_layers on slide, and
+    without use_sliding_window none does: what transformers rebuilds."""
+    kwargs = dict(num_hidden_layers=4, hidden_size=64, num_attention_heads=4, num_key_value_heads=2, head_dim=16)
+    hf = getattr(transformers, cls)(use_sliding_window=True, sliding_window=8, max_window_layers=2, **kwargs)
+    want = [int(t == "sliding_attention") for t in hf.layer_types]
+    assert want == [0, 0, 1, 1]
+    old = {k: v for k, v in hf.to_dict().items() if k != "layer_types"}
+    got = config_from_hf({**old, "sliding_window": 8})
+    assert got.sliding_window_size == 8 and got.sliding_window_indices == want
+    old.pop("use_sliding_window")
+    assert config_from_hf({**old, "sliding_window": 8}).sliding_window_size is None
+
+
 # -- errors ---------------------------------------------------------------------------------------------------------
 
 
