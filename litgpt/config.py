@@ -112,6 +112,13 @@ class Config:
         self.rope_n_elem = int(self.rotary_percentage * self.head_size)
         if self.sliding_window_size is not None and self.sliding_window_indices is None:
             self.sliding_window_indices = [1] * self.n_layer
+        if self.longrope_original_max_seq_len is not None:
+            for key in ("short_factor", "long_factor"):
+                if len(self.rope_adjustments[key]) != self.rope_n_elem // 2:
+                    raise LitGPTError(
+                        f"rope_adjustments {key} has {len(self.rope_adjustments[key])} entries but the model rotates "
+                        f"{self.rope_n_elem // 2} frequencies (rope_n_elem / 2)"
+                    )
         for key in ("sliding_window_indices", "rope_indices"):
             value = getattr(self, key)
             if value is not None and len(value) != self.n_layer:
@@ -139,6 +146,12 @@ class Config:
         if self.rope_indices is not None and self.rope_local_base_freq is not None and self.rope_indices[layer]:
             return self.rope_local_base_freq
         return self.rope_base
+
+    @property
+    def longrope_original_max_seq_len(self) -> int | None:
+        """With longrope scaling (Phi-3.5, Phi-4-mini): the pretraining length past which the long factors apply."""
+        adj = self.rope_adjustments
+        return int(adj["original_max_seq_len"]) if adj and "long_factor" in adj else None
 
     def rope_adjustments_for(self, layer: int) -> dict | None:
         """Rope scaling applies to global layers only when local layers have a base of their own (Gemma 3)."""

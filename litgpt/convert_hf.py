@@ -821,7 +821,15 @@ PARTIAL_ROTARY_TYPES = ("phi", "phi3", "stablelm", "gpt_neox")
 def _rope_parameters(config: Config, model_type: str, base: float, adjustments: Optional[dict]) -> dict:
     params: dict[str, Any] = {"rope_type": "default", "rope_theta": float(base)}
     if adjustments:
-        if "low_freq_factor" in adjustments:
+        if "long_factor" in adjustments:
+            params.update(
+                rope_type="longrope",
+                short_factor=list(adjustments["short_factor"]),
+                long_factor=list(adjustments["long_factor"]),
+                original_max_position_embeddings=int(adjustments["original_max_seq_len"]),
+                attention_factor=float(adjustments["attention_factor"]),
+            )
+        elif "low_freq_factor" in adjustments:
             params.update(
                 rope_type="llama3",
                 factor=float(adjustments["factor"]),
@@ -901,7 +909,7 @@ def hf_config_dict(
         hf["layer_types"] = _layer_types(c.sliding_window_indices, c.n_layer)
         hf["max_window_layers"] = c.n_layer
     if model_type == "phi3":
-        hf["original_max_position_embeddings"] = c.block_size
+        hf["original_max_position_embeddings"] = c.longrope_original_max_seq_len or c.block_size
     if model_type in ("gemma", "gemma2", "gemma3_text"):
         hf.update(hidden_act=gelu, hidden_activation=gelu, attention_bias=c.bias or c.attn_bias)
         need(not (c.bias or c.attn_bias), "biases")  # Gemma's MLP has none; its attention_bias covers o_proj

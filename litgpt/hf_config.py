@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
@@ -135,7 +136,32 @@ def _rope_scaling(hf: dict, fam: Family, params: dict) -> dict:
                 "original_max_seq_len": int(params["original_max_position_embeddings"]),
             }
         )
-    raise _unsupported(hf, f"rope scaling type {kind!r} (supported: default, linear, llama3)")
+    if kind in ("longrope", "su"):  # "su": the first Phi-3 128k uploads
+        return dict(rope_adjustments=_longrope(hf, params))
+    raise _unsupported(hf, f"rope scaling type {kind!r} (supported: default, linear, llama3, longrope)")
+
+
+def _longrope(hf: dict, params: dict) -> dict:
+    """Phi-3.5 / Phi-4-mini: per-frequency factors (short up to the pretraining length, long past it) and a scale
+    of cos and sin, by default sqrt(1 + ln(factor) / ln(original length)) with factor = max / original length."""
+    original = _first(params, "original_max_position_embeddings", default=None)
+    if original is None:
+        original = _first(hf, "original_max_position_embeddings", "max_position_embeddings")
+    factor = params.get("factor")
+    if factor is None:
+        factor = _first(hf, "max_position_embeddings") / original
+    attention = params.get("attention_factor")
+    if attention is None:
+        attention = 1.0 if factor <= 1.0 else math.sqrt(1 + math.log(factor) / math.log(original))
+    short, long = params.get("short_factor"), params.get("long_factor")
+    if not isinstance(short, list) or not isinstance(long, list) or len(short) != len(long):
+        raise LitGPTError(f"{_label(hf)}: longrope needs short_factor and long_factor lists of one length")
+    return {
+        "short_factor": [float(x) for x in short],
+        "long_factor": [float(x) for x in long],
+        "original_max_seq_len": int(original),
+        "attention_factor": float(attention),
+    }
 
 
 def read_rope(hf: dict, fam: Family) -> dict:

@@ -279,6 +279,62 @@ def test_phi3_exports_under_its_own_architecture_without_config_json(tmp_path):
         assert_close(back(idx).logits, model.eval()(idx))
 
 
+def _longrope_phi3(folder: Path):
+    """A tiny Phi-3.5-like model: longrope with a pretraining length of 32 positions out of 256."""
+    torch.manual_seed(0)
+    config = transformers.Phi3Config(
+        **{**COMMON, **GQA, "max_position_embeddings": 256}, original_max_position_embeddings=32, sliding_window=None,
+        rope_parameters=dict(
+            rope_type="longrope", rope_theta=10000.0, original_max_position_embeddings=32,
+            short_factor=[1.0, 1.02, 1.03, 1.05, 1.1, 1.2, 1.4, 1.6], long_factor=[1.0, 1.2, 1.5, 2.0, 3.0, 5.0, 8.0, 12.0],
+        ),
+    )  # fmt: skip
+    model = transformers.AutoModelForCausalLM.from_config(config, attn_implementation="eager").float().eval()
+    randomize(model)
+    model.save_pretrained(folder)
+    return model
+
+
+def _greedy(model: GPT, prompt: torch.Tensor, n: int) -> list[int]:
+    """Greedy decoding through the KV cache: one prefill, then one token per step."""
+    P = prompt.shape[1]
+    model.set_kv_cache(batch_size=1, max_seq_length=P + n)
+    out = []
+    with torch.no_grad():
+        logits = model(prompt, torch.arange(P), input_pos_maxp1=P)
+        for t in range(n):
+            out.append(int(logits[0, -1].argmax()))
+            logits = model(torch.tensor([[out[-1]]]), torch.tensor([P + t]), input_pos_maxp1=P + t + 1)
+    return out
+
+
+def test_longrope_matches_transformers(tmp_path):
+    """Phi-3.5 / Phi-4-mini's longrope: short factors up to the pretraining length, long ones past it (the whole
+    sequence again when decoding crosses it, as transformers' generate does), cos/sin scaled; and exported back."""
+    from litgpt.convert_hf import convert_from_litgpt, convert_to_litgpt
+
+    hf = _longrope_phi3(tmp_path / "phi")
+    convert_to_litgpt(tmp_path / "phi")
+    lit = load_lit(tmp_path / "phi")
+    adj = lit.config.rope_adjustments
+    assert adj["original_max_seq_len"] == 32 and adj["attention_factor"] == pytest.approx((1 + 3 / 5) ** 0.5)
+    for T in (20, 32, 33, 100):  # below, at and past the pretraining length
+        idx = tokens(seed=T, n=T)
+        with torch.no_grad():
+            assert_close(lit(idx), hf(idx).logits)
+    for P in (20, 40):  # a prompt that decoding carries past the pretraining length, and one already past it
+        prompt = tokens(seed=P, n=P)
+        with torch.no_grad():
+            want = hf.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=24, do_sample=False,
+                               eos_token_id=None, pad_token_id=0)[0, P:].tolist()  # fmt: skip
+        assert _greedy(lit, prompt, 24) == want
+    convert_from_litgpt(tmp_path / "phi", tmp_path / "back")
+    back = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "back", attn_implementation="eager")
+    idx = tokens(seed=3, n=100)
+    with torch.no_grad():
+        assert_close(back.float().eval()(idx).logits, hf(idx).logits)
+
+
 def _save_lit(config: Config, folder: Path) -> GPT:
     torch.manual_seed(0)
     model = GPT(config)
