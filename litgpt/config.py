@@ -168,7 +168,12 @@ class Config:
             key = _repo_index().get(key.lower()) or _name_index().get(key.lower(), key)
         if key not in registry:
             raise LitGPTError(f"Unknown model name {name!r}. {suggest(name, list(registry) + repo_ids())}")
-        return cls(**{**registry[key], **overrides})
+        entry = registry[key]
+        if "n_layer" in overrides:  # a shallower or deeper variant: per-layer lists keep their pattern
+            for field_name in PER_LAYER_FIELDS:
+                if entry.get(field_name) is not None and field_name not in overrides:
+                    overrides[field_name] = repeat_pattern(entry[field_name], overrides["n_layer"])
+        return cls(**{**entry, **overrides})
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "config") -> Config:
@@ -234,6 +239,15 @@ class Config:
 
         with torch.device("meta"):
             return sum(p.numel() for p in GPT(self).parameters())
+
+
+PER_LAYER_FIELDS = ("sliding_window_indices", "rope_indices")
+
+
+def repeat_pattern(values: list, n: int) -> list:
+    """``values`` continued (or cut) to ``n`` entries by repeating its shortest period ([1, 1, 0] * k for Gemma 3)."""
+    period = next(p for p in range(1, len(values) + 1) if all(v == values[i % p] for i, v in enumerate(values)))
+    return [values[i % period] for i in range(n)]
 
 
 def suggest(name: str, candidates, what: str = "model name") -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 import json
 import math
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
@@ -465,7 +466,8 @@ def _load(config: str | Path | dict) -> tuple[dict, str | None]:
         raise LitGPTError(f"{path} is not valid JSON: {e}") from None
     if not isinstance(data, dict):
         raise LitGPTError(f"{path} must hold a JSON object")
-    parent = path.resolve().parent
+    # the folder as named (checkpoints/org/name), not where a symlinked config.json points (a Hugging Face cache blob)
+    parent = Path(os.path.abspath(path)).parent
     return data, f"{parent.parent.name}/{parent.name}"
 
 

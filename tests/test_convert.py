@@ -230,19 +230,17 @@ def test_multimodal_gemma3_converts_its_language_model(tmp_path, transformers5_n
 
 
 def test_unreadable_config_json_falls_back_to_the_registered_config(tmp_path, monkeypatch, capsys):
-    """Phi-3.5's config.json asks for longrope, which the registered config (as the established release's) leaves
-    out: a folder named after a registered model converts with that config, and otherwise the error says to pass
-    --model_name."""
+    """A config.json asking for a setting litgpt cannot read (YaRN rope scaling here): a folder named after a
+    registered model converts with that config, and otherwise the error says to pass --model_name."""
     from litgpt.convert_hf import convert_to_litgpt
     from litgpt.hf_config import config_from_hf
 
-    folder = tmp_path / "tiny-llama-longrope"
+    folder = tmp_path / "tiny-llama-yarn"
     make_hf("llama-2", folder)
     hf = json.loads((folder / "config.json").read_text())
-    hf["rope_parameters"] = {"rope_type": "longrope", "rope_theta": 10000.0, "short_factor": [1.0] * 8,
-                             "long_factor": [2.0] * 8}  # fmt: skip
+    hf["rope_parameters"] = {"rope_type": "yarn", "rope_theta": 10000.0, "factor": 4.0}
     (folder / "config.json").write_text(json.dumps(hf))
-    with pytest.raises(LitGPTError, match="longrope.*--model_name"):
+    with pytest.raises(LitGPTError, match="yarn.*--model_name"):
         convert_to_litgpt(folder)
 
     registered = folder.rename(tmp_path / "Phi-3.5-mini-instruct")
