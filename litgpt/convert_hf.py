@@ -1039,7 +1039,8 @@ def _require_round_trip(config: Config, hf: dict, model_type: str) -> None:
     mine, theirs = _effective(config), _effective(back)
     differ = [k for k in mine if not _same(mine[k], theirs[k])]
     if differ:
-        what = ", ".join(f"{k}={mine[k]!r} (would load as {theirs[k]!r})" for k in differ)
+        raw_mine, raw_theirs = config.to_dict(), back.to_dict()
+        what = ", ".join(f"{k}={raw_mine[k]!r} (would load as {raw_theirs[k]!r})" for k in differ)
         raise LitGPTError(
             f"{label}: {what} cannot be expressed as a Hugging Face {model_type} config; "
             "no Hugging Face family litgpt exports to has this architecture"
