@@ -112,6 +112,13 @@ class Config:
         self.rope_n_elem = int(self.rotary_percentage * self.head_size)
         if self.sliding_window_size is not None and self.sliding_window_indices is None:
             self.sliding_window_indices = [1] * self.n_layer
+        if self.longrope_original_max_seq_len is not None:
+            for key in ("short_factor", "long_factor"):
+                if len(self.rope_adjustments[key]) != self.rope_n_elem // 2:
+                    raise LitGPTError(
+                        f"rope_adjustments {key} has {len(self.rope_adjustments[key])} entries but the model rotates "
+                        f"{self.rope_n_elem // 2} frequencies (rope_n_elem / 2)"
+                    )
         for key in ("sliding_window_indices", "rope_indices"):
             value = getattr(self, key)
             if value is not None and len(value) != self.n_layer:
@@ -140,6 +147,12 @@ class Config:
             return self.rope_local_base_freq
         return self.rope_base
 
+    @property
+    def longrope_original_max_seq_len(self) -> int | None:
+        """With longrope scaling (Phi-3.5, Phi-4-mini): the pretraining length past which the long factors apply."""
+        adj = self.rope_adjustments
+        return int(adj["original_max_seq_len"]) if adj and "long_factor" in adj else None
+
     def rope_adjustments_for(self, layer: int) -> dict | None:
         """Rope scaling applies to global layers only when local layers have a base of their own (Gemma 3)."""
         if self.rope_indices is not None and self.rope_local_base_freq is not None and self.rope_indices[layer]:
@@ -155,7 +168,12 @@ class Config:
             key = _repo_index().get(key.lower()) or _name_index().get(key.lower(), key)
         if key not in registry:
             raise LitGPTError(f"Unknown model name {name!r}. {suggest(name, list(registry) + repo_ids())}")
-        return cls(**{**registry[key], **overrides})
+        entry = registry[key]
+        if "n_layer" in overrides:  # a shallower or deeper variant: per-layer lists keep their pattern
+            for field_name in PER_LAYER_FIELDS:
+                if entry.get(field_name) is not None and field_name not in overrides:
+                    overrides[field_name] = repeat_pattern(entry[field_name], overrides["n_layer"])
+        return cls(**{**entry, **overrides})
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "config") -> Config:
@@ -221,6 +239,15 @@ class Config:
 
         with torch.device("meta"):
             return sum(p.numel() for p in GPT(self).parameters())
+
+
+PER_LAYER_FIELDS = ("sliding_window_indices", "rope_indices")
+
+
+def repeat_pattern(values: list, n: int) -> list:
+    """``values`` continued (or cut) to ``n`` entries by repeating its shortest period ([1, 1, 0] * k for Gemma 3)."""
+    period = next(p for p in range(1, len(values) + 1) if all(v == values[i % p] for i, v in enumerate(values)))
+    return [values[i % period] for i in range(n)]
 
 
 def suggest(name: str, candidates, what: str = "model name") -> str:

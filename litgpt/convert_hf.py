@@ -150,6 +150,12 @@ FALCON_40B = {
     _H + "norm_2.{w}": _H + "ln_mlp.{w}",
 }
 
+# Falcon with parallel_attn=False (sequential residual): a norm before attention and one before the MLP
+FALCON_SEQUENTIAL = {
+    **FALCON_7B,
+    _H + "norm_2.{w}": _H + "post_attention_layernorm.{w}",
+}
+
 # Other names a Hugging Face file may use for a tensor (read only): transformers' in-memory names
 ALIASES: dict[str, dict[str, str]] = {
     "gpt_neox": {"lm_head.{w}": "embed_out.{w}"},
@@ -224,6 +230,8 @@ _MODEL_TYPE_ALIASES = {"RefinedWeb": "falcon", "RefinedWebModel": "falcon"}
 
 
 def layout_for(model_type: str, config: Config) -> dict:
+    if model_type == "falcon" and not config.parallel_residual:
+        return FALCON_SEQUENTIAL
     if model_type == "falcon" and config.shared_attention_norm:
         return FALCON_7B
     return FAMILIES[model_type].layout
@@ -246,7 +254,11 @@ def hf_model_type(config: Config) -> str:
         return "olmo2"
     if config.norm_class_name == "LayerNorm":
         return "olmo" if "olmo" in name else "stablelm"
-    if name.startswith(("phi-3", "phi-4")):
+    # Phi-3's layout is LLaMA's with partial rotary embeddings and longrope, which LlamaForCausalLM lacks
+    if name.startswith(("phi-3", "phi-4")) or (
+        not (config.norm_qk or config.bias or config.attn_bias)
+        and (config.rotary_percentage != 1.0 or "long_factor" in (config.rope_adjustments or {}))
+    ):
         return "phi3"
     if config.norm_qk:
         return "qwen3"
@@ -801,10 +813,23 @@ def _original_hf_config(checkpoint_dir: Path) -> dict:
     return base
 
 
-def _rope_parameters(config: Config, base: float, adjustments: Optional[dict]) -> dict:
+# the families whose transformers modelling code rotates only part of each head (the others ignore the setting, so it
+# is left out and the round-trip check refuses a partial-rotary model there)
+PARTIAL_ROTARY_TYPES = ("phi", "phi3", "stablelm", "gpt_neox")
+
+
+def _rope_parameters(config: Config, model_type: str, base: float, adjustments: Optional[dict]) -> dict:
     params: dict[str, Any] = {"rope_type": "default", "rope_theta": float(base)}
     if adjustments:
-        if "low_freq_factor" in adjustments:
+        if "long_factor" in adjustments:
+            params.update(
+                rope_type="longrope",
+                short_factor=list(adjustments["short_factor"]),
+                long_factor=list(adjustments["long_factor"]),
+                original_max_position_embeddings=int(adjustments["original_max_seq_len"]),
+                attention_factor=float(adjustments["attention_factor"]),
+            )
+        elif "low_freq_factor" in adjustments:
             params.update(
                 rope_type="llama3",
                 factor=float(adjustments["factor"]),
@@ -816,7 +841,7 @@ def _rope_parameters(config: Config, base: float, adjustments: Optional[dict]) -
             params.update(rope_type="linear", factor=float(adjustments["factor"]))
     elif config.rope_condense_ratio != 1:
         params.update(rope_type="linear", factor=float(config.rope_condense_ratio))
-    if config.rotary_percentage != 1.0:
+    if model_type in PARTIAL_ROTARY_TYPES:
         params["partial_rotary_factor"] = config.rotary_percentage
     return params
 
@@ -836,7 +861,7 @@ def hf_config_dict(
     """A Hugging Face ``config.json`` for ``config`` in the layout of ``model_type``."""
     c = config
     gelu = "gelu_pytorch_tanh" if c.gelu_approximate == "tanh" else "gelu"
-    rope = _rope_parameters(c, c.rope_base, c.rope_adjustments)
+    rope = _rope_parameters(c, model_type, c.rope_base, c.rope_adjustments)
     hf: dict[str, Any] = {"pad_token_id": None, **(base or {})}  # a family's default pad id may not fit the vocab
     hf.update(
         architectures=[FAMILIES[model_type].architecture],
@@ -857,7 +882,7 @@ def hf_config_dict(
     )
     if rope["rope_type"] != "default":
         hf["rope_scaling"] = dict(rope)  # older transformers read this (and rope_theta)
-    if c.rotary_percentage != 1.0:
+    if model_type in PARTIAL_ROTARY_TYPES:  # always: StableLM's default is 0.25, Phi's 0.5
         hf["partial_rotary_factor"] = c.rotary_percentage
     if dtype is not None:
         hf["dtype"] = str(dtype).replace("torch.", "")
@@ -873,7 +898,7 @@ def hf_config_dict(
             )
 
     window_everywhere = c.sliding_window_size is not None and all(c.sliding_window_indices)
-    if model_type in ("llama", "qwen3", "olmo", "olmo2", "gemma"):
+    if model_type in ("llama", "qwen3", "olmo", "olmo2"):
         hf.update(attention_bias=c.bias or c.attn_bias, mlp_bias=c.bias)
         need(c.attn_bias == c.bias or not c.attn_bias, "attn_bias without bias")
     if model_type in ("mistral", "mixtral", "phi3"):
@@ -884,13 +909,15 @@ def hf_config_dict(
         hf["layer_types"] = _layer_types(c.sliding_window_indices, c.n_layer)
         hf["max_window_layers"] = c.n_layer
     if model_type == "phi3":
-        hf["original_max_position_embeddings"] = c.block_size
+        hf["original_max_position_embeddings"] = c.longrope_original_max_seq_len or c.block_size
     if model_type in ("gemma", "gemma2", "gemma3_text"):
         hf.update(hidden_act=gelu, hidden_activation=gelu, attention_bias=c.bias or c.attn_bias)
+        need(not (c.bias or c.attn_bias), "biases")  # Gemma's MLP has none; its attention_bias covers o_proj
     if model_type in ("gemma2", "gemma3_text"):
         hf.update(
             query_pre_attn_scalar=c.attention_scores_scalar or c.head_size,
-            sliding_window=c.sliding_window_size,
+            # transformers needs a window even when no layer slides (layer_types says which do)
+            sliding_window=c.sliding_window_size or c.block_size,
             layer_types=_layer_types(c.sliding_window_indices, c.n_layer),
             attn_logit_softcapping=c.attention_logit_softcapping,
             final_logit_softcapping=c.final_logit_softcapping,
@@ -904,7 +931,7 @@ def hf_config_dict(
             hf["rope_local_base_freq"] = float(c.rope_local_base_freq)
             hf["rope_parameters"] = {
                 "full_attention": rope,
-                "sliding_attention": _rope_parameters(c, c.rope_local_base_freq, None),
+                "sliding_attention": _rope_parameters(c, model_type, c.rope_local_base_freq, None),
             }
             if c.rope_indices is not None and c.sliding_window_size is None:
                 hf["layer_types"] = _layer_types(c.rope_indices, c.n_layer)
@@ -939,13 +966,15 @@ def hf_config_dict(
         need(c.n_query_groups == c.n_head, "grouped-query attention")
     if model_type == "phi":
         hf.update(hidden_act="gelu_new" if c.gelu_approximate == "tanh" else "gelu", qk_layernorm=False)
-        hf["partial_rotary_factor"] = c.rotary_percentage
         need(c.shared_attention_norm and c.parallel_residual, "a non-parallel residual")
     if model_type == "falcon":
         need(c.n_embd == c.n_head * c.head_size, "head_size * n_head != n_embd")
         for key in ("head_dim", "num_key_value_heads", "intermediate_size", "hidden_act"):  # derived in FalconConfig
             hf.pop(key, None)
-        new_layout = not c.shared_attention_norm
+        # the old (7B) layout: one shared norm, parallel; or sequential with input/post-attention norms. The new one:
+        # parallel with two norms, or with one (Falcon2-11B: num_ln_in_parallel_attn=1, grouped-query attention)
+        old_groups = c.n_query_groups in (1, c.n_head)
+        new_layout = c.parallel_residual and not (c.shared_attention_norm and old_groups)
         hf.update(
             num_kv_heads=c.n_query_groups,
             multi_query=c.n_query_groups == 1,
@@ -958,7 +987,61 @@ def hf_config_dict(
             layer_norm_epsilon=c.norm_eps,
         )
         if new_layout:
-            hf["num_ln_in_parallel_attn"] = 2
+            hf["num_ln_in_parallel_attn"] = 1 if c.shared_attention_norm else 2
         else:
-            need(c.n_query_groups in (1, c.n_head), "grouped-query attention with a shared norm")
+            need(old_groups, "grouped-query attention with a sequential residual")
+            need(c.parallel_residual or not c.shared_attention_norm, "a sequential residual with one shared norm")
+    _require_round_trip(c, hf, model_type)
     return hf
+
+
+def _effective(config: Config) -> dict:
+    """The architecture fields of ``config`` with settings that change nothing normalised away (a window list
+    without a window, the default attention scale spelled out, ...), for comparing two configs."""
+    from litgpt.hf_config import NON_ARCHITECTURE
+
+    d = {k: v for k, v in config.to_dict().items() if k not in NON_ARCHITECTURE}
+    if d["attention_scores_scalar"] is None:
+        d["attention_scores_scalar"] = config.head_size
+    if d["sliding_window_size"] is None or not any(d["sliding_window_indices"] or ()):
+        d["sliding_window_size"] = d["sliding_window_indices"] = None
+    if d["rope_local_base_freq"] is None or not any(d["rope_indices"] or ()):
+        d["rope_local_base_freq"] = d["rope_indices"] = None
+    if not d["norm_qk"]:
+        d["norm_qk_type"] = "default"
+    if d["mlp_class_name"] == "LLaMAMoE":  # the experts' size is what counts
+        d["moe_intermediate_size"] = d["moe_intermediate_size"] or d["intermediate_size"]
+        d["intermediate_size"] = None
+    else:
+        d.update(n_expert=0, n_expert_per_token=0, moe_intermediate_size=None, norm_topk_prob=False)
+    if d["mlp_class_name"] in ("LLaMAMLP", "LLaMAMoE"):  # SiLU: no GELU to approximate
+        d["gelu_approximate"] = "none"
+    d["rotary_percentage"] = config.rope_n_elem  # the rotated features, however the fraction is spelled
+    return d
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, float) and isinstance(b, (int, float)) or isinstance(b, float) and isinstance(a, (int, float)):
+        return abs(a - b) <= 1e-6 * max(abs(a), abs(b), 1e-30)
+    return a == b
+
+
+def _require_round_trip(config: Config, hf: dict, model_type: str) -> None:
+    """Refuse a config.json that transformers would read as another model: read it back with the Hugging Face
+    config reader (which mirrors transformers) and compare the architecture."""
+    from litgpt.hf_config import config_from_hf
+
+    label = config.name or "this config"
+    try:
+        back = config_from_hf(hf)
+    except LitGPTError as e:
+        raise LitGPTError(f"{label} cannot be exported as a Hugging Face {model_type} config: {e}") from None
+    mine, theirs = _effective(config), _effective(back)
+    differ = [k for k in mine if not _same(mine[k], theirs[k])]
+    if differ:
+        raw_mine, raw_theirs = config.to_dict(), back.to_dict()
+        what = ", ".join(f"{k}={raw_mine[k]!r} (would load as {raw_theirs[k]!r})" for k in differ)
+        raise LitGPTError(
+            f"{label}: {what} cannot be expressed as a Hugging Face {model_type} config; "
+            "no Hugging Face family litgpt exports to has this architecture"
+        )

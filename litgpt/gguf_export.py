@@ -169,6 +169,8 @@ def _model_metadata(config: Config, arch: str, vocab_size: int) -> list[_KV]:
 def _linear_rope_factor(config: Config) -> Optional[float]:
     """Linear rope scaling (``rope_condense_ratio`` divides positions, which is the same thing)."""
     adj = config.rope_adjustments
+    if adj and "long_factor" in adj:
+        raise LitGPTError(f"export to GGUF is not supported for {config.name} yet (longrope rope scaling)")
     if adj and "low_freq_factor" in adj:
         if config.rope_condense_ratio != 1:
             raise LitGPTError(

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
@@ -135,7 +137,32 @@ def _rope_scaling(hf: dict, fam: Family, params: dict) -> dict:
                 "original_max_seq_len": int(params["original_max_position_embeddings"]),
             }
         )
-    raise _unsupported(hf, f"rope scaling type {kind!r} (supported: default, linear, llama3)")
+    if kind in ("longrope", "su"):  # "su": the first Phi-3 128k uploads
+        return dict(rope_adjustments=_longrope(hf, params))
+    raise _unsupported(hf, f"rope scaling type {kind!r} (supported: default, linear, llama3, longrope)")
+
+
+def _longrope(hf: dict, params: dict) -> dict:
+    """Phi-3.5 / Phi-4-mini: per-frequency factors (short up to the pretraining length, long past it) and a scale
+    of cos and sin, by default sqrt(1 + ln(factor) / ln(original length)) with factor = max / original length."""
+    original = _first(params, "original_max_position_embeddings", default=None)
+    if original is None:
+        original = _first(hf, "original_max_position_embeddings", "max_position_embeddings")
+    factor = params.get("factor")
+    if factor is None:
+        factor = _first(hf, "max_position_embeddings") / original
+    attention = params.get("attention_factor")
+    if attention is None:
+        attention = 1.0 if factor <= 1.0 else math.sqrt(1 + math.log(factor) / math.log(original))
+    short, long = params.get("short_factor"), params.get("long_factor")
+    if not isinstance(short, list) or not isinstance(long, list) or len(short) != len(long):
+        raise LitGPTError(f"{_label(hf)}: longrope needs short_factor and long_factor lists of one length")
+    return {
+        "short_factor": [float(x) for x in short],
+        "long_factor": [float(x) for x in long],
+        "original_max_seq_len": int(original),
+        "attention_factor": float(attention),
+    }
 
 
 def read_rope(hf: dict, fam: Family) -> dict:
@@ -147,6 +174,8 @@ def read_rope(hf: dict, fam: Family) -> dict:
     fraction = _first(full, "partial_rotary_factor", default=None)
     if fraction is None:
         fraction = _first(hf, "partial_rotary_factor", "rotary_pct", default=fam.rotary_percentage)
+    if not fam.partial_rotary:  # transformers rotates the whole head in these families, whatever the config says
+        fraction = 1.0
     base = _first(full, "rope_theta", default=_first(hf, "rope_theta", "rotary_emb_base", default=10000))
     out = dict(rope_base=_tidy_number(float(base)), rotary_percentage=float(fraction))
     out.update(_rope_scaling(hf, fam, full))
@@ -172,6 +201,9 @@ def _sliding_layers(hf: dict, fam: Family) -> list[int]:
         if unknown:
             raise _unsupported(hf, f"attention layer types {unknown}")
         return [int(t == "sliding_attention") for t in layer_types]
+    if fam.max_window_layers:  # Qwen 2/3 before layer_types: the layers from max_window_layers on slide
+        first = _first(hf, "max_window_layers")
+        return [int(i >= first) for i in range(n_layer)]
     pattern = _first(hf, "sliding_window_pattern", "_sliding_window_pattern", default=fam.sliding_pattern)
     if not pattern:  # every layer
         return [1] * n_layer
@@ -277,42 +309,50 @@ class Family:
     rotary_percentage: float = 1.0
     linear_rope: str = "condense"  # linear rope scaling as rope_condense_ratio ("condense") or rope_adjustments
     sliding_pattern: int = 0  # without layer_types: every n-th layer is global (0: all layers slide)
+    max_window_layers: bool = False  # without layer_types: only layers >= max_window_layers slide (Qwen 2/3)
+    partial_rotary: bool = False  # whether transformers' modelling code honours partial_rotary_factor / rotary_pct
 
 
 _LLAMA = dict(mlp_class_name="LLaMAMLP")
 _GEMMA = dict(mlp_class_name="GemmaMLP", scale_embeddings=True)
 _GEMMA_POST_NORMS = dict(_GEMMA, post_attention_norm=True, post_mlp_norm=True)
-_NO_BIDIRECTIONAL = {"use_bidirectional_attention": (False,)}
+# Gemma's attention_bias covers q, k, v and the output projection while its MLP never has biases: no litgpt switch
+_GEMMA_UNSUPPORTED = {"use_bidirectional_attention": (False,), "attention_bias": (False,)}
+_QWEN_DEFAULTS = {"use_sliding_window": False, "max_window_layers": 28}
 
 # fmt: off
 FAMILIES: dict[str, Family] = {
     "llama": Family(_LLAMA, (read_llama_biases,), {"max_position_embeddings": 2048}),
     "mistral": Family(_LLAMA, (read_sliding_window,)),
     "mixtral": Family(dict(mlp_class_name="LLaMAMoE"), (read_sliding_window, read_moe)),
-    "qwen2": Family(dict(_LLAMA, attn_bias=True), (read_sliding_window,)),
-    "qwen3": Family(dict(_LLAMA, norm_qk=True), (read_llama_biases, read_sliding_window)),
+    # transformers' Qwen2/Qwen3 defaults: no sliding window, and where on, from layer 28 on (without layer_types)
+    "qwen2": Family(dict(_LLAMA, attn_bias=True), (read_sliding_window,), _QWEN_DEFAULTS, max_window_layers=True),
+    "qwen3": Family(
+        dict(_LLAMA, norm_qk=True), (read_llama_biases, read_sliding_window), _QWEN_DEFAULTS, max_window_layers=True
+    ),
     # our router always renormalises the chosen experts' weights, which is Qwen3-MoE's norm_topk_prob=True
     "qwen3_moe": Family(
         dict(mlp_class_name="LLaMAMoE", norm_qk=True),
         (read_llama_biases, read_sliding_window, read_moe),
+        {"use_sliding_window": False},
         unsupported={"norm_topk_prob": (True,)},
     ),
     # the first Gemma uploads say "gelu" although every Gemma model uses the tanh approximation
     "gemma": Family(
-        _GEMMA, (read_llama_biases,), unsupported=_NO_BIDIRECTIONAL,
+        _GEMMA, unsupported=_GEMMA_UNSUPPORTED,
         activation_keys=("hidden_activation", "hidden_act"), activation_aliases={"gelu": "gelu_pytorch_tanh"},
     ),
     "gemma2": Family(
         _GEMMA_POST_NORMS,
-        (read_llama_biases, read_sliding_window, read_softcapping, read_query_scalar),
+        (read_sliding_window, read_softcapping, read_query_scalar),
         {"query_pre_attn_scalar": 256},
-        unsupported=_NO_BIDIRECTIONAL,
+        unsupported=_GEMMA_UNSUPPORTED,
         activation_keys=("hidden_activation", "hidden_act"),
         sliding_pattern=2,
     ),
     "gemma3_text": Family(
         dict(_GEMMA_POST_NORMS, norm_qk=True),
-        (read_llama_biases, read_sliding_window, read_final_softcapping, read_query_scalar),
+        (read_sliding_window, read_final_softcapping, read_query_scalar),
         # Gemma 3 multimodal configs list only what differs from these (transformers' Gemma3TextConfig defaults)
         dict(
             vocab_size=262208, num_attention_heads=8, num_key_value_heads=4, head_dim=256,
@@ -320,7 +360,7 @@ FAMILIES: dict[str, Family] = {
             rope_theta=1_000_000.0, rope_local_base_freq=10_000.0, query_pre_attn_scalar=256, sliding_window=4096,
             sliding_window_pattern=6,
         ),
-        unsupported=_NO_BIDIRECTIONAL,
+        unsupported=_GEMMA_UNSUPPORTED,
         activation_keys=("hidden_activation", "hidden_act"),
         linear_rope="adjustments",
         sliding_pattern=6,
@@ -330,18 +370,21 @@ FAMILIES: dict[str, Family] = {
              shared_attention_norm=True, bias=True, lm_head_bias=True),
         unsupported={"qk_layernorm": (False,)},
         rotary_percentage=0.5,
+        partial_rotary=True,
     ),
-    "phi3": Family(_LLAMA, (read_sliding_window,)),
+    "phi3": Family(_LLAMA, (read_sliding_window,), partial_rotary=True),
     "gpt_neox": Family(
         dict(mlp_class_name="GptNeoxMLP", norm_class_name="LayerNorm", bias=True),
         (read_neox_layout,),
         rotary_percentage=0.25,
+        partial_rotary=True,
     ),
     "stablelm": Family(
         dict(_LLAMA, norm_class_name="LayerNorm"),
         (read_stablelm_layout,),
         unsupported={"qk_layernorm": (False,)},
         rotary_percentage=0.25,
+        partial_rotary=True,
     ),
     "olmo": Family(
         dict(_LLAMA, norm_class_name="LayerNorm"),  # OLMo's LayerNorm has no parameters and a fixed eps
@@ -423,7 +466,8 @@ def _load(config: str | Path | dict) -> tuple[dict, str | None]:
         raise LitGPTError(f"{path} is not valid JSON: {e}") from None
     if not isinstance(data, dict):
         raise LitGPTError(f"{path} must hold a JSON object")
-    parent = path.resolve().parent
+    # the folder as named (checkpoints/org/name), not where a symlinked config.json points (a Hugging Face cache blob)
+    parent = Path(os.path.abspath(path)).parent
     return data, f"{parent.parent.name}/{parent.name}"
 
 

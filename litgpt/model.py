@@ -55,6 +55,11 @@ class GPT(nn.Module):
         self.activation_checkpointing = False
         self.register_buffer("rope_cos", torch.empty(0), persistent=False)
         self.register_buffer("rope_sin", torch.empty(0), persistent=False)
+        self._long_rope: tuple[torch.Tensor, torch.Tensor] | None = None  # longrope's long-factor tables, when used
+        # longrope with a KV cache: the tokens at each cache position, and how far the cache holds keys rotated with
+        # the short factors (re-run with the long ones once a sequence outgrows the pretraining length)
+        self._longrope_tokens: torch.Tensor | None = None
+        self._longrope_short_end = 0
 
     @classmethod
     def from_name(cls, name: str, **overrides) -> GPT:
@@ -72,10 +77,14 @@ class GPT(nn.Module):
                 f"max_seq_length {value} exceeds the model's block_size {self.config.block_size}; use a shorter length"
             )
         self._max_seq_length = value
+        self._long_rope = None
         if self.rope_cos.numel() and self.rope_cos.shape[1] != value:
             self.rope_cos, self.rope_sin = self.build_rope_cache(device=self.rope_cos.device)
 
-    def build_rope_cache(self, device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def build_rope_cache(
+        self, device: torch.device | None = None, long: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One (cos, sin) table per distinct rope variant; ``long``: longrope's long-factor tables."""
         cos, sin = zip(
             *(
                 rope_cache(
@@ -85,13 +94,19 @@ class GPT(nn.Module):
                     condense_ratio=self.config.rope_condense_ratio,
                     adjustments=self.config.rope_adjustments_for(layer),
                     device=device,
+                    long=long,
                 )
                 for layer in self.rope_layers
             )
         )
         return torch.stack(cos), torch.stack(sin)
 
-    def _rope(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    def _rope(self, device: torch.device, long: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        if long:
+            cached = self._long_rope
+            if cached is None or cached[0].device != device or cached[0].shape[1] != self.max_seq_length:
+                self._long_rope = cached = self.build_rope_cache(device=device, long=True)
+            return cached
         if self.rope_cos.numel() == 0 or self.rope_cos.device != device or self.rope_cos.shape[1] != self.max_seq_length:
             self.rope_cos, self.rope_sin = self.build_rope_cache(device=device)
         return self.rope_cos, self.rope_sin
@@ -125,9 +140,13 @@ class GPT(nn.Module):
         for i, (block, (shape, dev, dt)) in enumerate(zip(self.transformer.h, specs)):
             kv = None if pool is None else (pool[2 * i], pool[2 * i + 1])
             block.attn.kv_cache = KVCache(*shape, device=dev, dtype=dt, tensors=kv)
+        self._longrope_tokens, self._longrope_short_end = None, 0
+        if self.config.longrope_original_max_seq_len is not None:
+            self._longrope_tokens = torch.zeros(batch_size, self.max_seq_length, dtype=torch.long, device=device)
 
     def clear_kv_cache(self) -> None:
         self.cached_prefix = None
+        self._longrope_tokens, self._longrope_short_end = None, 0
         for block in self.transformer.h:
             block.attn.kv_cache = None
 
@@ -166,7 +185,18 @@ class GPT(nn.Module):
             if self.transformer.h[0].attn.kv_cache is None:
                 raise LitGPTError("input_pos was given but the KV cache is not set; call model.set_kv_cache() first")
             positions = input_pos = input_pos.to(device)
-        cos, sin = self._rope(device)
+        # longrope, as transformers computes it: a forward whose last position is past the pretraining length
+        # rotates all its tokens with the long factors, any other with the short ones. When decoding first crosses
+        # that length, the keys in the cache were rotated with the short factors: like transformers' generate, the
+        # whole sequence is run again from position 0 with the long ones (once) and the new positions' rows returned
+        original = self.config.longrope_original_max_seq_len
+        long = original is not None and int(positions.max()) + 1 > original
+        rows = T
+        if original is not None and input_pos is not None:
+            idx, positions, input_pos_maxp1 = self._longrope_track(idx, positions, input_pos_maxp1, long)
+            input_pos = positions
+            B, T = idx.shape
+        cos, sin = self._rope(device, long)
         cos, sin = cos[:, positions], sin[:, positions]
         S = input_pos_maxp1 if input_pos_maxp1 is not None else (self.max_seq_length if input_pos is not None else T)
         # no mask (the fast attention paths) for one new token reading a cache cut at its own position (it sees every
@@ -201,6 +231,8 @@ class GPT(nn.Module):
                 x = checkpoint(block, x, cos[t], sin[t], layer_mask, input_pos, input_pos_maxp1, use_reentrant=False)
             else:
                 x = block(x, cos[t], sin[t], layer_mask, input_pos, input_pos_maxp1)
+        if rows != T:  # a longrope re-run of the prefix: only the rows asked for
+            x = x[:, T - rows :]
         x = self.transformer.ln_f(x)
         if self.activation_dtype is not None:  # the output layer takes float32 inputs after a bfloat16 prefill too
             x = x.to(self.activation_dtype)
@@ -216,6 +248,25 @@ class GPT(nn.Module):
             # (vocab, n_embd) weight once per sequence, and transposes the logits, forward and backward
             return [self.project(chunk.contiguous()) for chunk in x.split(lm_head_chunk_size, dim=1)]
         return self.project(x)
+
+    def _longrope_track(
+        self, idx: torch.Tensor, positions: torch.Tensor, input_pos_maxp1: int | None, long: bool
+    ) -> tuple[torch.Tensor, torch.Tensor, int | None]:
+        """Record the tokens written to the KV cache; at the first long forward after short ones, prepend the
+        cached prefix so that it is rotated again, with the long factors (what transformers' generate does)."""
+        tokens = self._longrope_tokens
+        if tokens is None or tokens.shape[0] < idx.shape[0]:
+            raise LitGPTError("longrope decoding needs the KV cache set with model.set_kv_cache(batch_size=...)")
+        tokens = tokens[: idx.shape[0]]
+        start = int(positions.min())
+        if long and self._longrope_short_end > 0 and start > 0:
+            if not torch.equal(positions, torch.arange(start, start + idx.shape[1], device=positions.device)):
+                raise LitGPTError("longrope decoding past the pretraining length needs consecutive input_pos")
+            idx = torch.cat((tokens[:, :start].to(idx.device), idx), dim=1)
+            positions = torch.arange(idx.shape[1], device=positions.device)
+        tokens[:, positions.to(tokens.device)] = idx.to(tokens.device)
+        self._longrope_short_end = 0 if long else max(self._longrope_short_end, int(positions.max()) + 1)
+        return idx, positions, input_pos_maxp1
 
     def compute_dtype(self, rows: int) -> torch.dtype | None:
         """The activations' dtype for an input of ``rows`` tokens; None: the weights' own. ``activation_dtype``
@@ -638,14 +689,27 @@ def rope_cache(
     condense_ratio: int = 1,
     adjustments: dict | None = None,
     device: torch.device | None = None,
+    long: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin tables of shape (seq_len, n_elem) in float32, halves repeated (rotate-half layout)."""
-    inv_freq = 1.0 / (base ** (torch.arange(0, n_elem, 2, device=device, dtype=torch.int64).float() / n_elem))
-    if adjustments:
-        inv_freq = adjust_inv_freq(inv_freq, adjustments)
+    """cos and sin tables of shape (seq_len, n_elem) in float32, halves repeated (rotate-half layout).
+
+    Longrope adjustments (``short_factor``, ``long_factor``, ``attention_factor``) divide each frequency by its own
+    factor, the long ones when ``long``, and scale cos and sin by the attention factor."""
+    powers = base ** (torch.arange(0, n_elem, 2, device=device, dtype=torch.int64).float() / n_elem)
+    scale = None
+    if adjustments and "long_factor" in adjustments:
+        factors = adjustments["long_factor" if long else "short_factor"]
+        inv_freq = 1.0 / (torch.tensor(factors, dtype=torch.float32, device=device) * powers)
+        scale = float(adjustments["attention_factor"])
+    else:
+        inv_freq = 1.0 / powers
+        if adjustments:
+            inv_freq = adjust_inv_freq(inv_freq, adjustments)
     positions = torch.arange(seq_len, device=device).float() / condense_ratio
     angles = torch.outer(positions, inv_freq)
     angles = torch.cat((angles, angles), dim=-1)
+    if scale is not None:
+        return angles.cos() * scale, angles.sin() * scale
     return angles.cos(), angles.sin()
 
 

@@ -9,8 +9,10 @@ import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 
-EXTRA = [  # models not in the published list, from their Hugging Face configs
-    dict(name="gemma-3-270m", hf_config={"org": "google", "name": "gemma-3-270m"}, block_size=32768, vocab_size=262144,
+# models not in the published list, from their Hugging Face configs. Named "Gemma-..." like every other Gemma model
+# (the established tool applies Gemma's norm offset only when "Gemma" is in the name); the repo ids stay lower case
+EXTRA = [
+    dict(name="Gemma-3-270m", hf_config={"org": "google", "name": "gemma-3-270m"}, block_size=32768, vocab_size=262144,
          padding_multiple=512, padded_vocab_size=262144, n_layer=18, n_head=4, head_size=256, n_embd=640,
          n_query_groups=1, intermediate_size=2048, rotary_percentage=1.0, parallel_residual=False, bias=False,
          attn_bias=False, lm_head_bias=False, norm_class_name="RMSNorm", norm_eps=1e-6, mlp_class_name="GemmaMLP",
@@ -19,7 +21,7 @@ EXTRA = [  # models not in the published list, from their Hugging Face configs
          rope_indices=[0 if (i + 1) % 6 == 0 else 1 for i in range(18)], sliding_window_size=512,
          sliding_window_indices=[0 if (i + 1) % 6 == 0 else 1 for i in range(18)]),
 ]
-EXTRA.append({**EXTRA[0], "name": "gemma-3-270m-it", "hf_config": {"org": "google", "name": "gemma-3-270m-it"}})
+EXTRA.append({**EXTRA[0], "name": "Gemma-3-270m-it", "hf_config": {"org": "google", "name": "gemma-3-270m-it"}})
 
 
 def canonical(v):

@@ -20,7 +20,7 @@ REGISTRY = name_to_config()
 def test_registry_size_and_repo_ids():
     names = config_names()
     assert len(names) >= 237
-    assert {"gemma-3-270m", "gemma-3-270m-it", "pythia-160m", "tiny-llama-1.1b", "SmolLM2-135M-Instruct"} <= set(names)
+    assert {"Gemma-3-270m", "Gemma-3-270m-it", "pythia-160m", "tiny-llama-1.1b", "SmolLM2-135M-Instruct"} <= set(names)
     for name, entry in REGISTRY.items():
         org, repo = entry["hf_config"]["org"], entry["hf_config"]["name"]
         assert org and repo and "/" not in org and "/" not in repo, name
@@ -84,7 +84,7 @@ SIZES = {
     "Gemma-2b": (2.51e9, True),
     "Gemma-2-9b": (9.24e9, True),
     "Gemma-3-1b-it": (1.0e9, True),
-    "gemma-3-270m": (268e6, True),
+    "Gemma-3-270m": (268e6, True),
     "Qwen2.5-7B": (7.62e9, False),
     "Qwen3-8B": (8.19e9, False),
     "Qwen3-30B-A3B": (30.5e9, False),
@@ -120,7 +120,8 @@ def test_param_count_shortcut_equals_full_build():
         ("eleutherai/PYTHIA-160M", "pythia-160m"),
         ("meta-llama/Meta-Llama-3.1-8B", "Llama-3.1-8B"),
         ("Meta-Llama-3.1-8B", "Llama-3.1-8B"),  # the bare Hugging Face name, as the established tool accepts
-        ("google/gemma-3-270m-it", "gemma-3-270m-it"),
+        ("google/gemma-3-270m-it", "Gemma-3-270m-it"),
+        ("gemma-3-270m", "Gemma-3-270m"),  # the spelling of earlier releases still resolves
         ("TinyLlama/TinyLlama-1.1B-Chat-v1.0", "tiny-llama-1.1b-chat"),
     ],
 )
@@ -164,6 +165,22 @@ def test_from_checkpoint_round_trips_save(name, tmp_path):
     loaded = Config.from_checkpoint(tmp_path)
     assert loaded.to_dict() == config.to_dict()
     assert loaded.rope_n_elem == config.rope_n_elem
+
+
+@pytest.mark.parametrize("name", [n for n in config_names() if REGISTRY[n].get("sliding_window_size")])
+def test_from_name_with_fewer_or_more_layers_keeps_the_layer_pattern(name):
+    """An n_layer override rebuilds per-layer lists (sliding windows, local rope) by repeating their period."""
+    registered = Config.from_name(name)
+    for n_layer in (2, registered.n_layer + 3):
+        config = Config.from_name(name, n_layer=n_layer)
+        for key in ("sliding_window_indices", "rope_indices"):
+            full = getattr(registered, key)
+            if full is not None:
+                got = getattr(config, key)
+                assert len(got) == n_layer and got[: min(n_layer, len(full))] == full[:n_layer], (key, got)
+    config = Config.from_name("Gemma-3-270m", n_layer=8)
+    assert config.sliding_window_indices == config.rope_indices == [1, 1, 1, 1, 1, 0, 1, 1]
+    assert Config.from_name("Gemma-2-2b", n_layer=3, sliding_window_indices=[0, 0, 1]).sliding_window_indices == [0, 0, 1]
 
 
 def test_from_checkpoint_without_files(tmp_path):

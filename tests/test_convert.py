@@ -97,6 +97,13 @@ FAMILIES = {
     "olmo-2": ("Olmo2Config", dict(GQA)),
     "falcon-7b": ("FalconConfig", dict(multi_query=True, parallel_attn=True, new_decoder_architecture=False)),
     "falcon-40b": ("FalconConfig", dict(new_decoder_architecture=True, num_kv_heads=2, parallel_attn=True)),
+    # Falcon2-11B: the new layout with one norm shared by attention and MLP, grouped-query attention
+    "falcon2-11b": (
+        "FalconConfig",
+        dict(new_decoder_architecture=True, num_kv_heads=2, parallel_attn=True, num_ln_in_parallel_attn=1),
+    ),
+    # the old layout with a sequential residual: input_layernorm before attention, post_attention_layernorm before MLP
+    "falcon-sequential": ("FalconConfig", dict(multi_query=True, parallel_attn=False, new_decoder_architecture=False)),
     "stablelm": ("StableLmConfig", dict(GQA, partial_rotary_factor=0.25)),
 }
 
@@ -223,19 +230,17 @@ def test_multimodal_gemma3_converts_its_language_model(tmp_path, transformers5_n
 
 
 def test_unreadable_config_json_falls_back_to_the_registered_config(tmp_path, monkeypatch, capsys):
-    """Phi-3.5's config.json asks for longrope, which the registered config (as the established release's) leaves
-    out: a folder named after a registered model converts with that config, and otherwise the error says to pass
-    --model_name."""
+    """A config.json asking for a setting litgpt cannot read (YaRN rope scaling here): a folder named after a
+    registered model converts with that config, and otherwise the error says to pass --model_name."""
     from litgpt.convert_hf import convert_to_litgpt
     from litgpt.hf_config import config_from_hf
 
-    folder = tmp_path / "tiny-llama-longrope"
+    folder = tmp_path / "tiny-llama-yarn"
     make_hf("llama-2", folder)
     hf = json.loads((folder / "config.json").read_text())
-    hf["rope_parameters"] = {"rope_type": "longrope", "rope_theta": 10000.0, "short_factor": [1.0] * 8,
-                             "long_factor": [2.0] * 8}  # fmt: skip
+    hf["rope_parameters"] = {"rope_type": "yarn", "rope_theta": 10000.0, "factor": 4.0}
     (folder / "config.json").write_text(json.dumps(hf))
-    with pytest.raises(LitGPTError, match="longrope.*--model_name"):
+    with pytest.raises(LitGPTError, match="yarn.*--model_name"):
         convert_to_litgpt(folder)
 
     registered = folder.rename(tmp_path / "Phi-3.5-mini-instruct")
@@ -270,6 +275,134 @@ def test_phi3_exports_under_its_own_architecture_without_config_json(tmp_path):
     idx = tokens(n=6)
     with torch.no_grad():
         assert_close(back(idx).logits, model.eval()(idx))
+
+
+def _longrope_phi3(folder: Path):
+    """A tiny Phi-3.5-like model: longrope with a pretraining length of 32 positions out of 256."""
+    torch.manual_seed(0)
+    config = transformers.Phi3Config(
+        **{**COMMON, **GQA, "max_position_embeddings": 256}, original_max_position_embeddings=32, sliding_window=None,
+        rope_parameters=dict(
+            rope_type="longrope", rope_theta=10000.0, original_max_position_embeddings=32,
+            short_factor=[1.0, 1.02, 1.03, 1.05, 1.1, 1.2, 1.4, 1.6], long_factor=[1.0, 1.2, 1.5, 2.0, 3.0, 5.0, 8.0, 12.0],
+        ),
+    )  # fmt: skip
+    model = transformers.AutoModelForCausalLM.from_config(config, attn_implementation="eager").float().eval()
+    randomize(model)
+    model.save_pretrained(folder)
+    return model
+
+
+def _greedy(model: GPT, prompt: torch.Tensor, n: int) -> list[int]:
+    """Greedy decoding through the KV cache: one prefill, then one token per step."""
+    P = prompt.shape[1]
+    model.set_kv_cache(batch_size=1, max_seq_length=P + n)
+    out = []
+    with torch.no_grad():
+        logits = model(prompt, torch.arange(P), input_pos_maxp1=P)
+        for t in range(n):
+            out.append(int(logits[0, -1].argmax()))
+            logits = model(torch.tensor([[out[-1]]]), torch.tensor([P + t]), input_pos_maxp1=P + t + 1)
+    return out
+
+
+def test_longrope_matches_transformers(tmp_path):
+    """Phi-3.5 / Phi-4-mini's longrope: short factors up to the pretraining length, long ones past it (the whole
+    sequence again when decoding crosses it, as transformers' generate does), cos/sin scaled; and exported back."""
+    from litgpt.convert_hf import convert_from_litgpt, convert_to_litgpt
+
+    hf = _longrope_phi3(tmp_path / "phi")
+    convert_to_litgpt(tmp_path / "phi")
+    lit = load_lit(tmp_path / "phi")
+    adj = lit.config.rope_adjustments
+    assert adj["original_max_seq_len"] == 32 and adj["attention_factor"] == pytest.approx((1 + 3 / 5) ** 0.5)
+    for T in (20, 32, 33, 100):  # below, at and past the pretraining length
+        idx = tokens(seed=T, n=T)
+        with torch.no_grad():
+            assert_close(lit(idx), hf(idx).logits)
+    for P in (20, 40):  # a prompt that decoding carries past the pretraining length, and one already past it
+        prompt = tokens(seed=P, n=P)
+        with torch.no_grad():
+            want = hf.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=24, do_sample=False,
+                               eos_token_id=None, pad_token_id=0)[0, P:].tolist()  # fmt: skip
+        assert _greedy(lit, prompt, 24) == want
+    convert_from_litgpt(tmp_path / "phi", tmp_path / "back")
+    back = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "back", attn_implementation="eager")
+    idx = tokens(seed=3, n=100)
+    with torch.no_grad():
+        assert_close(back.float().eval()(idx).logits, hf(idx).logits)
+
+
+def _save_lit(config: Config, folder: Path) -> GPT:
+    torch.manual_seed(0)
+    model = GPT(config)
+    randomize(model)
+    folder.mkdir()
+    torch.save(model.state_dict(), folder / "lit_model.pth")
+    config.save(folder / "model_config.yaml")
+    return model.eval()
+
+
+_TINY = dict(vocab_size=128, padded_vocab_size=128, n_layer=2, n_embd=64, n_head=4, head_size=16, block_size=64,
+             intermediate_size=96, bias=False, parallel_residual=False, rotary_percentage=1.0)  # fmt: skip
+_TINY_LLAMA = dict(_TINY, name="custom-llama", norm_class_name="RMSNorm", mlp_class_name="LLaMAMLP")
+_TINY_GEMMA = dict(_TINY, name="custom-gemma", norm_class_name="RMSNorm", mlp_class_name="GemmaMLP",
+                   gelu_approximate="tanh", scale_embeddings=True)  # fmt: skip
+_TINY_NEOX = dict(_TINY, name="custom-neox", norm_class_name="LayerNorm", mlp_class_name="GptNeoxMLP", bias=True,
+                  parallel_residual=True, rotary_percentage=0.25)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "base, change, expected",
+    [
+        # partial rotary on a LLaMA layout: LlamaForCausalLM rotates whole heads, Phi-3 does not
+        (_TINY_LLAMA, dict(rotary_percentage=0.5), "Phi3ForCausalLM"),
+        # LayerNorm + gated MLP, full rotary: StableLM, whose default partial_rotary_factor is 0.25, must be told 1.0
+        (_TINY_LLAMA, dict(norm_class_name="LayerNorm"), "StableLmForCausalLM"),
+        # Gemma 2 post norms without a sliding window: transformers still needs a window value
+        (_TINY_GEMMA, dict(post_attention_norm=True, post_mlp_norm=True), "Gemma2ForCausalLM"),
+    ],
+)
+def test_custom_export_reproduces_the_model(tmp_path, base, change, expected):
+    from litgpt.convert_hf import convert_from_litgpt
+
+    model = _save_lit(Config(**{**base, **change}), tmp_path / "lit")
+    convert_from_litgpt(tmp_path / "lit", tmp_path / "hf")
+    back = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf", attn_implementation="eager")
+    assert type(back).__name__ == expected
+    idx = tokens(n=20)
+    with torch.no_grad():
+        assert_close(back.float().eval()(idx).logits, model(idx))
+
+
+@pytest.mark.parametrize(
+    "base, change, field",
+    [
+        (_TINY_LLAMA, dict(parallel_residual=True), "parallel_residual"),
+        (_TINY_LLAMA, dict(attention_scores_scalar=24), "attention_scores_scalar"),
+        (_TINY_LLAMA, dict(scale_embeddings=True), "scale_embeddings"),
+        (_TINY_LLAMA, dict(lm_head_bias=True), "lm_head_bias"),
+        (_TINY_LLAMA, dict(final_logit_softcapping=30.0), "final_logit_softcapping"),
+        (_TINY_LLAMA, dict(norm_1=False), "norm_1"),
+        (_TINY_GEMMA, dict(norm_qk=True), "norm_qk"),
+        (_TINY_GEMMA, dict(attention_logit_softcapping=50.0), "attention_logit_softcapping"),
+        (_TINY_GEMMA, dict(rotary_percentage=0.5), "rotary_percentage"),
+        (_TINY_GEMMA, dict(bias=True), "biases"),
+        (_TINY_NEOX, dict(scale_embeddings=True), "scale_embeddings"),
+        (_TINY_NEOX, dict(sliding_window_size=8, sliding_window_indices=[1, 0]), "sliding_window_size"),
+        # Falcon's modelling code rotates whole heads
+        (dict(_TINY_NEOX, name="my-falcon", bias=False, shared_attention_norm=True, n_query_groups=1), {},
+         "rotary_percentage"),
+    ],
+)  # fmt: skip
+def test_export_refuses_what_the_family_cannot_express(tmp_path, base, change, field):
+    """An export that transformers would load as another model (other logits) is refused, naming the setting."""
+    from litgpt.convert_hf import convert_from_litgpt
+
+    _save_lit(Config(**{**base, **change}), tmp_path / "lit")
+    with pytest.raises(LitGPTError, match=field) as excinfo:
+        convert_from_litgpt(tmp_path / "lit", tmp_path / "hf")
+    assert "\n" not in str(excinfo.value)
 
 
 def test_stacked_expert_tensors_are_read(tmp_path):

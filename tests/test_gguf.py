@@ -74,7 +74,7 @@ def test_real_gguf_logits_match_transformers(name, converted, request):
     folder = converted[name]
     assert all((folder / f).is_file() for f in (*OUTPUT_FILES, MARKER_FILE))
     config = Config.from_file(folder / "model_config.yaml")
-    assert config.name == {"smollm2": "SmolLM2-135M-Instruct", "gemma3": "gemma-3-270m"}[name]
+    assert config.name == {"smollm2": "SmolLM2-135M-Instruct", "gemma3": "Gemma-3-270m"}[name]
     model = GPT(config)
     model.load_state_dict(torch.load(folder / "lit_model.pth", weights_only=True))
     model.eval()

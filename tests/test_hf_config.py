@@ -145,7 +145,7 @@ CASES = {
         ),
         {"block_size": 32768, "norm_eps": 1e-6},
     ),
-    "gemma-3-270m": (
+    "Gemma-3-270m": (
         lambda: transformers.Gemma3TextConfig(
             vocab_size=262144, hidden_size=640, intermediate_size=2048, num_hidden_layers=18, num_attention_heads=4,
             num_key_value_heads=1, head_dim=256, max_position_embeddings=32768, rms_norm_eps=1e-6, rope_theta=1e6,
@@ -264,7 +264,7 @@ def test_architecture_match_picks_the_registered_name():
     "file, name",
     [
         ("SmolLM2-135M-Instruct.hf-config.json", "SmolLM2-135M-Instruct"),
-        ("gemma-3-270m.hf-config.json", "gemma-3-270m"),
+        ("gemma-3-270m.hf-config.json", "Gemma-3-270m"),
     ],
 )
 def test_real_reference_configs(file, name, tmp_path):
@@ -286,6 +286,20 @@ def test_real_reference_configs(file, name, tmp_path):
     assert got.name == name and got.hf_repo_id == repo
     assert Config.from_checkpoint(folder).to_dict() == got.to_dict()
     assert Config.from_hf_config(folder).to_dict() == got.to_dict()
+
+
+def test_symlinked_config_json_is_named_by_its_folder(tmp_path):
+    """A folder of symlinks into a cache is named by its own path, not by where config.json points."""
+    blobs = tmp_path / "cache" / "HuggingFaceTB" / "SmolLM2-135M"  # somewhere naming another model
+    blobs.mkdir(parents=True)
+    data = json.loads((REFERENCE / "SmolLM2-135M-Instruct.hf-config.json").read_text())
+    data.pop("_name_or_path", None)
+    (blobs / "config.json").write_text(json.dumps(data))
+    folder = tmp_path / "checkpoints" / "HuggingFaceTB" / "SmolLM2-135M-Instruct"
+    folder.mkdir(parents=True)
+    (folder / "config.json").symlink_to(blobs / "config.json")
+    assert config_from_hf(folder).name == "SmolLM2-135M-Instruct"
+    assert config_from_hf(folder / "config.json").name == "SmolLM2-135M-Instruct"
 
 
 # -- the older config.json layout (rope_theta / rope_scaling / sliding_window_pattern, no layer_types) ------------
@@ -357,8 +371,8 @@ def test_older_layout_gemma3_and_gemma2():
         _name_or_path="google/gemma-3-270m-it",
     )
     got = config_from_hf(hf)
-    assert got.name == "gemma-3-270m-it"
-    assert_matches_registry(got, "gemma-3-270m-it", {})
+    assert got.name == "Gemma-3-270m-it"
+    assert_matches_registry(got, "Gemma-3-270m-it", {})
     hf = dict(
         model_type="gemma2",
         vocab_size=256000,
@@ -430,6 +444,21 @@ def test_falcon_sequential_layout():
     assert not got.parallel_residual and not got.shared_attention_norm and got.n_query_groups == got.n_head
 
 
+@pytest.mark.parametrize("cls", ["Qwen2Config", "Qwen3Config"])
+def test_older_qwen_layout_slides_from_max_window_layers(cls):
+    """Without layer_types (transformers < 4.53 wrote none), only the layers from max_window_layers on slide, and
+    without use_sliding_window none does: what transformers rebuilds."""
+    kwargs = dict(num_hidden_layers=4, hidden_size=64, num_attention_heads=4, num_key_value_heads=2, head_dim=16)
+    hf = getattr(transformers, cls)(use_sliding_window=True, sliding_window=8, max_window_layers=2, **kwargs)
+    want = [int(t == "sliding_attention") for t in hf.layer_types]
+    assert want == [0, 0, 1, 1]
+    old = {k: v for k, v in hf.to_dict().items() if k != "layer_types"}
+    got = config_from_hf({**old, "sliding_window": 8})
+    assert got.sliding_window_size == 8 and got.sliding_window_indices == want
+    old.pop("use_sliding_window")
+    assert config_from_hf({**old, "sliding_window": 8}).sliding_window_size is None
+
+
 # -- errors ---------------------------------------------------------------------------------------------------------
 
 
@@ -446,6 +475,13 @@ def test_unknown_model_type_is_one_line_error():
     assert "bert" in message and "llama" in message
 
 
+def test_longrope_without_factors_is_one_line_error():
+    hf = {**CASES["Phi-3-mini-4k-instruct"][0]().to_dict(), "rope_parameters": {"rope_type": "longrope", "rope_theta": 1e4}}
+    with pytest.raises(LitGPTError) as excinfo:
+        config_from_hf(hf)
+    assert "short_factor and long_factor" in _one_line(excinfo)
+
+
 @pytest.mark.parametrize(
     "base, change, needle",
     [
@@ -455,7 +491,6 @@ def test_unknown_model_type_is_one_line_error():
         ("Llama-2-7b-hf", {"rope_parameters": {"rope_type": "dynamic", "factor": 2.0, "rope_theta": 1e4}}, "dynamic"),
         ("Llama-2-7b-hf", {"attention_bias": True}, "attention_bias"),
         ("Llama-2-7b-hf", {"hidden_act": "gelu"}, "gelu"),
-        ("Phi-3-mini-4k-instruct", {"rope_parameters": {"rope_type": "longrope", "rope_theta": 1e4}}, "longrope"),
         ("OLMo-1B-hf", {"clip_qkv": 8.0}, "clip_qkv"),
         ("falcon-7b", {"alibi": True}, "alibi"),
         ("stablelm-3b-4e1t", {"qk_layernorm": True}, "qk_layernorm"),

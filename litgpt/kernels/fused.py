@@ -208,6 +208,8 @@ def _build(model) -> FusedDecoder:
     )
     if activation is None or cfg.parallel_residual or cfg.n_expert:
         raise Unsupported("architecture")
+    if cfg.longrope_original_max_seq_len is not None:  # its tables switch with the length (GPT.forward)
+        raise Unsupported("longrope")
     if torch.is_grad_enabled() and any(p.requires_grad for p in model.parameters()):
         raise Unsupported("autograd")
     cache = model.transformer.h[0].attn.kv_cache
