@@ -562,3 +562,65 @@ def test_default_training_precision_on_a_cpu_follows_its_bfloat16_support(monkey
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(kernels, "native_bf16", lambda: native_bf16)
     assert default_precision(quantize) == expected
+
+
+def _tiny_adapter_model(v2: bool = False, **overrides):
+    from litgpt.adapter import add_adapter, add_adapter_v2
+    from litgpt.config import Config
+    from litgpt.model import GPT
+    from tests.finetune_helpers import TINY_CONFIG
+
+    torch.manual_seed(0)
+    model = GPT(Config.from_name("tiny-llama-1.1b", **{**TINY_CONFIG, **overrides}))
+    model.init_weights()
+    (add_adapter_v2 if v2 else add_adapter)(model, 3, 0)
+    with torch.no_grad():
+        for block in model.transformer.h:
+            block.attn.gating_factor.normal_()
+    return model.eval()
+
+
+def test_adapter_prefix_uses_the_established_layout():
+    """The established release reads the projected prefix as n_query_groups blocks of (q_per_kv + 2) heads, the last
+    two of a block being that group's key and value, and stores the gate as (1, 1, n_head, 1): its checkpoints must
+    give here the numbers they gave there."""
+    model = _tiny_adapter_model()  # 4 heads, 2 query groups, head size 16
+    attn = model.transformer.h[0].attn
+    assert attn.gating_factor.shape == (1, 1, 4, 1)
+    hs, q_per_kv = 16, 2
+    q = torch.randn(1, 4, 5, hs)
+    with torch.no_grad():
+        projected = attn.qkv(attn.adapter_wte.weight)  # (aT, (nh + 2 ng) hs)
+        expected = []
+        for head in range(4):
+            block = projected[:, (head // q_per_kv) * (q_per_kv + 2) * hs :][:, : (q_per_kv + 2) * hs]
+            key, value = block[:, q_per_kv * hs : (q_per_kv + 1) * hs], block[:, (q_per_kv + 1) * hs :]
+            weights = torch.softmax(q[0, head] @ key.T / hs**0.5, dim=-1)
+            expected.append(weights @ value)
+        torch.testing.assert_close(attn.adapter_output(q)[0], torch.stack(expected))
+
+
+def test_adapter_gate_of_earlier_releases_loads_transposed():
+    from litgpt.adapter import is_adapter_param
+
+    model = _tiny_adapter_model()
+    x = torch.randint(0, 300, (1, 6))
+    state = {k: v.clone() for k, v in model.state_dict().items() if is_adapter_param(k)}
+    legacy = {k: (v.transpose(1, 2).contiguous() if k.endswith("gating_factor") else v) for k, v in state.items()}
+    assert legacy["transformer.h.0.attn.gating_factor"].shape == (1, 4, 1, 1)
+    with torch.no_grad():
+        expected = model(x)
+        for block in model.transformer.h:
+            block.attn.gating_factor.zero_()
+        model.load_state_dict(legacy, strict=False)
+        torch.testing.assert_close(model(x), expected)
+
+
+def test_adapter_v2_trains_the_norms_the_established_release_trains():
+    from litgpt.adapter import mark_only_adapter_as_trainable
+
+    model = _tiny_adapter_model(v2=True, norm_qk=True, post_attention_norm=True, post_mlp_norm=True)
+    mark_only_adapter_as_trainable(model, v2=True)
+    trained = {re.sub(r"^transformer\.(h\.\d+\.)?", "", k) for k, p in model.named_parameters() if p.requires_grad}
+    norms = {k for k in trained if "adapter" not in k}
+    assert norms == {"norm_1.weight", "norm_2.weight", "ln_f.weight", "attn.gating_factor"}
