@@ -238,6 +238,8 @@ def test_bad_option_values_are_one_line_errors(argv, message, capsys):
         (["--devices", "two"], "--devices must be a positive number of devices"),
         (["--data.num_workers", "-1"], "--data.num_workers must be 0 or more, got -1"),
         (["--data.json_path", "{data}/train.json"], "--data.json_path is a single file: also set"),
+        (["--train.max_tokens", "5000"], "--train.max_tokens is for pretraining; say how long to finetune with"),
+        (["--train.max_time", "0"], "--train.max_time must be a positive number of seconds, got 0.0"),
     ],
 )
 def test_bad_training_options_are_one_line_errors(tiny, tmp_path, option, message, capsys):
@@ -343,7 +345,7 @@ def test_tiny_config_hub_file_trains(tiny, tmp_path):
 
 @pytest.mark.filterwarnings("error:.*autograd kernel was not registered")  # a gradient that would not flow
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
-def test_qlora_trains(tiny, tmp_path, monkeypatch, device):
+def test_qlora_trains(tiny, tmp_path, monkeypatch, device, capsys):
     """QLoRA: the frozen base layers become bitsandbytes' 4-bit ones, LoRA trains on them (the loss falls), the
     checkpoints hold the LoRA weights only, and the final folder also has the weights merged from the float base."""
     import litgpt.quantize as quantize
@@ -361,6 +363,8 @@ def test_qlora_trains(tiny, tmp_path, monkeypatch, device):
     built, real_quantize = [], quantize.quantize_model
     monkeypatch.setattr(quantize, "quantize_model", lambda *a, **k: built.append(real_quantize(*a, **k)) or built[-1])
     main(["finetune", "qlora", *fast_args(ckpt, data, out, *EXTRA["lora"], "--precision", "bf16-true", steps=6)])
+    base = sum(t.numel() for t in torch.load(ckpt / "lit_model.pth", weights_only=True).values())
+    assert f"Number of non-trainable parameters: {base:,}" in capsys.readouterr().err  # not the packed 4-bit bytes
     qkv = built[0].transformer.h[0].attn.qkv
     assert isinstance(qkv, LoRALinear) and isinstance(qkv.linear, quantize.BnbLinear)
     assert qkv.linear.inner.weight.dtype == torch.uint8  # 4-bit codes, two a byte
@@ -624,3 +628,49 @@ def test_adapter_v2_trains_the_norms_the_established_release_trains():
     trained = {re.sub(r"^transformer\.(h\.\d+\.)?", "", k) for k, p in model.named_parameters() if p.requires_grad}
     norms = {k for k in trained if "adapter" not in k}
     assert norms == {"norm_1.weight", "norm_2.weight", "ln_f.weight", "attn.gating_factor"}
+
+
+@pytest.mark.parametrize("method", ["adapter", "adapter_v2"])
+def test_adapter_trains_on_a_quantized_base(tiny, tmp_path, method):
+    """--quantize (accepted by the established finetune_adapter[_v2]) turns the frozen base into 4-bit layers."""
+    import litgpt.quantize as quantize
+
+    pytest.importorskip("bitsandbytes", reason="bitsandbytes is not installed (the test extra brings it)")
+    if not torch.cuda.is_available() and not quantize.bnb_runs_on_cpu():
+        pytest.skip("the installed bitsandbytes has no CPU backend")
+    ckpt, data = tiny
+    out = tmp_path / "out"
+    extra = ("--quantize", "bnb.nf4", "--precision", "bf16-true", "--adapter_start_layer", "0")
+    main(["finetune", method, *fast_args(ckpt, data, out, *extra, steps=2)])
+    saved = torch.load(out / "final" / f"lit_model.pth.{method}", weights_only=True)
+    assert saved["transformer.h.0.attn.gating_factor"].shape == (1, 1, 4, 1)
+    assert not any(t.dtype == torch.uint8 for t in saved.values())  # only the trained float tensors
+
+
+def test_max_time_stops_after_a_step_and_saves_the_final_checkpoint(tiny, tmp_path, capsys):
+    """--train.max_time (established): training stops once that many seconds have passed; the run ends as usual.
+    The Lightning.ai logger's --log.* fields of the established release are accepted (and said to be ignored)."""
+    ckpt, data = tiny
+    out = tmp_path / "out"
+    extra = ("--train.max_time", "1e-6", "--log.teamspace", "team", "--log.log_model", "false")
+    with pytest.warns(UserWarning, match="--log.teamspace is ignored"):
+        main(["finetune", "lora", *fast_args(ckpt, data, out, *extra, steps=6)])
+    assert "Max time" in capsys.readouterr().err
+    assert sorted(read_csv_losses(out)) == [1, 2]  # one optimizer step (two micro-batches)
+    assert (out / "final" / "lit_model.pth.lora").is_file()
+    hparams = yaml.safe_load((out / "final" / "hyperparameters.yaml").read_text())
+    assert hparams["train"]["max_time"] == 1e-6 and hparams["log"]["teamspace"] == "team"
+
+
+def test_an_established_runs_hyperparameters_parse(tmp_path, capsys):
+    """The train/log keys an established release writes to hyperparameters.yaml (max_time, the litlogger fields)."""
+    config = tmp_path / "hparams.yaml"
+    config.write_text(yaml.safe_dump({
+        "train": {"max_time": None, "max_steps": 3},
+        "log": {"project": None, "teamspace": None, "metadata": None, "log_model": False, "save_logs": True,
+                "checkpoint_name": None},
+    }))  # fmt: skip
+    with pytest.raises(SystemExit) as exit_info:
+        main(["finetune_lora", "--config", str(config), "--print_config"])
+    assert exit_info.value.code in (None, 0)
+    assert "save_logs: true" in capsys.readouterr().out
