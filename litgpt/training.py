@@ -1020,7 +1020,9 @@ class _Loop:
         totals = torch.zeros(2, dtype=torch.float64, device=fabric.device)  # (loss sum, supervised tokens)
         for batch, real in val_shard(self.val_loader, max_iters, fabric.global_rank, fabric.world_size):
             input_ids, targets = self._inputs(batch)
-            targets[real:] = -100
+            if real < len(targets):  # a copy: targets may share memory with the inputs
+                targets = targets.clone()
+                targets[real:] = -100
             supervised = (targets != -100).sum()
             totals += torch.stack((self.model(input_ids, targets=targets).double() * supervised, supervised.double()))
         if fabric.world_size > 1:
