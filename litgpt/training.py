@@ -826,6 +826,8 @@ def check_layout(fabric, path: Path, sharded: bool, method: Method) -> None:
     if saved_sharded == sharded and saved_world in (None, fabric.world_size):
         return
     def processes(n: Optional[int], sharded: bool, fsdp: str) -> str:
+        if n is None and not sharded:  # an earlier release's checkpoint: one file, from 1 process or ddp
+            return "an unsharded strategy (1 process or ddp)"
         text = "1 process" if n == 1 else f"{n or 'several'} process(es)"
         return text + (f" with {fsdp}" if sharded else (" with ddp" if n != 1 else ""))
 
