@@ -126,7 +126,8 @@ class EvalArgs:
     max_new_tokens: Optional[int] = None
     """Number of tokens to generate for the example shown at each evaluation (None or 0: no example)"""
     max_iters: int = 100
-    """Number of iterations (validation batches)"""
+    """Number of validation batches: the loss is over the first max_iters x micro_batch_size validation samples,
+    shared out among the processes (the same value for any number of them)"""
     initial_validation: bool = False
     """Whether to evaluate on the validation set at the beginning of the training"""
     final_validation: bool = True
