@@ -3,10 +3,11 @@
 Adapter: from layer ``adapter_start_layer`` on, every attention learns ``adapter_prompt_length`` prefix embeddings
 (``attn.adapter_wte``). The prefix goes through the layer's own qkv projection; the queries attend to its keys and
 values (no causal mask, no rotary embedding) and the result is added to the attention output times a per-head
-``attn.gating_factor`` that starts at zero, so training starts from the base model exactly.
+``attn.gating_factor`` (shape (1, 1, n_head, 1), as the established release stores it) that starts at zero, so
+training starts from the base model exactly.
 
 Adapter v2 adds, on every linear layer, a learned output bias (``adapter_bias``, zero) and scale (``adapter_scale``,
-one): ``y = scale * (W x + b + bias)``; the norms are trained as well. Parameter names follow the established
+one): ``y = scale * (W x + b + bias)``; the blocks' norm_1/norm_2 and ln_f are trained as well. Parameter names follow the established
 release (``<linear>.linear.weight`` for the wrapped weight), so its ``lit_model.pth.adapter(_v2)`` files load here.
 """
 
@@ -19,7 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from litgpt.errors import LitGPTError
-from litgpt.model import CausalSelfAttention
+from litgpt.model import CausalSelfAttention, softcap
 
 ADAPTER_WEIGHTS = "lit_model.pth.adapter"
 ADAPTER_V2_WEIGHTS = "lit_model.pth.adapter_v2"
@@ -34,26 +35,42 @@ class AdapterAttention(CausalSelfAttention):
     gating_factor: nn.Parameter
 
     def adapter_output(self, q: torch.Tensor) -> torch.Tensor:
+        """The queries' attention over the prefix, (B, nh, T, hs).
+
+        The prefix keys and values follow the established release, which reads the projected prefix as
+        ``n_query_groups`` blocks of ``(q_per_kv + 2) * head_size`` features (the last two heads of a block being its
+        key and value) although its qkv weight is laid out ``[Q | K | V]``; its checkpoints were trained with those
+        numbers, so they are computed the same way here. Neither rotary embedding nor the q/k norms touch the prefix.
+        """
         cfg = self.config
         hs, nh, ng = cfg.head_size, cfg.n_head, cfg.n_query_groups
+        q_per_kv = nh // ng
         prefix = self.adapter_wte.weight  # (aT, C)
         aT = prefix.shape[0]
-        _, ak, av = self.qkv(prefix.to(q.dtype) if prefix.is_floating_point() else prefix).split(
-            (nh * hs, ng * hs, ng * hs), dim=-1
-        )
-        if cfg.norm_qk and cfg.norm_qk_type == "olmo2":
-            ak = self.norm_k(ak)
-        ak = ak.view(1, aT, ng, hs).transpose(1, 2)
-        av = av.view(1, aT, ng, hs).transpose(1, 2)
-        if cfg.norm_qk and cfg.norm_qk_type != "olmo2":
-            ak = self.norm_k(ak)
+        blocks = self.qkv(prefix.to(q.dtype) if prefix.is_floating_point() else prefix).view(aT, ng, q_per_kv + 2, hs)
+        ak = blocks[:, :, q_per_kv].transpose(0, 1).unsqueeze(0)  # (1, ng, aT, hs)
+        av = blocks[:, :, q_per_kv + 1].transpose(0, 1).unsqueeze(0)
+        if ng != nh:
+            ak, av = ak.repeat_interleave(q_per_kv, dim=1), av.repeat_interleave(q_per_kv, dim=1)
+        ak, av = ak.to(q.dtype), av.to(q.dtype)
+        if cfg.attention_logit_softcapping is not None:
+            scores = softcap((q @ ak.transpose(-2, -1)) * self.scale, cfg.attention_logit_softcapping)
+            return torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype) @ av
         B = q.shape[0]
-        ak, av = ak.expand(B, -1, -1, -1).to(q.dtype), av.expand(B, -1, -1, -1).to(q.dtype)
-        return F.scaled_dot_product_attention(q, ak, av, scale=self.scale, enable_gqa=ng != nh)
+        return F.scaled_dot_product_attention(q, ak.expand(B, -1, -1, -1), av.expand(B, -1, -1, -1), scale=self.scale)
 
     def attend(self, q, k, v, mask) -> torch.Tensor:
         y = super().attend(q, k, v, mask)
-        return y + self.gating_factor.to(y.dtype) * self.adapter_output(q)
+        gate = self.gating_factor.to(y.dtype).transpose(1, 2)  # stored (1, 1, nh, 1); y is (B, nh, T, hs)
+        return y + gate * self.adapter_output(q)
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:
+        """Earlier releases of this tool stored the gate as (1, n_head, 1, 1): read it in the established layout."""
+        key = prefix + "gating_factor"
+        gate = state_dict.get(key)
+        if gate is not None and gate.dim() == 4 and gate.shape[1] == self.config.n_head and gate.shape[2] == 1:
+            state_dict[key] = gate.transpose(1, 2)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 def add_adapter(model: nn.Module, prompt_length: int = 10, start_layer: int = 2) -> nn.Module:
@@ -74,7 +91,7 @@ def add_adapter(model: nn.Module, prompt_length: int = 10, start_layer: int = 2)
         dtype = weight.dtype if weight.is_floating_point() else torch.float32
         attn.__class__ = AdapterAttention
         attn.adapter_wte = nn.Embedding(prompt_length, config.n_embd, device=weight.device, dtype=dtype)
-        attn.gating_factor = nn.Parameter(torch.zeros(1, config.n_head, 1, 1, device=weight.device, dtype=dtype))
+        attn.gating_factor = nn.Parameter(torch.zeros(1, 1, config.n_head, 1, device=weight.device, dtype=dtype))
         if weight.device.type != "meta":
             nn.init.normal_(attn.adapter_wte.weight, mean=0.0, std=0.02)
     return model
@@ -126,10 +143,10 @@ def is_adapter_param(name: str) -> bool:
 
 
 def is_adapter_v2_param(name: str) -> bool:
-    """Adapter v2 trains the prefixes, gates, biases and scales, and every norm."""
-    leaf = name.rsplit(".", 2)
-    in_norm = any(part.startswith("norm") or part.endswith("_norm") or part == "ln_f" for part in leaf[:-1])
-    return any(k in name for k in ADAPTER_V2_KEYS) or in_norm
+    """Adapter v2 trains the prefixes, gates, biases and scales, and (as the established release) the two norms of
+    every block and the final norm; other norms (q/k norms, Gemma's post-attention/post-MLP norms) stay frozen."""
+    modules = name.split(".")[:-1]
+    return any(k in name for k in ADAPTER_V2_KEYS) or any(m in ("norm_1", "norm_2", "ln_f") for m in modules)
 
 
 def mark_only_adapter_as_trainable(model: nn.Module, v2: bool = False) -> None:

@@ -99,8 +99,10 @@ def _run(method_factory, args: dict) -> None:
     from litgpt.data import Alpaca
     from litgpt.loading import resolve_checkpoint
 
-    if args.get("quantize") is not None and args["method"] != "lora":
-        raise LitGPTError("--quantize is only supported by LoRA finetuning (litgpt finetune lora / qlora)")
+    if args["train"].max_tokens is not None:  # as in the established release: samples have no fixed length here
+        raise LitGPTError(
+            "--train.max_tokens is for pretraining; say how long to finetune with --train.epochs or --train.max_steps"
+        )
     checkpoint_dir = resolve_checkpoint(args["checkpoint_dir"], access_token=args.get("access_token") or os.getenv("HF_TOKEN"))
     args["checkpoint_dir"] = checkpoint_dir
     if args.get("data") is None:
@@ -171,6 +173,8 @@ LORA_DOC = """
         lora_head: Whether to apply LoRA to output head in GPT.
 """
 ADAPTER_DOC = """
+        quantize: Quantize the frozen base weights with bitsandbytes (on a CUDA GPU, or on the CPU with a
+            bitsandbytes release that has its CPU backend).
         adapter_prompt_length: Number of learned prefix embeddings per adapted layer.
         adapter_start_layer: Index of the first layer that gets an adapter prefix.
 """
@@ -256,6 +260,7 @@ def finetune_adapter(
     checkpoint_dir: Optional[Path] = None,
     out_dir: Path = Path("out/finetune/adapter"),
     precision: Optional[str] = None,
+    quantize: Quantize = None,
     devices: Union[int, str] = 1,
     num_nodes: int = 1,
     adapter_prompt_length: int = 10,
@@ -283,6 +288,7 @@ def finetune_adapter_v2(
     checkpoint_dir: Optional[Path] = None,
     out_dir: Path = Path("out/finetune/adapter-v2"),
     precision: Optional[str] = None,
+    quantize: Quantize = None,
     devices: Union[int, str] = 1,
     num_nodes: int = 1,
     adapter_prompt_length: int = 10,

@@ -340,7 +340,7 @@ def _hf_module_names(config: Config, checkpoint_dir: Path) -> tuple[str, dict]:
 
 
 def _hf_targets(name: str, layout: dict, sizes: tuple, enabled: tuple) -> list[tuple[str, int]]:
-    """[(Hugging Face module, index of the part)] for the litgpt module ``name``."""
+    """[(Hugging Face module, index of the part, or None for the whole module)] for the litgpt module ``name``."""
     import re
 
     from litgpt.convert_hf import Fused
@@ -361,8 +361,8 @@ def _hf_targets(name: str, layout: dict, sizes: tuple, enabled: tuple) -> list[t
                 out = out.replace("{" + k + "}", v)
             return out[: -len(".weight")]
 
-        if isinstance(hf, str):
-            return [(hf_name(hf), 0)]
+        if isinstance(hf, str):  # the whole module (all its parts: Phi-3's fused qkv_proj)
+            return [(hf_name(hf), None)]
         if isinstance(hf, Fused) and hf.kind == "qkv":
             return [(hf_name(pattern), k) for k, pattern in enumerate(hf.hf) if enabled[k]]
         raise LitGPTError(
@@ -401,6 +401,8 @@ def export_peft(checkpoint_dir: Path, output_dir: Optional[Path] = None, base_mo
     lora = read_lora_file(lora_file)
     tensors: dict[str, torch.Tensor] = {}
     targets: set[str] = set()
+    rank_pattern: dict[str, int] = {}
+    alpha_pattern: dict[str, int] = {}
     for name in sorted({k[: -len(".lora_A")] for k in lora if k.endswith(".lora_A")}):
         A, B = lora[name + ".lora_A"], lora[name + ".lora_B"]
         sizes, enabled = lora_parts(name, config, settings)
@@ -412,8 +414,25 @@ def export_peft(checkpoint_dir: Path, output_dir: Optional[Path] = None, base_mo
             if on:
                 parts[k] = (A[a_start : a_start + settings.r], B[b_start : b_start + size])
                 a_start, b_start = a_start + settings.r, b_start + size
-        for hf_module, k in _hf_targets(name, layout, sizes, enabled):
-            part_A, part_B = parts[k]
+        hf_targets = _hf_targets(name, layout, sizes, enabled)
+        if len(sizes) > 1 and hf_targets[0][1] is None:
+            # the Hugging Face module is fused too (Phi-3's qkv_proj): one pair of rank r x (enabled parts), B
+            # block-diagonal over the output rows; alpha grows with the rank so that the scaling stays alpha / r
+            (hf_module, _), n = hf_targets[0], len(parts)
+            fused_B = B.new_zeros(sum(sizes), settings.r * n)
+            offsets = [sum(sizes[:k]) for k in range(len(sizes))]
+            for j, (k, (_, part_B)) in enumerate(sorted(parts.items())):
+                fused_B[offsets[k] : offsets[k] + sizes[k], j * settings.r : (j + 1) * settings.r] = part_B
+            fused_A = torch.cat([part_A for _, (part_A, _) in sorted(parts.items())])
+            tensors[f"base_model.model.{hf_module}.lora_A.weight"] = fused_A.contiguous().clone()
+            tensors[f"base_model.model.{hf_module}.lora_B.weight"] = fused_B
+            leaf = hf_module.rsplit(".", 1)[-1]
+            targets.add(leaf)
+            if n > 1:
+                rank_pattern[leaf], alpha_pattern[leaf] = settings.r * n, settings.alpha * n
+            continue
+        for hf_module, k in hf_targets:
+            part_A, part_B = parts[0 if k is None else k]
             tensors[f"base_model.model.{hf_module}.lora_A.weight"] = part_A.contiguous().clone()
             tensors[f"base_model.model.{hf_module}.lora_B.weight"] = part_B.contiguous().clone()
             targets.add(hf_module.rsplit(".", 1)[-1])
@@ -432,6 +451,8 @@ def export_peft(checkpoint_dir: Path, output_dir: Optional[Path] = None, base_mo
         "modules_to_save": None,
         "use_rslora": False,
         "use_dora": False,
+        "rank_pattern": rank_pattern,
+        "alpha_pattern": alpha_pattern,
     }
     output_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(output_dir / "adapter_model.safetensors") as tmp:

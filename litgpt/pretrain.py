@@ -137,6 +137,8 @@ class Pretrain(Method):
 
     name = "pretrain"
     title = "pretraining"
+    default_warmup_steps = 2000  # pretrain_defaults()' lr_warmup_steps
+    restart_hint = "or start a new run from its weights with --initial_checkpoint_dir {path}"
     step_dir_format = "step-{:08d}"
 
     def __init__(
@@ -183,8 +185,8 @@ class Pretrain(Method):
         if elapsed <= 0:
             return {}
         metrics = {
-            "throughput/tokens_per_sec": progress.tokens * fabric.world_size / elapsed,
-            "throughput/device/tokens_per_sec": progress.tokens / elapsed,
+            "throughput/tokens_per_sec": progress.tokens / elapsed,  # counted over every process
+            "throughput/device/tokens_per_sec": progress.tokens / fabric.world_size / elapsed,
         }
         achieved = self._achieved(fabric, progress, elapsed)
         if achieved is not None:

@@ -47,6 +47,7 @@ from litgpt.config import Config
 from litgpt.errors import LitGPTError
 
 TRAINING_STATE = "training_state.pth"
+TRAINING_LAYOUT = "training_layout.json"
 HYPERPARAMETERS = "hyperparameters.yaml"
 STEP_DIR = re.compile(r"^step-(\d+)$")
 
@@ -74,6 +75,9 @@ class TrainArgs:
     """Total number of tokens to train on"""
     max_steps: Optional[int] = None
     """Limits the number of optimizer steps to run"""
+    max_time: Optional[float] = None
+    """Stop training after this many seconds of this run's loop (at the end of an optimizer step; the final
+    checkpoint is saved as usual). The learning-rate schedule still follows the other limits"""
     max_seq_length: Optional[int] = None
     """Limits the length of samples (default: the model's block size)"""
     tie_embeddings: Optional[bool] = None
@@ -91,6 +95,8 @@ class TrainArgs:
         _at_least_one("train", log_interval=self.log_interval, global_batch_size=self.global_batch_size,
                       micro_batch_size=self.micro_batch_size, epochs=self.epochs, max_steps=self.max_steps,
                       max_tokens=self.max_tokens, max_seq_length=self.max_seq_length)  # fmt: skip
+        if self.max_time is not None and not self.max_time > 0:
+            raise LitGPTError(f"--train.max_time must be a positive number of seconds, got {self.max_time}")
 
     def gradient_accumulation_iters(self, devices: int, num_nodes: int = 1) -> int:
         per_step = self.micro_batch_size * devices * num_nodes
@@ -101,9 +107,11 @@ class TrainArgs:
             )
         return self.global_batch_size // per_step
 
-    def warmup_steps(self, steps_per_epoch: int) -> int:
+    def warmup_steps(self, steps_per_epoch: int, default_steps: int = 100) -> int:
+        """Warmup steps; ``default_steps`` is the command's default lr_warmup_steps (pretrain: 2000), which a
+        --train.lr_warmup_fraction replaces (any other explicit value conflicts with it)."""
         if self.lr_warmup_fraction is not None:
-            if self.lr_warmup_steps not in (None, 0, 100):  # 100 is the default: an explicit one conflicts
+            if self.lr_warmup_steps not in (None, 0, default_steps):
                 raise LitGPTError("Set either --train.lr_warmup_steps or --train.lr_warmup_fraction, not both")
             return round(self.lr_warmup_fraction * steps_per_epoch)
         return self.lr_warmup_steps or 0
@@ -118,7 +126,8 @@ class EvalArgs:
     max_new_tokens: Optional[int] = None
     """Number of tokens to generate for the example shown at each evaluation (None or 0: no example)"""
     max_iters: int = 100
-    """Number of iterations (validation batches)"""
+    """Number of validation batches: the loss is over the first max_iters x micro_batch_size validation samples,
+    shared out among the processes (the same value for any number of them)"""
     initial_validation: bool = False
     """Whether to evaluate on the validation set at the beginning of the training"""
     final_validation: bool = True
@@ -156,6 +165,26 @@ class LogArgs:
     """Run name"""
     group: Optional[str] = None
     """Group name"""
+    log_model: bool = False
+    """Upload the checkpoints as artifacts (wandb)"""
+    # the established release's Lightning.ai logger (litlogger) fields: accepted so that its configs and
+    # hyperparameters.yaml files run here; no logger of this tool uses them
+    teamspace: Optional[str] = None
+    """Lightning.ai teamspace (litlogger only; ignored here)"""
+    metadata: Optional[dict] = None
+    """Tags for the experiment (litlogger only; ignored here)"""
+    save_logs: bool = True
+    """Upload the terminal logs (litlogger only; ignored here)"""
+    checkpoint_name: Optional[str] = None
+    """Base name of logged checkpoints (litlogger only; ignored here)"""
+
+    def warn_ignored(self) -> None:
+        import warnings
+
+        defaults = LogArgs()
+        for name in ("teamspace", "metadata", "save_logs", "checkpoint_name"):
+            if getattr(self, name) != getattr(defaults, name):
+                warnings.warn(f"--log.{name} is ignored: only the Lightning.ai logger (litlogger) uses it", stacklevel=2)
 
 
 # ------------------------------------------------------------------------------------------------ what a method changes
@@ -168,6 +197,10 @@ class Method:
     """Name of the periodic checkpoint folders (pretraining uses ``step-{:08d}``)"""
     title: Optional[str] = None
     """Progress-bar label (default: "<name> finetuning")"""
+    default_warmup_steps = 100
+    """The command's default --train.lr_warmup_steps (a --train.lr_warmup_fraction alone replaces it)"""
+    restart_hint = "or start a new run"
+    """How to continue from a checkpoint's weights (``{path}``) without resuming its training state"""
 
     def __init__(self, checkpoint_dir: Optional[Path] = None) -> None:
         self.checkpoint_dir = checkpoint_dir
@@ -382,6 +415,25 @@ class ResumableBatchSampler(Sampler):
             yield indices[b * self.batch_size : (b + 1) * self.batch_size]
 
 
+def val_shard(loader: DataLoader, max_batches: int, rank: int, world_size: int) -> Iterator[tuple[Any, int]]:
+    """This process's share of the first ``max_batches * batch_size`` samples of ``loader``'s dataset: (batch, how
+    many of its leading rows are real). Every process gets as many batches; rows past the end repeat a sample and
+    must not count."""
+    batch_size = loader.batch_size or 1
+    n = min(len(loader.dataset), max_batches * batch_size)
+    per_rank = math.ceil(n / world_size)
+    positions = list(range(rank, per_rank * world_size, world_size))  # sample k*world_size + rank: k-th of this rank
+    batches = [positions[b : b + batch_size] for b in range(0, len(positions), batch_size)]
+    real = [sum(pos < n for pos in batch) for batch in batches]
+    shard = DataLoader(
+        loader.dataset,
+        batch_sampler=[[pos % n for pos in batch] for batch in batches],
+        collate_fn=loader.collate_fn,
+        num_workers=loader.num_workers,
+    )
+    yield from zip(shard, real)
+
+
 def sample_lengths(dataset) -> list[int]:
     """Token count of every sample, for ``--train.group_by_length`` (instruction datasets know them)."""
     if not hasattr(dataset, "lengths"):
@@ -518,7 +570,9 @@ def make_logger(logger_name: str, out_dir: Path, log: LogArgs):
             from lightning.pytorch.loggers import WandbLogger
         except ImportError:
             raise LitGPTError("--logger_name wandb needs wandb: pip install wandb") from None
-        return WandbLogger(project=log.project or "litgpt", name=log.run, group=log.group, save_dir=str(root))
+        return WandbLogger(
+            project=log.project or "litgpt", name=log.run, group=log.group, save_dir=str(root), log_model=log.log_model
+        )
     raise LitGPTError(f"Unknown logger {logger_name!r}; use csv, tensorboard or wandb")
 
 
@@ -565,6 +619,7 @@ def fit(job: Job) -> Optional[Progress]:
     import lightning as L
 
     job.train.check()
+    job.log.warn_ignored()
     _at_least_one("eval", interval=job.eval.interval)
     precision = job.precision or default_precision(job.quantize)
     if job.quantize is not None:
@@ -650,7 +705,7 @@ def _train(fabric, job: Job, dtype: torch.dtype) -> Progress:
         num_workers=train_loader.num_workers,
         generator=torch.Generator().manual_seed(job.seed),  # creating iterators must not draw from the global RNG
     )
-    val_loader = fabric.setup_dataloaders(val_loader) if val_loader is not None and len(val_loader) else None
+    val_loader = val_loader if val_loader is not None and len(val_loader) else None  # sharded by validate()
 
     # -- how long
     # --train.epochs: exactly that many passes (micro-batches), the last accumulation window cut short if the
@@ -669,7 +724,7 @@ def _train(fabric, job: Job, dtype: torch.dtype) -> Progress:
     if not limits:
         raise LitGPTError("Say how long to train: set --train.max_steps, --train.epochs or --train.max_tokens")
     total_steps, total_iters = min(limits)
-    warmup = train.warmup_steps(steps_per_epoch)
+    warmup = train.warmup_steps(steps_per_epoch, method.default_warmup_steps)
 
     # -- model and optimizer
     on_device = fabric.device if job.quantize is None else torch.device("cpu")
@@ -678,6 +733,9 @@ def _train(fabric, job: Job, dtype: torch.dtype) -> Progress:
     model.activation_checkpointing = train.activation_checkpointing
     method.prepare(model)
     separate_shared_trainables(model)
+    # counted before quantizing: bitsandbytes packs two 4-bit weights into a byte of a uint8 tensor
+    n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    n_frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
     if job.quantize is not None:  # QLoRA: the frozen base layers become bitsandbytes' ones, quantized on the device
         from litgpt.quantize import quantize_model
 
@@ -689,8 +747,6 @@ def _train(fabric, job: Job, dtype: torch.dtype) -> Progress:
     trainable = [p for p in model.parameters() if p.requires_grad]
     if not trainable:
         raise LitGPTError(f"The {method.name} method left no parameter to train")
-    n_trainable = sum(p.numel() for p in trainable)
-    n_frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
     fabric.print(f"Number of trainable parameters: {n_trainable:,}", file=sys.stderr)
     fabric.print(f"Number of non-trainable parameters: {n_frozen:,}", file=sys.stderr)
     model = fabric.setup(model)
@@ -755,10 +811,40 @@ def _load_checkpoint(fabric, model, optimizer, scheduler, path: Path, method: Me
     return progress
 
 
+def check_layout(fabric, path: Path, sharded: bool, method: Method) -> None:
+    """A training state resumes only on the number of processes and the kind of strategy that saved it (the
+    optimizer shards, the data position and the random state are per process)."""
+    import json
+
+    state = path / TRAINING_STATE
+    saved_sharded = state.is_dir()  # a sharded strategy saves a folder of per-rank shards
+    saved_world = None
+    if (path / TRAINING_LAYOUT).is_file():
+        layout = json.loads((path / TRAINING_LAYOUT).read_text())
+        saved_world, saved_sharded = layout.get("world_size"), layout.get("sharded", saved_sharded)
+    elif saved_sharded:
+        saved_world = len(list(state.glob("*.distcp"))) or None
+    if saved_sharded == sharded and saved_world in (None, fabric.world_size):
+        return
+    def processes(n: Optional[int], sharded: bool, fsdp: str) -> str:
+        if n is None and not sharded:  # an earlier release's checkpoint: one file, from 1 process or ddp
+            return "an unsharded strategy (1 process or ddp)"
+        text = "1 process" if n == 1 else f"{n or 'several'} process(es)"
+        return text + (f" with {fsdp}" if sharded else (" with ddp" if n != 1 else ""))
+
+    saved = processes(saved_world, saved_sharded, "a sharded strategy (fsdp)")
+    now = processes(fabric.world_size, sharded, "fsdp")
+    raise LitGPTError(
+        f"cannot resume from {path}: it was saved by {saved}, this run has {now}; resume with the same "
+        f"--devices/--num_nodes and --strategy, {method.restart_hint.format(path=path)}"
+    )
+
+
 def _load_training_state(fabric, model, optimizer, scheduler, path: Path, method: Method) -> Progress:
     from litgpt.checkpoint import load_state_dict, model_state
 
     module = model.module if hasattr(model, "module") else model
+    check_layout(fabric, path, is_sharded(module), method)
     if is_sharded(module):  # model and optimizer shards come back through the strategy
         wanted = {"model": model, "optimizer": optimizer, "scheduler": scheduler}
         remainder = fabric.load(path / TRAINING_STATE, wanted, strict=False)
@@ -773,7 +859,8 @@ def _load_training_state(fabric, model, optimizer, scheduler, path: Path, method
         raise LitGPTError(f"{path / method.weights_file} lacks {len(missing)} trained tensor(s), e.g. {missing[:3]}")
     own = module.state_dict()
     for key in sorted(expected):
-        if tuple(weights[key].shape) != tuple(own[key].shape):
+        legacy_gate = key.endswith("gating_factor") and weights[key].numel() == own[key].numel()  # loads transposed
+        if tuple(weights[key].shape) != tuple(own[key].shape) and not legacy_gate:
             raise LitGPTError(
                 f"cannot resume from {path}: its {key} has shape {tuple(weights[key].shape)}, this run's "
                 f"{tuple(own[key].shape)}; resume with the settings it was trained with (see its hyperparameters.yaml)"
@@ -825,8 +912,10 @@ class _Loop:
         )  # fmt: skip
         self.bar = bar
         self.model.train()
-        iter_start = time.perf_counter()
-        while p.step_count < self.total_steps:
+        iter_start = loop_start = time.perf_counter()
+        window_tokens = torch.zeros(2, dtype=torch.long)  # this process's (tokens, real tokens) since the last step
+        stop = False
+        while p.step_count < self.total_steps and not stop:
             sampler.epoch, sampler.start = p.epoch, p.batch_in_epoch
             for batch in loader:
                 p.batch_in_epoch += 1
@@ -837,10 +926,17 @@ class _Loop:
                     loss = self.model(input_ids, targets=targets)
                     fabric.backward(loss / window)
                 recent.append(loss.detach().item())
-                p.tokens += input_ids.numel()
                 counts = batch.get("token_counts") if isinstance(batch, dict) else None
-                p.real_tokens += int(counts.sum()) if counts is not None else input_ids.numel()
+                window_tokens[0] += input_ids.numel()
+                window_tokens[1] += int(counts.sum()) if counts is not None else input_ids.numel()
                 if not is_accumulating:
+                    # every process's tokens of this step: processes see batches of different lengths
+                    step_tokens = window_tokens.to(fabric.device)
+                    if fabric.world_size > 1:
+                        step_tokens = fabric.all_reduce(step_tokens, reduce_op="sum")
+                    p.tokens += int(step_tokens[0])
+                    p.real_tokens += int(step_tokens[1])
+                    window_tokens.zero_()
                     if train.max_norm is not None:
                         fabric.clip_gradients(self.model, self.optimizer, max_norm=train.max_norm)
                     self.optimizer.step()
@@ -860,7 +956,8 @@ class _Loop:
                     p.recent_losses = list(recent)
                     if train.save_interval and p.step_count % train.save_interval == 0:
                         self.save(self.job.out_dir / self.method.step_dir_format.format(p.step_count), with_state=True)
-                    if p.step_count >= self.total_steps:
+                    stop = self._out_of_time(loop_start)
+                    if p.step_count >= self.total_steps or stop:
                         if p.batch_in_epoch == batches_per_epoch:  # the run ends with an epoch: count it
                             p.epoch, p.batch_in_epoch = p.epoch + 1, 0
                         break
@@ -870,6 +967,18 @@ class _Loop:
                 p.batch_in_epoch = 0
         bar.close()
         self.bar = None
+
+    def _out_of_time(self, loop_start: float) -> bool:
+        """Whether --train.max_time has passed (rank 0's clock decides, so that every process stops together)."""
+        max_time = self.job.train.max_time
+        if max_time is None:
+            return False
+        over = time.perf_counter() - loop_start > max_time
+        if self.fabric.world_size > 1:
+            over = self.fabric.broadcast(over, src=0)
+        if over:
+            self.say(f"Max time ({max_time / 60:.2f} min) reached, stopping training")
+        return bool(over)
 
     def say(self, text: str) -> None:
         if self.fabric.global_rank != 0:
@@ -887,8 +996,8 @@ class _Loop:
             "step": p.step_count,
             "epoch": p.epoch,
             "iter_time": iter_time,
-            "tokens": p.tokens * self.fabric.world_size,
-            "total_tokens": p.real_tokens * self.fabric.world_size,
+            "tokens": p.tokens,
+            "total_tokens": p.real_tokens,
             "learning_rate": self.optimizer.param_groups[0]["lr"],
         }
         val = "n/a" if p.val_loss is None else f"{p.val_loss:.3f}"
@@ -908,13 +1017,20 @@ class _Loop:
         was_training = self.model.training
         self.model.eval()
         start = time.perf_counter()
-        losses = []
-        for k, batch in enumerate(self.val_loader):
-            if k >= max_iters:
-                break
+        # the mean loss over the supervised tokens of the first max_iters x micro_batch_size validation samples,
+        # whatever the number of processes: the samples are dealt out without duplicates (a process short of a
+        # batch runs one whose targets are all ignored, as sharded models need every process in every forward)
+        totals = torch.zeros(2, dtype=torch.float64, device=fabric.device)  # (loss sum, supervised tokens)
+        for batch, real in val_shard(self.val_loader, max_iters, fabric.global_rank, fabric.world_size):
             input_ids, targets = self._inputs(batch)
-            losses.append(self.model(input_ids, targets=targets))
-        val_loss = fabric.all_reduce(torch.stack(losses).mean(), reduce_op="mean").item() if losses else float("nan")
+            if real < len(targets):  # a copy: targets may share memory with the inputs
+                targets = targets.clone()
+                targets[real:] = -100
+            supervised = (targets != -100).sum()
+            totals += torch.stack((self.model(input_ids, targets=targets).double() * supervised, supervised.double()))
+        if fabric.world_size > 1:
+            totals = fabric.all_reduce(totals, reduce_op="sum")
+        val_loss = (totals[0] / totals[1]).item() if totals[1] > 0 else float("nan")
         if was_training:
             self.model.train()
         if sanity:
@@ -1003,6 +1119,11 @@ class _Loop:
             if is_sharded(module):  # the strategy saves the model and optimizer shards (a folder, one file per rank)
                 training_state["model"] = self.model
             fabric.save(tmp / TRAINING_STATE, training_state)
+            if fabric.global_rank == 0:
+                import json
+
+                layout = {"world_size": fabric.world_size, "sharded": is_sharded(module)}
+                (tmp / TRAINING_LAYOUT).write_text(json.dumps(layout))
         if fabric.global_rank == 0:
             self.write_side_files(tmp)
             if finalize:
@@ -1037,8 +1158,7 @@ class _Loop:
     def report(self) -> None:
         fabric, p = self.fabric, self.p
         elapsed = self.elapsed_before + time.perf_counter() - self.start_time
-        tokens = p.real_tokens * fabric.world_size
-        processed = p.tokens * fabric.world_size
+        tokens, processed = p.real_tokens, p.tokens  # over every process
         lines = [
             f"Training time: {elapsed:.2f}s",
             f"Steps: {p.step_count} ({p.iter_num} iterations, {p.epoch} full epoch(s))",

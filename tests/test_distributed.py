@@ -128,3 +128,47 @@ def test_ddp_and_fsdp_on_two_cpu_processes_match_one_process(inputs, tmp_path):
     finish(proc, tmp_path / "resume.log")
     assert "Resuming from" in (tmp_path / "resume.log").read_text()
     assert_same(weights(resumed / "final"), weights(tmp_path / "fsdp" / "final"), atol=1e-6)
+
+
+def test_token_counts_and_validation_loss_do_not_depend_on_the_process_count(inputs, tmp_path):
+    """Finetuning on samples of unequal length: the reported token count is every process's (it was rank 0's count
+    times the process count), and the validation loss is that of the same samples whatever the number of processes
+    (the distributed sampler padded the 3 validation samples with a duplicate, and batch means were averaged)."""
+    import json
+    import re
+
+    from tests.finetune_helpers import ROWS, make_checkpoint
+
+    ckpt = make_checkpoint(tmp_path / "ckpt")
+    data = tmp_path / "data"
+    data.mkdir()
+    rows = [dict(row, output=row["output"] * (1 + 2 * k)) for k, row in enumerate(ROWS * 2)]  # 8 lengths
+    (data / "train.json").write_text(json.dumps(rows))
+    (data / "val.json").write_text(json.dumps(rows[1:4]))
+    runs = {}
+    for devices in (1, 2):
+        argv = [
+            "finetune", "lora", str(ckpt), "--out_dir", str(tmp_path / f"out{devices}"), "--devices", str(devices),
+            "--precision", "32-true", "--data", "JSON", "--data.json_path", str(data), "--data.num_workers", "0",
+            "--train.epochs", "1", "--train.global_batch_size", "4", "--train.micro_batch_size", "2",
+            "--train.lr_warmup_steps", "0", "--train.save_interval", "100", "--eval.interval", "100",
+            "--eval.max_new_tokens", "0", "--logger_name", "csv",
+        ]  # fmt: skip
+        log = tmp_path / f"run{devices}.log"
+        runs[devices] = (launch(inputs, argv, log), log)
+    reports = {}
+    for devices, (proc, log) in runs.items():
+        finish(proc, log)
+        text = log.read_text()
+        tokens = re.search(r"^Tokens: ([\d,]+) \(processed with padding", text, re.M).group(1)
+        val = re.findall(r"val loss ([\d.]+)", text)[-1]
+        reports[devices] = (int(tokens.replace(",", "")), float(val))
+    from litgpt.data import JSON
+    from litgpt.tokenizer import Tokenizer
+
+    module = JSON(json_path=data, num_workers=0)
+    module.connect(Tokenizer(ckpt), batch_size=2, max_seq_length=128)
+    module.setup()
+    epoch = sum(len(module.train_dataset[i]["input_ids"]) for i in range(len(module.train_dataset)))
+    assert reports[1][0] == reports[2][0] == epoch
+    assert reports[1][1] == pytest.approx(reports[2][1], abs=2e-4)

@@ -238,6 +238,8 @@ def test_bad_option_values_are_one_line_errors(argv, message, capsys):
         (["--devices", "two"], "--devices must be a positive number of devices"),
         (["--data.num_workers", "-1"], "--data.num_workers must be 0 or more, got -1"),
         (["--data.json_path", "{data}/train.json"], "--data.json_path is a single file: also set"),
+        (["--train.max_tokens", "5000"], "--train.max_tokens is for pretraining; say how long to finetune with"),
+        (["--train.max_time", "0"], "--train.max_time must be a positive number of seconds, got 0.0"),
     ],
 )
 def test_bad_training_options_are_one_line_errors(tiny, tmp_path, option, message, capsys):
@@ -343,7 +345,7 @@ def test_tiny_config_hub_file_trains(tiny, tmp_path):
 
 @pytest.mark.filterwarnings("error:.*autograd kernel was not registered")  # a gradient that would not flow
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
-def test_qlora_trains(tiny, tmp_path, monkeypatch, device):
+def test_qlora_trains(tiny, tmp_path, monkeypatch, device, capsys):
     """QLoRA: the frozen base layers become bitsandbytes' 4-bit ones, LoRA trains on them (the loss falls), the
     checkpoints hold the LoRA weights only, and the final folder also has the weights merged from the float base."""
     import litgpt.quantize as quantize
@@ -361,6 +363,8 @@ def test_qlora_trains(tiny, tmp_path, monkeypatch, device):
     built, real_quantize = [], quantize.quantize_model
     monkeypatch.setattr(quantize, "quantize_model", lambda *a, **k: built.append(real_quantize(*a, **k)) or built[-1])
     main(["finetune", "qlora", *fast_args(ckpt, data, out, *EXTRA["lora"], "--precision", "bf16-true", steps=6)])
+    base = sum(t.numel() for t in torch.load(ckpt / "lit_model.pth", weights_only=True).values())
+    assert f"Number of non-trainable parameters: {base:,}" in capsys.readouterr().err  # not the packed 4-bit bytes
     qkv = built[0].transformer.h[0].attn.qkv
     assert isinstance(qkv, LoRALinear) and isinstance(qkv.linear, quantize.BnbLinear)
     assert qkv.linear.inner.weight.dtype == torch.uint8  # 4-bit codes, two a byte
@@ -562,3 +566,111 @@ def test_default_training_precision_on_a_cpu_follows_its_bfloat16_support(monkey
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(kernels, "native_bf16", lambda: native_bf16)
     assert default_precision(quantize) == expected
+
+
+def _tiny_adapter_model(v2: bool = False, **overrides):
+    from litgpt.adapter import add_adapter, add_adapter_v2
+    from litgpt.config import Config
+    from litgpt.model import GPT
+    from tests.finetune_helpers import TINY_CONFIG
+
+    torch.manual_seed(0)
+    model = GPT(Config.from_name("tiny-llama-1.1b", **{**TINY_CONFIG, **overrides}))
+    model.init_weights()
+    (add_adapter_v2 if v2 else add_adapter)(model, 3, 0)
+    with torch.no_grad():
+        for block in model.transformer.h:
+            block.attn.gating_factor.normal_()
+    return model.eval()
+
+
+def test_adapter_prefix_uses_the_established_layout():
+    """The established release reads the projected prefix as n_query_groups blocks of (q_per_kv + 2) heads, the last
+    two of a block being that group's key and value, and stores the gate as (1, 1, n_head, 1): its checkpoints must
+    give here the numbers they gave there."""
+    model = _tiny_adapter_model()  # 4 heads, 2 query groups, head size 16
+    attn = model.transformer.h[0].attn
+    assert attn.gating_factor.shape == (1, 1, 4, 1)
+    hs, q_per_kv = 16, 2
+    q = torch.randn(1, 4, 5, hs)
+    with torch.no_grad():
+        projected = attn.qkv(attn.adapter_wte.weight)  # (aT, (nh + 2 ng) hs)
+        expected = []
+        for head in range(4):
+            block = projected[:, (head // q_per_kv) * (q_per_kv + 2) * hs :][:, : (q_per_kv + 2) * hs]
+            key, value = block[:, q_per_kv * hs : (q_per_kv + 1) * hs], block[:, (q_per_kv + 1) * hs :]
+            weights = torch.softmax(q[0, head] @ key.T / hs**0.5, dim=-1)
+            expected.append(weights @ value)
+        torch.testing.assert_close(attn.adapter_output(q)[0], torch.stack(expected))
+
+
+def test_adapter_gate_of_earlier_releases_loads_transposed():
+    from litgpt.adapter import is_adapter_param
+
+    model = _tiny_adapter_model()
+    x = torch.randint(0, 300, (1, 6))
+    state = {k: v.clone() for k, v in model.state_dict().items() if is_adapter_param(k)}
+    legacy = {k: (v.transpose(1, 2).contiguous() if k.endswith("gating_factor") else v) for k, v in state.items()}
+    assert legacy["transformer.h.0.attn.gating_factor"].shape == (1, 4, 1, 1)
+    with torch.no_grad():
+        expected = model(x)
+        for block in model.transformer.h:
+            block.attn.gating_factor.zero_()
+        model.load_state_dict(legacy, strict=False)
+        torch.testing.assert_close(model(x), expected)
+
+
+def test_adapter_v2_trains_the_norms_the_established_release_trains():
+    from litgpt.adapter import mark_only_adapter_as_trainable
+
+    model = _tiny_adapter_model(v2=True, norm_qk=True, post_attention_norm=True, post_mlp_norm=True)
+    mark_only_adapter_as_trainable(model, v2=True)
+    trained = {re.sub(r"^transformer\.(h\.\d+\.)?", "", k) for k, p in model.named_parameters() if p.requires_grad}
+    norms = {k for k in trained if "adapter" not in k}
+    assert norms == {"norm_1.weight", "norm_2.weight", "ln_f.weight", "attn.gating_factor"}
+
+
+@pytest.mark.parametrize("method", ["adapter", "adapter_v2"])
+def test_adapter_trains_on_a_quantized_base(tiny, tmp_path, method):
+    """--quantize (accepted by the established finetune_adapter[_v2]) turns the frozen base into 4-bit layers."""
+    import litgpt.quantize as quantize
+
+    pytest.importorskip("bitsandbytes", reason="bitsandbytes is not installed (the test extra brings it)")
+    if not torch.cuda.is_available() and not quantize.bnb_runs_on_cpu():
+        pytest.skip("the installed bitsandbytes has no CPU backend")
+    ckpt, data = tiny
+    out = tmp_path / "out"
+    extra = ("--quantize", "bnb.nf4", "--precision", "bf16-true", "--adapter_start_layer", "0")
+    main(["finetune", method, *fast_args(ckpt, data, out, *extra, steps=2)])
+    saved = torch.load(out / "final" / f"lit_model.pth.{method}", weights_only=True)
+    assert saved["transformer.h.0.attn.gating_factor"].shape == (1, 1, 4, 1)
+    assert not any(t.dtype == torch.uint8 for t in saved.values())  # only the trained float tensors
+
+
+def test_max_time_stops_after_a_step_and_saves_the_final_checkpoint(tiny, tmp_path, capsys):
+    """--train.max_time (established): training stops once that many seconds have passed; the run ends as usual.
+    The Lightning.ai logger's --log.* fields of the established release are accepted (and said to be ignored)."""
+    ckpt, data = tiny
+    out = tmp_path / "out"
+    extra = ("--train.max_time", "1e-6", "--log.teamspace", "team", "--log.log_model", "false")
+    with pytest.warns(UserWarning, match="--log.teamspace is ignored"):
+        main(["finetune", "lora", *fast_args(ckpt, data, out, *extra, steps=6)])
+    assert "Max time" in capsys.readouterr().err
+    assert sorted(read_csv_losses(out)) == [1, 2]  # one optimizer step (two micro-batches)
+    assert (out / "final" / "lit_model.pth.lora").is_file()
+    hparams = yaml.safe_load((out / "final" / "hyperparameters.yaml").read_text())
+    assert hparams["train"]["max_time"] == 1e-6 and hparams["log"]["teamspace"] == "team"
+
+
+def test_an_established_runs_hyperparameters_parse(tmp_path, capsys):
+    """The train/log keys an established release writes to hyperparameters.yaml (max_time, the litlogger fields)."""
+    config = tmp_path / "hparams.yaml"
+    config.write_text(yaml.safe_dump({
+        "train": {"max_time": None, "max_steps": 3},
+        "log": {"project": None, "teamspace": None, "metadata": None, "log_model": False, "save_logs": True,
+                "checkpoint_name": None},
+    }))  # fmt: skip
+    with pytest.raises(SystemExit) as exit_info:
+        main(["finetune_lora", "--config", str(config), "--print_config"])
+    assert exit_info.value.code in (None, 0)
+    assert "save_logs: true" in capsys.readouterr().out

@@ -122,25 +122,47 @@ def test_settings_need_a_target():
         LoRASettings(query=False, value=False)
 
 
-def test_peft_export_matches_merged_logits(tmp_path):
+PHI3 = dict(TINY_CONFIG, n_query_groups=4, sliding_window_indices=None, sliding_window_size=None)
+QV = LoRASettings(r=2, alpha=5, dropout=0.0, query=True, value=True, projection=True)
+K = LoRASettings(r=3, alpha=4, dropout=0.0, query=False, key=True, value=False)
+ALL_BUT_MLP = LoRASettings(r=2, alpha=3, dropout=0.0, query=True, key=True, value=True, projection=True, head=True)
+
+
+@pytest.mark.parametrize(
+    "family, settings",
+    [("llama", ALL), ("phi-3", QV), ("phi-3", K), ("phi-3", ALL_BUT_MLP)],
+    ids=["llama-all", "phi3-query-value", "phi3-key", "phi3-qkv-proj-head"],
+)
+def test_peft_export_matches_merged_logits(tmp_path, family, settings):
     """adapter_model.safetensors + adapter_config.json load with PEFT on the base converted to Hugging Face and give
-    the logits of our merged model."""
+    the logits of our merged model. Phi-3 fuses q/k/v into one qkv_proj there too: its LoRA is one pair of rank
+    r x (enabled parts), with rank_pattern/alpha_pattern (only the query's pair was exported)."""
     peft = pytest.importorskip("peft")
     transformers = pytest.importorskip("transformers")
     from litgpt.convert_hf import convert_from_litgpt
     from litgpt.lora import LORA_WEIGHTS, export_peft
 
-    base_dir = make_checkpoint(tmp_path / "base")
+    if family == "llama":
+        base_dir = make_checkpoint(tmp_path / "base")
+    else:
+        base_dir = tmp_path / "base"
+        base_dir.mkdir()
+        phi3 = Config.from_name("Phi-3-mini-4k-instruct", **PHI3)
+        torch.manual_seed(0)
+        reference = GPT(phi3)
+        reference.init_weights()
+        torch.save(reference.state_dict(), base_dir / "lit_model.pth")
+        phi3.save(base_dir / "model_config.yaml")
     config = Config.from_checkpoint(base_dir)
     model = GPT(config)
     model.load_state_dict(torch.load(base_dir / "lit_model.pth", weights_only=True))
-    add_lora(model, ALL)
+    add_lora(model, settings)
     randomize_lora(model, seed=3)
     run = tmp_path / "run"
     run.mkdir()
     torch.save(lora_state_dict(model), run / LORA_WEIGHTS)
     config.save(run / "model_config.yaml")
-    hparams = {"checkpoint_dir": str(base_dir), **{f"lora_{k}": v for k, v in vars(ALL).items()}}
+    hparams = {"checkpoint_dir": str(base_dir), **{f"lora_{k}": v for k, v in vars(settings).items()}}
     (run / "hyperparameters.yaml").write_text(yaml.safe_dump(hparams))
 
     export_peft(run, tmp_path / "peft")

@@ -406,3 +406,52 @@ def test_cpu_config_runs_on_the_shipped_text(tmp_path, monkeypatch):
         "--data.cache_dir", str(tmp_path / "tokens"), "--train.max_steps", "2", "--eval.max_iters", "1",
     ])  # fmt: skip
     assert (out / "final" / "lit_model.pth").is_file()
+
+
+def test_a_warmup_fraction_alone_replaces_the_pretrain_default_warmup():
+    from litgpt.pretrain import Pretrain, _train_defaults
+    from litgpt.training import TrainArgs
+
+    train = _train_defaults()
+    assert Pretrain.default_warmup_steps == train.lr_warmup_steps  # the value a fraction given alone comes with
+    train.lr_warmup_fraction = 0.5
+    assert train.warmup_steps(10, Pretrain.default_warmup_steps) == 5
+    from litgpt.errors import LitGPTError
+
+    with pytest.raises(LitGPTError, match="not both"):
+        TrainArgs(lr_warmup_steps=7, lr_warmup_fraction=0.5).warmup_steps(10, Pretrain.default_warmup_steps)
+
+
+@pytest.mark.parametrize(
+    "saved, now, message",
+    [
+        ({"world_size": 1, "sharded": False}, (2, True), "saved by 1 process, this run has 2 process(es) with fsdp"),
+        ({"world_size": 2, "sharded": False}, (1, False), "saved by 2 process(es) with ddp, this run has 1 process"),
+        ("2 shards", (1, False), "saved by 2 process(es) with a sharded strategy (fsdp), this run has 1 process"),
+        ({"world_size": 2, "sharded": True}, (2, True), None),
+    ],
+)
+def test_resuming_on_other_processes_is_a_one_line_error(tmp_path, saved, now, message):
+    """Resuming a training state on another number of processes or another kind of strategy failed with a
+    traceback ("Is a directory", a shard-loading error)."""
+    from types import SimpleNamespace
+
+    from litgpt.errors import LitGPTError
+    from litgpt.pretrain import Pretrain
+    from litgpt.training import TRAINING_LAYOUT, TRAINING_STATE, check_layout
+
+    if saved == "2 shards":  # a sharded checkpoint of an earlier release, without the layout file
+        (tmp_path / TRAINING_STATE).mkdir()
+        for rank in range(2):
+            (tmp_path / TRAINING_STATE / f"__{rank}_0.distcp").write_bytes(b"")
+    else:
+        (tmp_path / TRAINING_STATE).write_bytes(b"")
+        (tmp_path / TRAINING_LAYOUT).write_text(json.dumps(saved))
+    fabric = SimpleNamespace(world_size=now[0])
+    if message is None:
+        check_layout(fabric, tmp_path, now[1], Pretrain.__new__(Pretrain))
+        return
+    with pytest.raises(LitGPTError) as error:
+        check_layout(fabric, tmp_path, now[1], Pretrain.__new__(Pretrain))
+    assert message in str(error.value) and "--initial_checkpoint_dir" in str(error.value)
+    assert "\n" not in str(error.value)
