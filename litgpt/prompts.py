@@ -206,9 +206,7 @@ class Longform(PromptStyle):
 
 class Falcon(PromptStyle):
     def render(self, prompt: str, *, sys_prompt: str | None = None, **kwargs: Any) -> str:
-        # the established release's layout (Falcon-Instruct has no fixed template); the first line keeps the model
-        # from writing "Bot:" before its reply
-        return f"Do not prefix your replies with 'Bot: '\nUser: {prompt}\n"
+        return f"{prompt}\nAnswer:"  # the established release's layout (Falcon-Instruct has no fixed template)
 
     def stop_tokens(self, tokenizer: Tokenizer) -> tuple[list[int], ...]:
         # the model seldom emits EOS; it tends to start a new "User:" turn instead
@@ -426,6 +424,40 @@ class Phi4Mini(TurnStyle):
     end_tokens = ("<|end|>",)
 
 
+class Phi4Reasoning(Phi4):
+    """Phi-4-reasoning(-plus): Phi-4's turns under the system prompt the model was trained with."""
+
+    default_system = (
+        "You are Phi, a language model trained by Microsoft to help users. Your role as an assistant involves "
+        "thoroughly exploring questions through a systematic thinking process before providing the final precise and "
+        "accurate solutions. This requires engaging in a comprehensive cycle of analysis, summarizing, exploration, "
+        "reassessment, reflection, backtracing, and iteration to develop well-considered thinking process. Please "
+        "structure your response into two main sections: Thought and Solution using the specified format: <think> "
+        "{Thought section} </think> {Solution section}. In the Thought section, detail your reasoning process in "
+        "steps. Each step should include detailed considerations such as analysing questions, summarizing relevant "
+        "findings, brainstorming new ideas, verifying the accuracy of the current steps, refining any errors, and "
+        "revisiting previous steps. In the Solution section, based on various attempts, explorations, and "
+        "reflections from the Thought section, systematically present the final solution that you deem correct. The "
+        "Solution section should be logical, accurate, and concise and detail necessary steps needed to reach the "
+        "conclusion. Now, try to solve the following question through the above guidelines:"
+    )
+
+
+class Phi4MiniReasoning(Phi4Mini):
+    default_system = "Your name is Phi, an AI math expert developed by Microsoft."
+
+
+class R1Base(TurnStyle):
+    """DeepSeek-R1 distilled models: the system text first, then ``<｜User｜>``/``<｜Assistant｜>`` turns."""
+
+    system = "{content}"
+    user = "<｜User｜>{content}"
+    assistant = "<｜Assistant｜>{content}<｜end▁of▁sentence｜>"
+    generation = "<｜Assistant｜>"
+    strip_messages = True
+    end_tokens = ("<｜end▁of▁sentence｜>",)
+
+
 class TinyLlama(TurnStyle):
     default_system = "You are a friendly chatbot who always gives helpful, detailed, and polite answers."
     system = "<|system|>\n{content}</s>\n"
@@ -641,7 +673,10 @@ prompt_styles: dict[str, type[PromptStyle]] = {
     "phi-2": Phi2,
     "phi-3": Phi3,
     "phi-4": Phi4,
+    "phi-4-reasoning": Phi4Reasoning,
     "phi-4-mini": Phi4Mini,
+    "phi-4-mini-reasoning": Phi4MiniReasoning,
+    "r1-base": R1Base,
     "tinyllama": TinyLlama,
     "gemma": Gemma,
     "llama3": Llama3,
@@ -674,6 +709,9 @@ MODEL_PROMPT_STYLES: tuple[tuple[str, str], ...] = (
     (r"phi-1", "phi-1"),
     (r"phi-2", "phi-2"),
     (r"Phi-3", "phi-3"),
+    (r"Phi-4-mini-reasoning", "phi-4-mini-reasoning"),
+    (r"Phi-4-reasoning", "phi-4-reasoning"),
+    (r"R1-Distill", "r1-base"),
     (r"Phi-4-mini", "phi-4-mini"),
     (r"(?i)phi-4", "phi-4"),
     (r"tiny-llama.*chat", "tinyllama"),

@@ -112,7 +112,17 @@ def test_exact_formats():
     assert alpaca.apply("Sum", input="1 2").endswith("### Instruction:\nSum\n\n### Input:\n1 2\n\n### Response:\n")
     assert alpaca.apply("Sum").endswith("### Instruction:\nSum\n\n### Response:\n")
     assert PromptStyle.from_name("vicuna").apply("Hi").endswith("USER: Hi ASSISTANT:")
-    assert PromptStyle.from_name("falcon").apply("Hi") == "Do not prefix your replies with 'Bot: '\nUser: Hi\n"
+    assert PromptStyle.from_name("falcon").apply("Hi") == "Hi\nAnswer:"  # the established release's layout
+    r1 = [{"role": "system", "content": "S"}, {"role": "user", "content": " a "}, {"role": "assistant", "content": "b"}]
+    assert PromptStyle.from_name("r1-base").apply(r1 + [{"role": "user", "content": "c"}]) == (
+        "S<｜User｜>a<｜Assistant｜>b<｜end▁of▁sentence｜><｜User｜>c<｜Assistant｜>"
+    )
+    assert PromptStyle.from_name("phi-4-mini-reasoning").apply("Hi") == (
+        "<|system|>Your name is Phi, an AI math expert developed by Microsoft.<|end|><|user|>Hi<|end|><|assistant|>"
+    )
+    reasoning = PromptStyle.from_name("phi-4-reasoning").apply("Hi")
+    assert reasoning.startswith("<|im_start|>system<|im_sep|>You are Phi, a language model trained by Microsoft")
+    assert reasoning.endswith("<|im_end|><|im_start|>user<|im_sep|>Hi<|im_end|><|im_start|>assistant<|im_sep|>")
 
 
 def test_bad_conversations_are_refused():
@@ -146,6 +156,11 @@ def test_from_name_unknown_suggests():
         ("Phi-3-mini-4k-instruct", "Phi3"),
         ("phi-2", "Phi2"),
         ("phi-4", "Phi4"),
+        ("Phi-4-reasoning-plus", "Phi4Reasoning"),
+        ("Phi-4-mini-reasoning", "Phi4MiniReasoning"),
+        ("Phi-4-mini-instruct", "Phi4Mini"),
+        ("DeepSeek-R1-Distill-Llama-8B", "R1Base"),
+        ("falcon-7b-instruct", "Falcon"),
         ("Llama-2-7b-chat-hf", "Llama2"),
         ("Llama-2-7b-chat-hf-function-calling-v2", "Llama2FunctionCalling"),
         ("Mistral-7B-Instruct-v0.3", "CodeLlama"),

@@ -234,6 +234,15 @@ def test_sentencepiece_round_trip(sp_dir, text):
     assert not any("\ufffd" in p for p in pieces)
 
 
+def test_sentencepiece_decode_skips_ids_past_its_pieces(sp_dir):
+    """A model's padded vocabulary is larger than tokenizer.model: a sampled id past it decodes to nothing."""
+    tok = Tokenizer(sp_dir)
+    ids = tok.encode("hello world", bos=False).tolist()
+    assert tok.decode(ids + [tok.vocab_size, tok.vocab_size + 100]) == tok.decode(ids) == "hello world"
+    stream = tok.decode_stream()
+    assert "".join(stream.step(i) for i in [*ids, tok.vocab_size + 5]) + stream.flush() == "hello world"
+
+
 def test_sentencepiece_config_overrides(sp_dir, tmp_path):
     folder = tmp_path / "m"
     folder.mkdir()
