@@ -48,7 +48,7 @@ class RemoteFile:
 
 def download_from_hub(
     repo_id: str | None = None,
-    access_token: str | None = os.getenv("HF_TOKEN"),
+    access_token: str | None = None,
     tokenizer_only: bool = False,
     convert_checkpoint: bool = True,
     dtype: str | None = None,
@@ -86,7 +86,7 @@ def download_from_hub(
         Config.from_name(model_name)  # fail now, with close names, rather than after a long download
     if converting and dtype is not None:
         _check_dtype(dtype)
-    token = access_token or None
+    token = access_token or os.getenv("HF_TOKEN") or None
 
     hub = _Hub(repo_id, token)
     with hub.errors():

@@ -1191,7 +1191,9 @@ def _plain(value: Any) -> Any:
         return str(value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         if hasattr(value, "connect"):  # a data module: class_path + init_args
-            args = {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value) if f.init}
+            # a secret never lands in hyperparameters.yaml (a data module's access_token)
+            fields = [f for f in dataclasses.fields(value) if f.init and f.name != "access_token"]
+            args = {f.name: _plain(getattr(value, f.name)) for f in fields}
             cls = type(value)
             module = "litgpt.data" if cls.__module__.startswith("litgpt.data.") else cls.__module__
             return {"class_path": f"{module}.{cls.__qualname__}", "init_args": args}

@@ -275,3 +275,19 @@ def test_data_module_works_with_the_lightning_trainer(tmp_path):
     with pytest.raises(LitGPTError, match="holds no GPT weights"):
         torch.save({"state_dict": {"other.weight": torch.zeros(1)}}, tmp_path / "other.ckpt")
         LitLLM(trainer_ckpt_path=tmp_path / "other.ckpt").setup("fit")
+
+
+def test_the_hub_token_is_read_when_fetching_and_never_saved(monkeypatch, capsys):
+    """$HF_TOKEN reaches the fetch code, but not hyperparameters.yaml nor --print_config."""
+    from litgpt.__main__ import main
+    from litgpt.data import LIMA
+    from litgpt.training import _plain
+
+    monkeypatch.setenv("HF_TOKEN", "hf_SECRET123")
+    lima = LIMA()
+    assert lima.token == "hf_SECRET123" and LIMA(access_token="hf_other").token == "hf_other"
+    saved = _plain(LIMA(access_token="hf_other"))
+    assert saved["class_path"] == "litgpt.data.LIMA" and "hf_" not in str(saved)
+    with pytest.raises(SystemExit):
+        main(["download", "org/name", "--print_config"])
+    assert "hf_SECRET123" not in capsys.readouterr().out

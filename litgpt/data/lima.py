@@ -33,16 +33,20 @@ class LIMA(SFTDataModule):
     """Whether to include multi-turn conversations in the dataset."""
     download_dir: Path = Path("./data/lima")
     """The directory in which the downloaded dataset gets saved."""
-    access_token: Optional[str] = field(repr=False, default=os.getenv("HF_TOKEN"))
-    """The Hugging Face API token to use for authentication (LIMA is gated)."""
+    access_token: Optional[str] = field(repr=False, default=None)
+    """The Hugging Face API token to use for authentication (LIMA is gated; default: $HF_TOKEN, read when fetching)."""
     repo_id: str = "GAIR/lima"
     """The Hugging Face dataset repository ID from where to download the data."""
 
+    @property
+    def token(self) -> Optional[str]:
+        return self.access_token or os.getenv("HF_TOKEN")
+
     def prepare_data(self) -> None:
-        load_hf_split(self.repo_id, "train", Path(self.download_dir), access_token=self.access_token)
+        load_hf_split(self.repo_id, "train", Path(self.download_dir), access_token=self.token)
 
     def load_splits(self):
-        raw = load_hf_split(self.repo_id, "train", Path(self.download_dir), access_token=self.access_token)
+        raw = load_hf_split(self.repo_id, "train", Path(self.download_dir), access_token=self.token)
         require_keys(raw, ("conversations",), self.repo_id, text=False)
         rows = [r for conv in raw for r in pairs(conv["conversations"], self.include_multiturn_conversations)]
         return split_rows(rows, self.val_split_fraction, self.seed)
