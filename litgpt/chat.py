@@ -13,24 +13,20 @@ EXIT_WORDS = ("!quit", "!exit")
 
 
 def read_prompt(multiline: bool) -> Optional[str]:
-    """The next prompt, or None to leave. Multiline input ends with a line `!submit`."""
+    """The next prompt, or None to leave. Multiline input ends with a line `!submit`; a line `!quit` or `!exit`
+    leaves at once."""
+    lines: list[str] = []
     try:
-        first = input(">> Prompt: ")
+        lines.append(input(">> Prompt: "))
+        while multiline and lines[-1].strip().lower() not in ("!submit", *EXIT_WORDS):
+            lines.append(input())
     except (EOFError, KeyboardInterrupt):
+        if not multiline or not lines:
+            return None
+    if lines and lines[-1].strip().lower() in EXIT_WORDS:
         return None
-    if not multiline:
-        text = first
-    else:
-        lines = [first]
-        while lines[-1].strip() != "!submit":
-            try:
-                lines.append(input())
-            except (EOFError, KeyboardInterrupt):
-                break
-        text = "\n".join(line for line in lines if line.strip() != "!submit")
-    if not text.strip() or text.strip().lower() in EXIT_WORDS:
-        return None
-    return text
+    text = "\n".join(line for line in lines if line.strip().lower() != "!submit")
+    return None if not text.strip() else text
 
 
 def main(
@@ -66,9 +62,11 @@ def main(
     llm = load_for_cli(checkpoint_dir, precision, quantize, access_token)
     if compile:
         llm.compile()
-    print(f"Now chatting with {llm.config.name}.\nTo exit, press 'Enter' on an empty prompt.\n")
+    print(f"Now chatting with {llm.config.name}.")
     if multiline:
-        print("Multiline input: end a prompt with a line `!submit`; `!quit` or `!exit` leaves.\n")
+        print("Multiline input: end a prompt with a line `!submit`; a line `!quit` or `!exit` leaves.\n")
+    else:
+        print("To exit, press 'Enter' on an empty prompt.\n")
     history: list[dict] = []
     while (prompt := read_prompt(multiline)) is not None:
         history.append({"role": "user", "content": prompt})

@@ -91,3 +91,28 @@ def test_chat_takes_the_established_compile_flag(capsys):
     with pytest.raises(SystemExit):
         main(["chat", "--compile", "true", "--print_config"])
     assert yaml.safe_load(capsys.readouterr().out)["compile"] is True
+
+
+@pytest.mark.parametrize(
+    ("lines", "expected"),
+    [
+        (["a", "b", "!submit"], "a\nb"),
+        (["!quit"], None),
+        (["a", "!EXIT"], None),  # an exit word leaves at once, in either case
+        (["", "!submit"], None),  # an empty prompt leaves, as in single-line mode
+        (["a", "b"], "a\nb"),  # end of input submits what was typed
+    ],
+)
+def test_multiline_prompt_ends_at_submit_and_exit_words_leave(monkeypatch, lines, expected):
+    from litgpt.chat import read_prompt
+
+    feed = iter(lines)
+
+    def fake_input(prompt=""):
+        try:
+            return next(feed)
+        except StopIteration:
+            raise EOFError from None
+
+    monkeypatch.setattr("builtins.input", fake_input)
+    assert read_prompt(multiline=True) == expected
