@@ -17,6 +17,7 @@ COMMANDS: dict[str, str] = {
     "generate": "litgpt.generate:main",
     "chat": "litgpt.chat:main",
     "generate_speculatively": "litgpt.speculative:main",
+    **{f"generate_{kind}": "litgpt.generate:generate_finetuned" for kind in ("full", "adapter", "adapter_v2")},
     "serve": "litgpt.serve:main",
     "convert_to_litgpt": "litgpt.convert_hf:convert_to_litgpt",
     "convert_from_litgpt": "litgpt.convert_hf:convert_from_litgpt",
@@ -37,15 +38,13 @@ LISTS: dict[str, str] = {"pretrain": "litgpt.config:config_names", "download": "
 ALIASES: dict[str, str] = {
     **{f"finetune {m}": f"finetune_{m}" for m in ("lora", "qlora", "adapter", "adapter_v2", "full")},
     "finetune": "finetune_lora",  # bare `litgpt finetune` is LoRA
-    "generate_full": "generate",
-    "generate_adapter": "generate",
-    "generate_adapter_v2": "generate",
     "generate_sequentially": "generate --generate_strategy sequential",
     "generate_tp": "generate --generate_strategy tensor_parallel",
 }
 # commands whose first options may also be given as bare leading arguments (`litgpt chat microsoft/phi-2`)
 POSITIONAL: dict[str, tuple[str, ...]] = {
     "generate": ("checkpoint_dir",),
+    **{f"generate_{kind}": ("checkpoint_dir",) for kind in ("full", "adapter", "adapter_v2")},
     "chat": ("checkpoint_dir",),
     "serve": ("checkpoint_dir",),
     "download": ("repo_id",),

@@ -34,6 +34,7 @@ def main(
     checkpoint_dir: Optional[Path] = None,
     prompt: str = "What food do llamas eat?",
     *,
+    input: str = "",
     sys_prompt: Optional[str] = None,
     num_samples: int = 1,
     max_new_tokens: int = 50,
@@ -53,6 +54,7 @@ def main(
     Args:
         checkpoint_dir: A checkpoint folder, a registry name or repo id, or a .gguf file. Default: the bundled model.
         prompt: The prompt (formatted with the model's prompt style).
+        input: An optional input for the instruction in ``prompt`` (prompt styles with an input section: Alpaca).
         sys_prompt: An optional system prompt for chat-style models.
         num_samples: How many completions to generate one after the other.
         max_new_tokens: The most tokens to generate.
@@ -75,6 +77,9 @@ def main(
     )  # fmt: skip
     if compile:
         llm.compile()
+    if input:  # the style renders the instruction with its input section
+        render = llm.prompt_style.apply
+        llm.prompt_style.apply = lambda text, **kwargs: render(text, input=input, **kwargs)
     for i in range(num_samples):
         start = time.perf_counter()
         tokens = llm.generate(
@@ -84,6 +89,66 @@ def main(
         n = len(print_reply(llm, tokens))
         elapsed = time.perf_counter() - start
         print(f"Time for inference {i + 1}: {elapsed:.02f} sec total, {n / elapsed:.02f} tokens/sec", file=sys.stderr)
+
+
+def generate_finetuned(
+    checkpoint_dir: Optional[Path] = None,
+    prompt: str = "What food do llamas eat?",
+    *,
+    input: str = "",
+    sys_prompt: Optional[str] = None,
+    adapter_path: Optional[Path] = None,
+    finetuned_path: Optional[Path] = None,
+    quantize: Optional[str] = None,
+    max_new_tokens: int = 100,
+    top_k: Optional[int] = 50,
+    top_p: float = 1.0,
+    temperature: float = 0.8,
+    precision: Optional[str] = None,
+) -> None:
+    """Generate with a finetuned checkpoint, as the established `generate_adapter`, `generate_adapter_v2` and
+    `generate_full` commands do (`litgpt generate OUT_DIR/final` does the same).
+
+    Args:
+        checkpoint_dir: The base model's folder (a LoRA/adapter run's hyperparameters.yaml names it too), or, without
+            --adapter_path/--finetuned_path, the finetuning output folder itself.
+        prompt: The instruction (formatted with the finetuned model's prompt style).
+        input: An optional input for the instruction (Alpaca style).
+        sys_prompt: An optional system prompt for chat-style models.
+        adapter_path: The adapter weights (`lit_model.pth.adapter` or `.adapter_v2` in a finetuning output folder).
+        finetuned_path: The weights of a full finetuning run (`lit_model.pth` in its output folder).
+        quantize: Weight quantization for inference.
+        max_new_tokens: The most tokens to generate.
+        top_k: Sample among the k most likely tokens (None: all).
+        top_p: Nucleus sampling threshold in [0, 1]; 0 means greedy.
+        temperature: Sampling temperature; 0 means greedy.
+        precision: Weight dtype, e.g. "bf16-true" or "32-true".
+    """
+    from litgpt.errors import LitGPTError
+    from litgpt.finetuned import KINDS, base_checkpoint, read_hyperparameters
+
+    settings = dict(
+        input=input, sys_prompt=sys_prompt, quantize=quantize, max_new_tokens=max_new_tokens, top_k=top_k,
+        top_p=top_p, temperature=temperature, precision=precision,
+    )  # fmt: skip
+    path = adapter_path or finetuned_path
+    if adapter_path and finetuned_path:
+        raise LitGPTError("give the finetuned weights with either --adapter_path FILE or --finetuned_path FILE")
+    if path is None:  # `generate_adapter OUT_DIR/final`: the finetuning output folder itself
+        if checkpoint_dir is None:
+            raise LitGPTError("give a finetuning output folder, or the weights with --adapter_path/--finetuned_path")
+        return main(checkpoint_dir, prompt, **settings)
+    path = Path(path)
+    if not path.is_file():
+        raise LitGPTError(f"{path} does not exist: give the weights file of a finetuning output folder")
+    expected = {*KINDS, "lit_model.pth"} if finetuned_path else set(KINDS)
+    if path.name not in expected:
+        raise LitGPTError(f"{path} must be one of {sorted(expected)} in a finetuning output folder")
+    if adapter_path and checkpoint_dir is not None:
+        base = base_checkpoint(path.parent, read_hyperparameters(path.parent))
+        if Path(checkpoint_dir).resolve() != base.resolve():
+            print(f"Using the base model the run names in hyperparameters.yaml: {base}", file=sys.stderr)
+    main(path.parent, prompt, **settings)
 
 
 def check_settings(temperature: float, top_k, top_p: float, max_new_tokens: int, num_samples: int = 1) -> None:

@@ -26,7 +26,7 @@ import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -393,8 +393,10 @@ class LitGPTAPI(ls.LitAPI if ls is not None else object):
         max_batch_size: int = 8,
         batch_timeout: float = 0.05,
         cancelled=None,
+        sequential_devices: int = 0,
     ) -> None:
         super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout, spec=spec)
+        self.sequential_devices = sequential_devices  # > 0: one replica spread over this many devices
         self.cancelled = cancelled  # ids of jobs whose client went away (shared with the HTTP process)
         self.checkpoint_dir = Path(checkpoint_dir)
         self.precision = precision
@@ -415,7 +417,8 @@ class LitGPTAPI(ls.LitAPI if ls is not None else object):
         accelerator = "cuda" if str(device).startswith("cuda") else "cpu"
         if accelerator == "cuda":
             torch.cuda.set_device(torch.device(device))
-        llm.distribute(accelerator=accelerator, devices=1, precision=self.precision, quantize=self.quantize)
+        spread = dict(devices=self.sequential_devices, generate_strategy="sequential") if self.sequential_devices else {}
+        llm.distribute(accelerator=accelerator, precision=self.precision, quantize=self.quantize, **spread)
         self.llm = llm
         _log(f"model ready on {device}")
 
@@ -456,13 +459,17 @@ def _describe_worker_error(data) -> str:
 class ServeSpec(LitSpec):
     """The routes of `litgpt serve`: they check requests, queue jobs for the worker and shape its events."""
 
-    def __init__(self, frontend: Frontend, stream_predict: bool = False, openai: bool = False, cancelled=None) -> None:
+    def __init__(
+        self, frontend: Frontend, stream_predict: bool = False, openai: bool = False, cancelled=None,
+        predict_path: str = "/predict",
+    ) -> None:  # fmt: skip
         super().__init__()
+        self.predict_path = predict_path
         self.cancelled = cancelled  # where a job whose client went away is named for the worker
         self.frontend = frontend
         self.stream_predict = stream_predict
         self.openai = openai
-        self.api_path = "/v1/chat/completions" if openai else "/predict"
+        self.api_path = "/v1/chat/completions" if openai else predict_path
 
     @property
     def stream(self) -> bool:  # the worker always streams events; non-streaming routes gather them
@@ -474,7 +481,7 @@ class ServeSpec(LitSpec):
         return state
 
     def pre_setup(self, lit_api) -> None:
-        self.add_endpoint("/predict", self.predict_route, ["POST"])
+        self.add_endpoint(self.predict_path, self.predict_route, ["POST"])
         if self.openai:
             self.add_endpoint("/v1/chat/completions", self.chat_route, ["POST"])
             self.add_endpoint("/v1/completions", self.completions_route, ["POST"])
@@ -843,6 +850,9 @@ def build_server(
     batch_timeout: float = 0.05,
     max_tokens_cap: int = 2048,
     max_request_bytes: int = 1 << 20,
+    api_path: str = "/predict",
+    timeout: Optional[float] = None,
+    generate_strategy: Optional[str] = None,
 ):
     """The configured ``LitServer`` (not started) for a resolved checkpoint folder."""
     from litgpt.api import LLM
@@ -864,7 +874,7 @@ def build_server(
     accelerator = "cuda" if accelerator == "gpu" else accelerator
     if not isinstance(devices, int) or devices < 1:
         raise LitGPTError(f"devices must be a positive integer, got {devices!r}")
-    if accelerator == "cpu" and devices != 1:
+    if accelerator == "cpu" and devices != 1 and generate_strategy is None:
         raise LitGPTError("devices > 1 needs CUDA GPUs (one model replica is served per GPU)")
     if accelerator == "cuda" and devices > torch.cuda.device_count():
         raise LitGPTError(f"devices={devices} but only {torch.cuda.device_count()} CUDA GPU(s) are visible")
@@ -876,13 +886,14 @@ def build_server(
     import multiprocessing
 
     cancelled = multiprocessing.Manager().dict()  # job ids the HTTP process cancels and the worker reads
-    spec = ServeSpec(frontend, stream_predict=stream, openai=openai_spec, cancelled=cancelled)
-    api = LitGPTAPI(checkpoint_dir, spec, precision, quantize, max_batch_size, batch_timeout, cancelled)
+    spec = ServeSpec(frontend, stream_predict=stream, openai=openai_spec, cancelled=cancelled, predict_path=api_path)
+    sequential = devices if generate_strategy == "sequential" else 0
+    api = LitGPTAPI(checkpoint_dir, spec, precision, quantize, max_batch_size, batch_timeout, cancelled, sequential)
     server = ls.LitServer(
         api,
         accelerator=accelerator,
-        devices=devices,
-        timeout=False,  # generation on a busy server may keep requests queued for a while
+        devices=1 if sequential else devices,
+        timeout=timeout or False,  # none by default: generation on a busy server may keep requests queued a while
         middlewares=[(GuardMiddleware, {"api_key": api_key, "max_request_bytes": max_request_bytes})],
         model_metadata={"model": frontend.model_name, "checkpoint_dir": str(checkpoint_dir)},
     )
@@ -953,6 +964,9 @@ def main(
     max_tokens_cap: int = 2048,
     max_request_bytes: int = 1 << 20,
     access_token: Optional[str] = None,
+    api_path: str = "/predict",
+    timeout: Optional[float] = None,
+    generate_strategy: Optional[Literal["sequential", "tensor_parallel"]] = None,
 ) -> None:
     """Serve a model over HTTP with LitServe.
 
@@ -982,6 +996,10 @@ def main(
         max_tokens_cap: The most new tokens one request may ask for (larger requests are capped).
         max_request_bytes: The largest accepted request body, in bytes.
         access_token: Hugging Face token for gated repos (default: $HF_TOKEN).
+        api_path: The path of the plain prediction route.
+        timeout: Seconds a request may wait for its reply before it is answered 504 (default: no limit).
+        generate_strategy: "sequential": one replica spread block by block over --devices (a model too large for
+            one device); "tensor_parallel" is not served (use `litgpt generate_tp`).
     """
     if ls is None:
         raise LitGPTError("litgpt serve needs LitServe: pip install litserve")
@@ -993,6 +1011,15 @@ def main(
         raise LitGPTError(f"host must be 'localhost' (127.0.0.1), '0.0.0.0' or '::' (LitServe binds no other), got {host!r}")
     if not 1024 <= port <= 65535:
         raise LitGPTError(f"port must be between 1024 and 65535, got {port}")
+    if not api_path.startswith("/") or api_path.startswith("/v1/") or api_path == "/":
+        raise LitGPTError(f"api_path must be a path such as '/predict' (not '/' nor under /v1), got {api_path!r}")
+    if timeout is not None and timeout <= 0:
+        raise LitGPTError(f"timeout must be a positive number of seconds (or unset for none), got {timeout}")
+    if generate_strategy not in (None, "sequential"):
+        raise LitGPTError(
+            f"generate_strategy {generate_strategy!r} cannot serve: use 'sequential' (one replica spread over "
+            "--devices) or none (one replica per device)"
+        )
     _check_before_starting(host, port, precision, quantize, accelerator)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the HTTP process is forked after tokenizing
     folder = resolve_checkpoint(checkpoint_dir, access_token=access_token)
@@ -1001,8 +1028,9 @@ def main(
         max_new_tokens=max_new_tokens, accelerator=accelerator, devices=devices, stream=stream,
         openai_spec=openai_spec, chat_page=chat_page, api_key=api_key, max_batch_size=max_batch_size,
         batch_timeout=batch_timeout, max_tokens_cap=max_tokens_cap, max_request_bytes=max_request_bytes,
+        api_path=api_path, timeout=timeout, generate_strategy=generate_strategy,
     )  # fmt: skip
-    routes = ["POST /predict"]
+    routes = [f"POST {api_path}"]
     if openai_spec:
         routes += ["POST /v1/chat/completions", "POST /v1/completions", "GET /v1/models"]
         routes += ["GET / (chat page)"] if chat_page else []

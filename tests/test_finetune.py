@@ -113,6 +113,9 @@ def test_method_trains_saves_and_loads(method, tiny, tmp_path):
     # and through the command line, with the established release's spellings
     command = {"lora": "generate", "full": "generate_full"}.get(method, f"generate_{method}")
     main([command, str(out / "final"), "--max_new_tokens", "3", "--precision", "32-true"])
+    if method != "lora":  # the weights file with the base model, as the established commands take them
+        option, file = ("--finetuned_path", "lit_model.pth") if method == "full" else ("--adapter_path", WEIGHTS[method])
+        main([command, str(ckpt), option, str(out / "final" / file), "--prompt", "Hi", "--input", "x", "--max_new_tokens", "3"])
 
 
 def test_lora_step_folder_matches_merged_final(tiny, tmp_path):

@@ -40,7 +40,10 @@ def servers(tiny_checkpoint, tmp_path_factory, request):
         tiny_checkpoint, logs / "openai.log", "--openai_spec", "true", "--api_key", API_KEY, "--temperature", "0",
         "--max_batch_size", "8", "--batch_timeout", "0.3", "--max_new_tokens", "8", "--max_request_bytes", "20000",
     )  # fmt: skip
-    stream = Server(tiny_checkpoint, logs / "stream.log", "--stream", "true", "--temperature", "0")
+    stream = Server(  # with the established release's options: its route path, a timeout, one replica in sequence
+        tiny_checkpoint, logs / "stream.log", "--stream", "true", "--temperature", "0", "--api_path", "/generate",
+        "--timeout", "120", "--generate_strategy", "sequential", "--devices", "2", "--accelerator", "cpu", "--precision", "32-true",
+    )  # fmt: skip
     try:
         request.getfixturevalue("llm")  # load the reference model while the servers start
         openai.wait_ready()
@@ -85,15 +88,20 @@ def test_predict_matches_llm_generate(api, llm):
     assert r.json()["output"] == llm.generate("Hello there", temperature=0, max_new_tokens=8)
 
 
-def test_predict_streaming(servers, llm):
+def test_predict_streaming(servers, tiny_checkpoint):
+    from litgpt.api import LLM
+
+    llm = LLM.load(tiny_checkpoint, distribute=None)
+    llm.distribute(precision="32-true")  # the server's precision (its model spread over two CPU "devices")
     server = servers["stream"]
-    r = requests.post(server.url + "/predict", json={"prompt": "Hello there", "max_new_tokens": 12}, stream=True)
+    r = requests.post(server.url + "/generate", json={"prompt": "Hello there", "max_new_tokens": 12}, stream=True)
     assert r.status_code == 200
     pieces = [json.loads(line)["output"] for line in r.iter_lines(decode_unicode=True) if line]
     assert len(pieces) > 1
     assert "".join(pieces) == llm.generate("Hello there", temperature=0, max_new_tokens=12)
-    # this server has no OpenAI routes and no key
+    # this server has no OpenAI routes and no key, and its route is where --api_path put it
     assert requests.post(server.url + "/v1/chat/completions", json={"messages": CHAT}).status_code in (404, 405)
+    assert requests.post(server.url + "/predict", json={"prompt": "Hello there"}).status_code == 404
 
 
 # ---------------------------------------------------------------------------------------------- chat completions
@@ -429,6 +437,12 @@ def test_bad_settings_are_refused_before_the_server_starts():
         main("unused", precision="bf17")
     with pytest.raises(LitGPTError, match="Unknown quantize mode 'nf9'"):
         main("unused", quantize="nf9")
+    with pytest.raises(LitGPTError, match="cannot serve: use 'sequential'"):
+        main("unused", generate_strategy="tensor_parallel")
+    with pytest.raises(LitGPTError, match="api_path must be a path"):
+        main("unused", api_path="predict")
+    with pytest.raises(LitGPTError, match="timeout must be a positive"):
+        main("unused", timeout=0)
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
