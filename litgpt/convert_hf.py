@@ -533,7 +533,9 @@ def _model_type_of(hf: Optional[dict], config: Config) -> str:
     return hf_model_type(config)
 
 
-def convert_to_litgpt(checkpoint_dir: Path, model_name: Optional[str] = None, dtype: Optional[str] = None) -> Path:
+def convert_to_litgpt(
+    checkpoint_dir: Path, model_name: Optional[str] = None, dtype: Optional[str] = None, debug_mode: bool = False
+) -> Path:
     """Convert a Hugging Face checkpoint folder to ``lit_model.pth`` and ``model_config.yaml`` in the same folder.
 
     Args:
@@ -542,6 +544,7 @@ def convert_to_litgpt(checkpoint_dir: Path, model_name: Optional[str] = None, dt
             folder), as is a folder whose only weights are one ``.gguf`` file (output: that folder).
         model_name: a registered model name to take the config from instead of ``config.json``.
         dtype: cast floating-point weights to this dtype (e.g. ``bfloat16``); default: keep the stored dtypes.
+        debug_mode: print where each tensor goes (source names, litgpt name, shape, dtype).
     """
     checkpoint_dir = Path(checkpoint_dir)
     if checkpoint_dir.suffix == ".gguf":
@@ -568,7 +571,8 @@ def convert_to_litgpt(checkpoint_dir: Path, model_name: Optional[str] = None, dt
     if multimodal:
         print(f"{checkpoint_dir} is an image-text model: converting its language model only", file=sys.stderr)
     state = hf_to_lit_state(
-        files, config, model_type, dtype=target_dtype, label=str(checkpoint_dir), text_only=multimodal
+        files, config, model_type, dtype=target_dtype, label=str(checkpoint_dir), text_only=multimodal,
+        verbose=debug_mode,
     )
 
     from litgpt.checkpoint import save_state_dict
@@ -594,6 +598,7 @@ def hf_to_lit_state(
     dtype: Optional[torch.dtype] = None,
     label: str = "checkpoint",
     text_only: bool = False,
+    verbose: bool = False,
 ) -> dict[str, torch.Tensor]:
     """Read Hugging Face weight files tensor by tensor into a litgpt state dict for ``config``.
 
@@ -638,6 +643,9 @@ def hf_to_lit_state(
                             f"the config expects {expected[lit_name]}; do the weights match the config?"
                         )
                     state[lit_name] = own_storage(_cast(out, dtype))
+                    if verbose:
+                        tensor = state[lit_name]
+                        bar.write(f"{', '.join(sources)} -> {lit_name} {tuple(tensor.shape)} {tensor.dtype}", sys.stderr)
             del raw
     leftovers = assembler.leftovers()
     if leftovers:

@@ -704,8 +704,9 @@ def test_cli_round_trip(tmp_path):
     folder = tmp_path / "tiny-pythia-cli"
     make_hf("pythia", folder)
     (folder / "tokenizer_config.json").write_text("{}")
-    proc = _cli("convert_to_litgpt", str(folder))
+    proc = _cli("convert_to_litgpt", str(folder), "--debug_mode", "true")  # the established flag: says where each goes
     assert proc.returncode == 0, proc.stderr
+    assert "gpt_neox.layers.0.attention.dense.weight -> transformer.h.0.attn.proj.weight" in proc.stderr
     assert (folder / "lit_model.pth").is_file() and (folder / "model_config.yaml").is_file()
     proc = _cli("convert_from_litgpt", str(folder), str(tmp_path / "out"))
     assert proc.returncode == 0, proc.stderr
