@@ -489,7 +489,9 @@ class LLM(torch.nn.Module):
         if self.generate_strategy == "tensor_parallel":
             import torch.distributed as dist
 
-            state = _gather_tensor_parallel(state, self.config)
+            from litgpt.distribute import gather_tensor_parallel
+
+            state = gather_tensor_parallel(state, self.config)
             if dist.get_rank() != 0:
                 dist.barrier()  # returns once rank 0 has written the folder
                 return
@@ -538,45 +540,6 @@ def _float_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
             if module.bias is not None:
                 state[name + ".bias"] = module.bias
     return state
-
-
-def _gather_tensor_parallel(state: dict[str, torch.Tensor], config: Config) -> dict[str, torch.Tensor]:
-    """The full weights from every process's slice (see :func:`litgpt.distribute.shard_tensor_parallel`) on rank 0
-    (the others get an empty dict). Column-parallel layers (qkv, the MLP's input layers) were cut into rows,
-    row-parallel ones (the projections) into columns, and only rank 0 kept their bias."""
-    import torch.distributed as dist
-
-    from litgpt.distribute import head_split
-    from litgpt.model import GPT
-
-    rank, world = dist.get_rank(), dist.get_world_size()
-    slices = [None] * world if rank == 0 else None
-    dist.gather_object({k: v.cpu() for k, v in state.items()}, slices, dst=0)
-    if rank != 0:
-        return {}
-    with torch.device("meta"):
-        shapes = {k: v.shape for k, v in GPT(config).state_dict().items()}
-    nh, ng, hs = config.n_head, config.n_query_groups, config.head_size
-    full = {}
-    for key, value in slices[0].items():
-        if value.shape == shapes[key]:
-            full[key] = value  # a replicated tensor, or a row-parallel layer's bias (which only rank 0 kept)
-            continue
-        out = torch.empty(shapes[key], dtype=value.dtype)
-        for r, part in enumerate(s[key] for s in slices):
-            heads, groups = head_split(nh, ng, r, world)
-            q_rows = torch.cat([torch.arange(h * hs, (h + 1) * hs) for h in heads])
-            kv_rows = torch.cat([torch.arange(g * hs, (g + 1) * hs) for g in groups])
-            if key.endswith(("attn.qkv.weight", "attn.qkv.bias")):
-                out[torch.cat([q_rows, nh * hs + kv_rows, (nh + ng) * hs + kv_rows])] = part
-            elif key.endswith("attn.proj.weight"):
-                out[:, q_rows] = part
-            elif key.endswith("proj.weight"):  # the MLP's (or an expert's) output layer
-                out[:, torch.arange(shapes[key][1]).tensor_split(world)[r]] = part
-            else:  # the MLP's (or an expert's) input layers
-                out[torch.arange(shapes[key][0]).tensor_split(world)[r]] = part
-        full[key] = out
-    return full
 
 
 TOKENIZER_FILES = (

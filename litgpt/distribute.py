@@ -71,14 +71,12 @@ def shard_tensor_parallel(model: GPT, rank: int, world_size: int) -> GPT:
     import torch.distributed as dist
 
     config = model.config
-    nh, ng, hs = config.n_head, config.n_query_groups, config.head_size
+    nh, ng = config.n_head, config.n_query_groups
     if config.norm_qk and config.norm_qk_type == "olmo2":
         raise LitGPTError("tensor parallelism does not support OLMo-2's whole-projection q/k norm yet; use 'sequential'")
     heads, groups = head_split(nh, ng, rank, world_size)
     local = dataclasses.replace(config, n_head=len(heads), n_query_groups=len(groups))
-    q_rows = torch.cat([torch.arange(h * hs, (h + 1) * hs) for h in heads])
-    kv_rows = torch.cat([torch.arange(g * hs, (g + 1) * hs) for g in groups])
-    qkv_rows = torch.cat([q_rows, nh * hs + kv_rows, (nh + ng) * hs + kv_rows])
+    q_rows, qkv_rows = attention_rows(config, rank, world_size)
 
     def all_reduce(module, args, output):
         dist.all_reduce(output)
@@ -103,6 +101,48 @@ def shard_tensor_parallel(model: GPT, rank: int, world_size: int) -> GPT:
             block.mlp.proj.register_forward_hook(all_reduce)
     model.lm_head.register_forward_hook(broadcast)
     return model
+
+
+def attention_rows(config, rank: int, world_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows of the query part and of the whole fused qkv layer that ``rank`` keeps (its heads and query groups)."""
+    nh, ng, hs = config.n_head, config.n_query_groups, config.head_size
+    heads, groups = head_split(nh, ng, rank, world_size)
+    q_rows = torch.cat([torch.arange(h * hs, (h + 1) * hs) for h in heads])
+    kv_rows = torch.cat([torch.arange(g * hs, (g + 1) * hs) for g in groups])
+    return q_rows, torch.cat([q_rows, nh * hs + kv_rows, (nh + ng) * hs + kv_rows])
+
+
+def gather_tensor_parallel(state: dict[str, torch.Tensor], config) -> dict[str, torch.Tensor]:
+    """The full weights from every process's slice (see :func:`shard_tensor_parallel`) on rank 0
+    (the others get an empty dict). Column-parallel layers (qkv, the MLP's input layers) were cut into rows,
+    row-parallel ones (the projections) into columns, and only rank 0 kept their bias."""
+    import torch.distributed as dist
+
+    rank, world = dist.get_rank(), dist.get_world_size()
+    slices = [None] * world if rank == 0 else None
+    dist.gather_object({k: v.cpu() for k, v in state.items()}, slices, dst=0)
+    if rank != 0:
+        return {}
+    with torch.device("meta"):
+        shapes = {k: v.shape for k, v in GPT(config).state_dict().items()}
+    full = {}
+    for key, value in slices[0].items():
+        if value.shape == shapes[key]:
+            full[key] = value  # a replicated tensor, or a row-parallel layer's bias (which only rank 0 kept)
+            continue
+        out = torch.empty(shapes[key], dtype=value.dtype)
+        for r, part in enumerate(s[key] for s in slices):
+            q_rows, qkv_rows = attention_rows(config, r, world)
+            if key.endswith(("attn.qkv.weight", "attn.qkv.bias")):
+                out[qkv_rows] = part
+            elif key.endswith("attn.proj.weight"):
+                out[:, q_rows] = part
+            elif key.endswith("proj.weight"):  # the MLP's (or an expert's) output layer
+                out[:, torch.arange(shapes[key][1]).tensor_split(world)[r]] = part
+            else:  # the MLP's (or an expert's) input layers
+                out[torch.arange(shapes[key][0]).tensor_split(world)[r]] = part
+        full[key] = out
+    return full
 
 
 def _shard_mlp(mlp: nn.Module, rank: int, world_size: int) -> None:
