@@ -455,3 +455,15 @@ def test_resuming_on_other_processes_is_a_one_line_error(tmp_path, saved, now, m
         check_layout(fabric, tmp_path, now[1], Pretrain.__new__(Pretrain))
     assert message in str(error.value) and "--initial_checkpoint_dir" in str(error.value)
     assert "\n" not in str(error.value)
+
+
+def test_the_established_microllama_data_module_name_parses(capsys):
+    """The established config_hub/pretrain/microllama.yaml says `data: MicroLlama`: SlimPajama without StarCoder."""
+    from litgpt.data import MicroLlama
+
+    assert MicroLlama().use_starcoder is False
+    with pytest.raises(SystemExit) as exit_info:
+        main(["pretrain", "--model_name", "pythia-14m", "--data", "MicroLlama", "--print_config"])
+    assert exit_info.value.code in (0, None)
+    data = yaml.safe_load(capsys.readouterr().out)["data"]
+    assert data["class_path"] == "litgpt.data.MicroLlama" and data["init_args"]["use_starcoder"] is False

@@ -15,7 +15,7 @@ from litgpt.data.longform import LongForm
 from litgpt.data.openwebtext import OpenWebText
 from litgpt.data.pirate import Pirate
 from litgpt.data.text_files import TextFiles
-from litgpt.data.tinyllama import TinyLlama
+from litgpt.data.tinyllama import MicroLlama, TinyLlama
 from litgpt.data.tinystories import TinyStories
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "SFTDataModule",
     "SFTDataset",
     "TextFiles",
+    "MicroLlama",
     "TinyLlama",
     "TinyStories",
     "get_sft_collate_fn",

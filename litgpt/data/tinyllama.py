@@ -110,3 +110,11 @@ class TinyLlama(StreamingModule):
             train = Mixture([train, streaming_blocks(dirs["starcoder"], block)], [SLIMPAJAMA_WEIGHT, STARCODER_WEIGHT])
         self.train_dataset = WindowShuffle(train, self.shuffle_window, self.seed)
         self.val_dataset = WindowShuffle(streaming_blocks(dirs["slimpajama_val"], block), 1, 0)
+
+
+@dataclass
+class MicroLlama(TinyLlama):
+    """SlimPajama alone (no StarCoder), as MicroLlama was trained: TinyLlama's module without the code data."""
+
+    use_starcoder: bool = False
+    """Whether to mix in the StarCoder code data."""
