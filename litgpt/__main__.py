@@ -157,7 +157,7 @@ def _read_configs_from_urls() -> None:
 
     if hasattr(jsonargparse, "set_parsing_settings"):
         jsonargparse.set_parsing_settings(config_read_mode_urls_enabled=True)
-    else:  # jsonargparse < 4.35
+    else:  # older jsonargparse releases
         jsonargparse.set_config_read_mode(urls_enabled=True)
 
 

@@ -7,8 +7,9 @@ values (no causal mask, no rotary embedding) and the result is added to the atte
 training starts from the base model exactly.
 
 Adapter v2 adds, on every linear layer, a learned output bias (``adapter_bias``, zero) and scale (``adapter_scale``,
-one): ``y = scale * (W x + b + bias)``; the blocks' norm_1/norm_2 and ln_f are trained as well. Parameter names follow the established
-release (``<linear>.linear.weight`` for the wrapped weight), so its ``lit_model.pth.adapter(_v2)`` files load here.
+one): ``y = scale * (W x + b + bias)``; the blocks' norm_1/norm_2 and ln_f are trained as well. Parameter names
+follow the established release (``<linear>.linear.weight`` for the wrapped weight), so its
+``lit_model.pth.adapter(_v2)`` files load here.
 """
 
 from __future__ import annotations

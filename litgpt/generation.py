@@ -145,7 +145,7 @@ def generate_batch(
         yield from _decode(model, ids, max_new_tokens, params, generator, decode_fn, logits, padding, fed, owner)
     finally:
         # a stream closed late (say, by garbage collection after another generation) no longer holds the cache
-        if padding is None and B == 1 and getattr(model, "cache_writer", None) is owner:
+        if padding is None and B == 1 and model.cache_writer is owner:
             remember_prefix(model, ids[0].tolist() + (torch.cat(fed).tolist() if fed else []))
 
 

@@ -193,7 +193,7 @@ class GPT(nn.Module):
         long = original is not None and int(positions.max()) + 1 > original
         rows = T
         if original is not None and input_pos is not None:
-            idx, positions, input_pos_maxp1 = self._longrope_track(idx, positions, input_pos_maxp1, long)
+            idx, positions = self._longrope_track(idx, positions, long)
             input_pos = positions
             B, T = idx.shape
         cos, sin = self._rope(device, long)
@@ -250,8 +250,8 @@ class GPT(nn.Module):
         return self.project(x)
 
     def _longrope_track(
-        self, idx: torch.Tensor, positions: torch.Tensor, input_pos_maxp1: int | None, long: bool
-    ) -> tuple[torch.Tensor, torch.Tensor, int | None]:
+        self, idx: torch.Tensor, positions: torch.Tensor, long: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Record the tokens written to the KV cache; at the first long forward after short ones, prepend the
         cached prefix so that it is rotated again, with the long factors (what transformers' generate does)."""
         tokens = self._longrope_tokens
@@ -266,7 +266,7 @@ class GPT(nn.Module):
             positions = torch.arange(idx.shape[1], device=positions.device)
         tokens[:, positions.to(tokens.device)] = idx.to(tokens.device)
         self._longrope_short_end = 0 if long else max(self._longrope_short_end, int(positions.max()) + 1)
-        return idx, positions, input_pos_maxp1
+        return idx, positions
 
     def compute_dtype(self, rows: int) -> torch.dtype | None:
         """The activations' dtype for an input of ``rows`` tokens; None: the weights' own. ``activation_dtype``

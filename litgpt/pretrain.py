@@ -132,12 +132,15 @@ def tie_weights(model: nn.Module) -> None:
     model.lm_head.weight = model.transformer.wte.weight
 
 
+WARMUP_STEPS = 2000  # pretraining's default --train.lr_warmup_steps
+
+
 class Pretrain(Method):
     """Every weight trains, starting from a fresh initialisation or from ``initial_checkpoint_dir``."""
 
     name = "pretrain"
     title = "pretraining"
-    default_warmup_steps = 2000  # pretrain_defaults()' lr_warmup_steps
+    default_warmup_steps = WARMUP_STEPS
     restart_hint = "or start a new run from its weights with --initial_checkpoint_dir {path}"
     step_dir_format = "step-{:08d}"
 
@@ -224,7 +227,7 @@ def _device_name(device: torch.device) -> str:
 def _train_defaults() -> TrainArgs:
     return TrainArgs(
         save_interval=1000, log_interval=1, global_batch_size=512, micro_batch_size=4, max_tokens=int(3e12),
-        max_norm=1.0, min_lr=4e-5, lr_warmup_steps=2000, tie_embeddings=False,
+        max_norm=1.0, min_lr=4e-5, lr_warmup_steps=WARMUP_STEPS, tie_embeddings=False,
     )  # fmt: skip
 
 

@@ -232,8 +232,8 @@ class Tokenizer:
         ids = _as_id_list(tokens)
         if self._hf is not None:
             return self._hf.decode(ids, skip_special_tokens=skip_special_tokens)
-        size = self._sp.get_piece_size()  # a padded vocabulary's rows past the model file decode to nothing
-        return self._sp.decode([i for i in ids if 0 <= i < size])
+        # a padded vocabulary's rows past the model file decode to nothing
+        return self._sp.decode([i for i in ids if 0 <= i < self.vocab_size])
 
     def decode_stream(self, skip_special_tokens: bool = False) -> StreamDecoder:
         """An incremental decoder for generated ids: see :class:`StreamDecoder`."""

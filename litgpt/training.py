@@ -197,7 +197,7 @@ class Method:
     """Name of the periodic checkpoint folders (pretraining uses ``step-{:08d}``)"""
     title: Optional[str] = None
     """Progress-bar label (default: "<name> finetuning")"""
-    default_warmup_steps = 100
+    default_warmup_steps = TrainArgs.lr_warmup_steps
     """The command's default --train.lr_warmup_steps (a --train.lr_warmup_fraction alone replaces it)"""
     restart_hint = "or start a new run"
     """How to continue from a checkpoint's weights (``{path}``) without resuming its training state"""
