@@ -131,11 +131,15 @@ def main(argv: list[str] | None = None) -> None:
         _read_configs_from_urls()
 
     try:
-        CLI(resolve(COMMANDS[name]), args=rest, prog=f"litgpt {name}", as_positional=True, exit_on_error=False)
+        CLI(
+            resolve(COMMANDS[name]), args=rest, prog=f"litgpt {name}", as_positional=True, exit_on_error=False,
+            allow_abbrev=False,  # `serve --max_tokens 5` would silently set --max_tokens_cap
+        )  # fmt: skip
     except LitGPTError as e:
         sys.exit(f"litgpt {name}: error: {e}")
     except ArgumentError as e:  # jsonargparse's own: one line instead of the whole usage text
-        sys.exit(f"litgpt {name}: error: {_option_error(str(e))} (see litgpt {name} --help)")
+        message = _option_error(str(e)) + _close_options(str(e), resolve(COMMANDS[name]))
+        sys.exit(f"litgpt {name}: error: {message} (see litgpt {name} --help)")
     except ValueError as e:
         ours = _cause(e, LitGPTError)  # raised while jsonargparse built an option's object (a data module)
         if ours is None:
@@ -170,6 +174,29 @@ def _cause(error: BaseException, kind: type) -> BaseException | None:
         seen.add(id(error))
         error = error.__cause__ or error.__context__
     return None
+
+
+def _close_options(text: str, command) -> str:
+    """For unrecognized options: the command's options spelled closest to each (`--max_tokens` -> --max_tokens_cap,
+    --max_new_tokens), its own and those of its dataclass groups (`--train.lr` -> --train.max_steps, ...)."""
+    import dataclasses
+    import inspect
+
+    from litgpt.config import suggest
+
+    if "nrecognized arguments" not in text:
+        return ""
+    options = []
+    for parameter in inspect.signature(command).parameters.values():
+        options.append(parameter.name)
+        if dataclasses.is_dataclass(parameter.default):
+            options += [f"{parameter.name}.{f.name}" for f in dataclasses.fields(parameter.default)]
+    hints = []
+    for given in re.findall(r"--([\w.-]+)", text.split("nrecognized arguments", 1)[1]):
+        close = suggest(given, options, what="option")
+        if close.startswith("Did you mean"):
+            hints.append(f"for --{given}: " + ", ".join(f"--{o}" for o in close[len("Did you mean: ") : -1].split(", ")))
+    return f"; closest options {'; '.join(hints)}" if hints else ""
 
 
 def _option_error(text: str) -> str:

@@ -338,13 +338,15 @@ class LLM(torch.nn.Module):
         temperature: float = 1.0,
         top_k: int | None = None,
         top_p: float = 1.0,
+        seed: int | None = None,
     ) -> Iterator[list[RowStep | None]]:
         """Generate for already-encoded prompts as one batch, each row with its own token budget.
 
         Yields one list per decoding step with, per row, a :class:`RowStep` (the token ids safe to emit now, stop
         sequences removed, and ``finish_reason`` "stop" or "length" on the row's last step) or ``None`` once that
         row has finished. The batch ends when every row has finished. The server drives this to serve concurrent
-        requests together.
+        requests together. ``seed``: the batch draws from its own generator seeded with it (the same seed and inputs
+        give the same tokens, whatever was sampled before).
         """
         self._require_model()
         params = SamplingParams(temperature, top_k, top_p)
@@ -362,7 +364,10 @@ class LLM(torch.nn.Module):
         if all(done):
             yield [RowStep([], "length") for _ in ids]
             return
-        for tokens in generate_batch(self.model, ids, steps, params, stops, self.generator, self.decode_fn):
+        generator = self.generator
+        if seed is not None:
+            generator = torch.Generator(self.preprocessor.device).manual_seed(seed)
+        for tokens in generate_batch(self.model, ids, steps, params, stops, generator, self.decode_fn):
             out: list[RowStep | None] = []
             for row, token in enumerate(tokens.tolist()):
                 if done[row]:

@@ -16,6 +16,7 @@ Layout (one LitServe ``LitAPI`` with a custom ``LitSpec``):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
 import os
@@ -24,7 +25,7 @@ import sys
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
@@ -68,7 +69,7 @@ def error_response(err: BadRequest):
 
 # ---------------------------------------------------------------------------------------------- request bodies
 class _Body(BaseModel):
-    # strict: "5" is not a number and 1.5 is not an integer; unknown fields (user, seed, ...) are ignored
+    # strict: "5" is not a number and 1.5 is not an integer; unknown fields (user, metadata, ...) are ignored
     model_config = ConfigDict(strict=True, extra="ignore")
 
 
@@ -94,13 +95,61 @@ class PredictBody(Sampling):
     max_new_tokens: Optional[int] = None
 
 
+class StreamOptions(_Body):
+    include_usage: bool = False
+
+
+class ResponseFormat(_Body):
+    type: str
+
+
 class OpenAIBody(Sampling):
     model: Optional[str] = None
     max_tokens: Optional[int] = None
     max_completion_tokens: Optional[int] = None
     stop: Union[str, list[str], None] = None
     stream: bool = False
+    stream_options: Optional[StreamOptions] = None
     n: int = 1
+    seed: Optional[int] = None
+    # OpenAI features this server does not have: accepted at their neutral values only (see `refuse_unsupported`),
+    # so a client that relies on one gets a clear refusal instead of an answer that quietly ignores it
+    tools: Optional[list] = None
+    tool_choice: Union[str, dict, None] = None
+    functions: Optional[list] = None
+    function_call: Union[str, dict, None] = None
+    logprobs: Union[bool, int, None] = None
+    top_logprobs: Optional[int] = None
+    response_format: Optional[ResponseFormat] = None
+    presence_penalty: Optional[float] = None
+    frequency_penalty: Optional[float] = None
+    logit_bias: Optional[dict] = None
+    echo: Optional[bool] = None
+    best_of: Optional[int] = None
+    suffix: Optional[str] = None
+
+
+def refuse_unsupported(body: OpenAIBody) -> None:
+    """A one-line 400 for an OpenAI option this server cannot honour (answering without it would mislead)."""
+    in_use = {
+        "tools": bool(body.tools) and "tools (function calling)",
+        "functions": bool(body.functions) and "functions (function calling)",
+        "tool_choice": body.tool_choice not in (None, "none", "auto") and "tool_choice (function calling)",
+        "function_call": body.function_call not in (None, "none", "auto") and "function_call (function calling)",
+        "logprobs": bool(body.logprobs) and "logprobs",
+        "top_logprobs": bool(body.top_logprobs) and "top_logprobs",
+        "response_format": body.response_format is not None and body.response_format.type != "text"
+        and f"response_format {body.response_format.type!r} (only 'text')",
+        "presence_penalty": bool(body.presence_penalty) and "presence_penalty other than 0",
+        "frequency_penalty": bool(body.frequency_penalty) and "frequency_penalty other than 0",
+        "logit_bias": bool(body.logit_bias) and "logit_bias",
+        "echo": bool(body.echo) and "echo",
+        "best_of": body.best_of not in (None, 1) and "best_of other than 1",
+        "suffix": bool(body.suffix) and "suffix",
+    }  # fmt: skip
+    for param, what in in_use.items():
+        if what:
+            raise BadRequest(f"{what} is not supported by litgpt serve; leave it out of the request", param=param)
 
 
 class ChatBody(OpenAIBody):
@@ -108,7 +157,8 @@ class ChatBody(OpenAIBody):
 
 
 class CompletionBody(OpenAIBody):
-    prompt: Union[str, list[str]]
+    # text, several texts, token ids, or several lists of token ids (as OpenAI's completions take)
+    prompt: Union[str, list[str], list[int], list[list[int]]]
 
 
 def parse_body(model: type[BaseModel], raw: bytes) -> Any:
@@ -125,17 +175,24 @@ def parse_body(model: type[BaseModel], raw: bytes) -> Any:
         ) from None
 
 
-def message_text(message: Message) -> str:
+def message_text(message: Message, index: int = 0) -> str:
     if message.content is None:
+        if message.role != "assistant":  # OpenAI lets only an assistant message (one that called tools) have none
+            raise BadRequest(f"messages[{index}] ({message.role}) has no content", param="messages")
         return ""
     if isinstance(message.content, str):
         return message.content
     parts = []
     for part in message.content:
-        if part.type != "text" or part.text is None:
+        if part.type != "text":
             raise BadRequest(f"Only text content is supported, got a {part.type!r} part", param="messages")
+        if part.text is None:
+            raise BadRequest(f"A text part of messages[{index}] has no 'text' string", param="messages")
         parts.append(part.text)
-    return "".join(parts)
+    return "\n".join(parts)  # as vLLM joins a text-only model's parts
+
+
+ROLE_SPELLINGS = {"developer": "system"}  # newer OpenAI clients send the system prompt as "developer"
 
 
 # ---------------------------------------------------------------------------------------------- HTTP-side checks
@@ -168,14 +225,23 @@ class Frontend:
     def chat_ids(self, messages: Sequence[Message], sys_prompt: str | None = None, param: str = "messages"):
         if not messages:
             raise BadRequest("messages must hold at least one message", param=param)
-        turns = [{"role": m.role, "content": message_text(m)} for m in messages]
+        turns = [
+            {"role": ROLE_SPELLINGS.get(m.role, m.role), "content": message_text(m, i)} for i, m in enumerate(messages)
+        ]
         return self._laid_out(turns, sys_prompt, param)
 
     def text_ids(self, text: str, sys_prompt: str | None = None, param: str = "prompt") -> list[int]:
         return self._laid_out(text, sys_prompt, param)
 
-    def raw_ids(self, text: str, param: str = "prompt") -> list[int]:
-        return self.llm.preprocessor.tokenizer.encode(text).tolist()
+    def raw_ids(self, prompt: str | list[int], param: str = "prompt") -> list[int]:
+        """A completion prompt as token ids: text is encoded as it is (no chat template); ids are checked."""
+        if isinstance(prompt, str):
+            return self.llm.preprocessor.tokenizer.encode(prompt).tolist()
+        vocab = self.llm.config.padded_vocab_size
+        bad = next((t for t in prompt if not 0 <= t < vocab), None)
+        if bad is not None:
+            raise BadRequest(f"token id {bad} is outside the model's vocabulary (0..{vocab - 1})", param=param)
+        return list(prompt)
 
     def _laid_out(self, prompt, sys_prompt: str | None, param: str) -> list[int]:
         try:
@@ -194,6 +260,7 @@ class Frontend:
         stop: str | list[str] | None = None,
         tokens_param: str = "max_tokens",
         prompt_param: str = "prompt",
+        seed: int | None = None,
     ) -> dict:
         """A validated generation job for the worker (plain data, so it crosses process boundaries)."""
         from litgpt.generation import SamplingParams
@@ -229,6 +296,7 @@ class Frontend:
             "top_k": top_k,
             "top_p": top_p,
             "stop": stops,
+            "seed": None if seed is None else seed % 2**64,  # torch.Generator takes 64 bits
         }
 
 
@@ -300,7 +368,12 @@ def plan_batches(jobs: Sequence[dict], context: int) -> list[list[int]]:
     by_params: dict[tuple, list[int]] = {}
     for i, job in enumerate(jobs):
         params = SamplingParams(job["temperature"], job["top_k"], job["top_p"])
-        key = ("greedy",) if params.greedy else (params.temperature, params.top_k, params.top_p)
+        if params.greedy:
+            key: tuple = ("greedy",)
+        elif job.get("seed") is not None:  # alone in its batch: its draws depend on its seed only, not on traffic
+            key = ("seeded", i)
+        else:
+            key = (params.temperature, params.top_k, params.top_p)
         by_params.setdefault(key, []).append(i)
     batches = []
     for members in by_params.values():
@@ -332,12 +405,14 @@ def generate_events(llm, jobs: Sequence[dict], log=None, cancelled=None) -> Iter
     for batch in plan_batches(jobs, llm.context_length):
         start = time.perf_counter()
         first = jobs[batch[0]]
+        seed = first.get("seed")
         steps = llm.stream_rows(
             [torch.tensor(jobs[i]["ids"], dtype=torch.long) for i in batch],
             [jobs[i]["max_tokens"] for i in batch],
             temperature=first["temperature"],
             top_k=first["top_k"],
             top_p=first["top_p"],
+            seed=seed if len(batch) == 1 else None,
         )
         try:
             for step in steps:
@@ -486,6 +561,7 @@ class ServeSpec(LitSpec):
             self.add_endpoint("/v1/chat/completions", self.chat_route, ["POST"])
             self.add_endpoint("/v1/completions", self.completions_route, ["POST"])
             self.add_endpoint("/v1/models", self.models_route, ["GET"])
+            self.add_endpoint("/v1/models/{model_id:path}", self.model_route, ["GET"])
 
     def decode_request(self, request, context_kwargs=None):
         return request
@@ -521,6 +597,25 @@ class ServeSpec(LitSpec):
                 self.cancelled[uid] = time.time()
             self.response_buffer.pop(uid, None)
             await stream.aclose()
+
+    @staticmethod
+    async def unless_gone(request: Request, work: Awaitable):
+        """Await ``work`` (the gathering of a non-streamed reply) unless the client goes away first: its jobs are
+        then cancelled (the worker stops them at its next step) and None is returned. A stream sees a client leave
+        when its next piece cannot be sent; a reply sent whole would otherwise run to its end for nobody."""
+        task = asyncio.ensure_future(work)
+        try:
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=DISCONNECT_POLL_S)
+                if done:
+                    return task.result()
+                if await request.is_disconnected():
+                    return None
+        finally:
+            if not task.done():
+                task.cancel()  # runs the `finally` of each job's `events`, which names it cancelled for the worker
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     async def gather(self, job: dict) -> dict:
         """Run one job to the end: ``{"text", "finish_reason", "prompt_tokens", "completion_tokens"}``."""
@@ -560,20 +655,23 @@ class ServeSpec(LitSpec):
 
             return StreamingResponse(lines(), media_type="application/x-ndjson")
         try:
-            result = await self.gather(job)
+            result = await self.unless_gone(request, self.gather(job))
         except WorkerError as err:
             return JSONResponse(error_body(str(err), "server_error"), status_code=500)
+        if result is None:
+            return _client_gone()
         return JSONResponse({"output": result["text"]})
 
     # -- OpenAI-compatible routes
     def _openai_job(self, body: OpenAIBody, ids: list[int], prompt_param: str) -> dict:
         if body.n != 1:
             raise BadRequest("Only n=1 is supported", param="n")
+        refuse_unsupported(body)
         tokens_param = "max_completion_tokens" if body.max_completion_tokens is not None else "max_tokens"
         max_tokens = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
         return self.frontend.job(
             ids, max_tokens=max_tokens, temperature=body.temperature, top_k=body.top_k, top_p=body.top_p,
-            stop=body.stop, tokens_param=tokens_param, prompt_param=prompt_param,
+            stop=body.stop, tokens_param=tokens_param, prompt_param=prompt_param, seed=body.seed,
         )  # fmt: skip
 
     async def chat_route(self, request: Request):
@@ -587,11 +685,13 @@ class ServeSpec(LitSpec):
         rid, created, model = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time()), self.frontend.model_name
         if body.stream:
 
-            def chunk(delta: dict, finish_reason=None, usage=None) -> str:
-                choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+            def chunk(delta: dict | None, finish_reason=None, usage=None) -> str:
+                choices = [] if delta is None else [
+                    {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+                ]  # fmt: skip
                 data = {
                     "id": rid, "object": "chat.completion.chunk", "created": created, "model": model,
-                    "system_fingerprint": None, "choices": [choice], "usage": usage,
+                    "system_fingerprint": None, "choices": choices, "usage": usage,
                 }  # fmt: skip
                 return f"data: {json.dumps(data)}\n\n"
 
@@ -602,16 +702,20 @@ class ServeSpec(LitSpec):
                         if event["text"]:
                             yield chunk({"content": event["text"]})
                         if event.get("finish_reason"):
-                            yield chunk({}, event["finish_reason"], usage_of(event))
+                            yield chunk({}, event["finish_reason"])
+                            if wants_usage(body):  # as OpenAI: a last chunk with no choices, only when asked
+                                yield chunk(None, usage=usage_of(event))
                 except WorkerError as err:
                     yield f"data: {json.dumps(error_body(str(err), 'server_error'))}\n\n"
                 yield "data: [DONE]\n\n"
 
             return StreamingResponse(sse(), media_type="text/event-stream", headers=SSE_HEADERS)
         try:
-            result = await self.gather(job)
+            result = await self.unless_gone(request, self.gather(job))
         except WorkerError as err:
             return JSONResponse(error_body(str(err), "server_error"), status_code=500)
+        if result is None:
+            return _client_gone()
         choice = {
             "index": 0,
             "message": {"role": "assistant", "content": result["text"]},
@@ -635,9 +739,11 @@ class ServeSpec(LitSpec):
 
         try:
             body = parse_body(CompletionBody, await request.body())
-            prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
+            prompts = body.prompt
+            if isinstance(prompts, str) or (prompts and isinstance(prompts[0], int)):
+                prompts = [prompts]
             if not prompts:
-                raise BadRequest("prompt must be a string or a non-empty list of strings", param="prompt")
+                raise BadRequest("prompt must be a string or a non-empty list of strings or token ids", param="prompt")
             jobs = [self._openai_job(body, self.frontend.raw_ids(p), "prompt") for p in prompts]
         except BadRequest as err:
             return error_response(err)
@@ -658,36 +764,59 @@ class ServeSpec(LitSpec):
                             totals.append(usage_of(event))
                         if event["text"] or reason:
                             choice = {"index": index, "text": event["text"], "logprobs": None, "finish_reason": reason}
-                            usage = sum_usage(totals) if len(totals) == len(jobs) and reason else None
-                            yield f"data: {json.dumps(envelope([choice], usage))}\n\n"
+                            yield f"data: {json.dumps(envelope([choice]))}\n\n"
+                    if wants_usage(body):  # as OpenAI: a last chunk with no choices, only when asked
+                        yield f"data: {json.dumps(envelope([], sum_usage(totals)))}\n\n"
                 except WorkerError as err:
                     yield f"data: {json.dumps(error_body(str(err), 'server_error'))}\n\n"
                 yield "data: [DONE]\n\n"
 
             return StreamingResponse(sse(), media_type="text/event-stream", headers=SSE_HEADERS)
         try:
-            results = await asyncio.gather(*(self.gather(job) for job in jobs))
+            results = await self.unless_gone(request, asyncio.gather(*(self.gather(job) for job in jobs)))
         except WorkerError as err:
             return JSONResponse(error_body(str(err), "server_error"), status_code=500)
+        if results is None:
+            return _client_gone()
         choices = [
             {"index": i, "text": r["text"], "logprobs": None, "finish_reason": r["finish_reason"]}
             for i, r in enumerate(results)
         ]
         return JSONResponse(envelope(choices, sum_usage([usage_of(r) for r in results])))
 
+    def model_card(self) -> dict:
+        return {"id": self.frontend.model_name, "object": "model", "created": self.frontend.created, "owned_by": "litgpt"}
+
     async def models_route(self, request: Request):
         from fastapi.responses import JSONResponse
 
-        card = {
-            "id": self.frontend.model_name,
-            "object": "model",
-            "created": self.frontend.created,
-            "owned_by": "litgpt",
-        }
-        return JSONResponse({"object": "list", "data": [card]})
+        return JSONResponse({"object": "list", "data": [self.model_card()]})
+
+    async def model_route(self, request: Request):
+        """GET /v1/models/{id}: the served model's card under its name (requests may name it any way they like,
+        but a lookup of another name is answered 404, as OpenAI answers an unknown model)."""
+        from fastapi.responses import JSONResponse
+
+        name = request.path_params.get("model_id", "")
+        if name != self.frontend.model_name:
+            message = f"The model {name!r} does not exist: this server serves {self.frontend.model_name!r}"
+            return JSONResponse(error_body(message, "not_found_error", "model"), status_code=404)
+        return JSONResponse(self.model_card())
 
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+DISCONNECT_POLL_S = 0.25  # how often a non-streamed reply checks that its client is still there
+SHUTDOWN_GRACE_S = 5  # seconds open connections get to finish on shutdown (uvicorn's default here is 30)
+
+
+def _client_gone():
+    from fastapi.responses import Response
+
+    return Response(status_code=499)  # nobody reads it: the client closed the connection ("client closed request")
+
+
+def wants_usage(body: OpenAIBody) -> bool:
+    return body.stream_options is not None and body.stream_options.include_usage
 
 
 def usage_of(event: dict) -> dict:
@@ -897,6 +1026,7 @@ def build_server(
         middlewares=[(GuardMiddleware, {"api_key": api_key, "max_request_bytes": max_request_bytes})],
         model_metadata={"model": frontend.model_name, "checkpoint_dir": str(checkpoint_dir)},
     )
+    server.uvicorn_graceful_timeout = SHUTDOWN_GRACE_S  # Ctrl-C during a long reply: out in seconds, not half a minute
     if openai_spec and chat_page:
         add_chat_page(server.app)
     answer_http_errors_as_json(server.app)
@@ -1032,7 +1162,7 @@ def main(
     )  # fmt: skip
     routes = [f"POST {api_path}"]
     if openai_spec:
-        routes += ["POST /v1/chat/completions", "POST /v1/completions", "GET /v1/models"]
+        routes += ["POST /v1/chat/completions", "POST /v1/completions", "GET /v1/models[/{id}]"]
         routes += ["GET / (chat page)"] if chat_page else []
     shown = "127.0.0.1" if host == "0.0.0.0" else host
     _log(f"serving {server.model_metadata['model']} from {folder} at http://{shown}:{port}: " + ", ".join(routes))

@@ -214,7 +214,10 @@ def test_resume_with_other_settings(tiny, tmp_path):
     [
         (["finetune", "lora", "--quantize", "int8"], "--quantize int8 is not one of 'bnb.nf4', "),
         (["generate", "--max_new_tokens", "x"], "--max_new_tokens x is not of type int"),
-        (["chat", "--bogus", "1"], "unrecognized arguments: --bogus 1"),
+        (["chat", "--bogus", "1"], "unrecognized arguments: --bogus 1 (see"),
+        # no abbreviations (argparse's default would take --max_tokens as --max_tokens_cap); close spellings named
+        (["serve", "--max_tokens", "5"], "unrecognized arguments: --max_tokens 5; closest options for --max_tokens: --max_tokens_cap, --max_new_tokens"),
+        (["finetune", "lora", "--train.micro_batch", "2"], "closest options for --train.micro_batch: --train.micro_batch_size"),
         (["chat", "--top_k", "0"], "top_k must be a positive integer or None, got 0"),
         (["generate", "--num_samples", "0"], "num_samples >= 1"),
         (["finetune", "loraa", "ckpt"], "unknown method 'loraa'; did you mean 'lora'?"),

@@ -127,25 +127,31 @@ def test_chat_completion(api, llm):
 
 
 def test_chat_completion_streaming(api, llm):
-    r = post(api, "/v1/chat/completions", {"messages": CHAT, "max_tokens": 10, "stream": True}, stream=True)
+    payload = {"messages": CHAT, "max_tokens": 10, "stream": True, "stream_options": {"include_usage": True}}
+    r = post(api, "/v1/chat/completions", payload, stream=True)
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
     events = sse_events(r)
     assert events[-1] == "[DONE]"
-    chunks = events[:-1]
+    *chunks, last = events[:-1]
     assert all(c["object"] == "chat.completion.chunk" for c in chunks)
     assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
     text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
     assert text == llm.generate(CHAT, temperature=0, max_new_tokens=10)
     assert len([c for c in chunks if c["choices"][0]["delta"].get("content")]) > 1
-    last = chunks[-1]
-    assert last["choices"][0]["finish_reason"] == "length"
+    assert chunks[-1]["choices"][0]["finish_reason"] == "length"
+    # asked for with stream_options.include_usage: as OpenAI sends it, a last chunk with no choices
+    assert last["choices"] == []
     prompt_tokens = len(llm.prompt_ids(CHAT))
     assert last["usage"] == {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": 10,
         "total_tokens": prompt_tokens + 10,
     }
-    assert all(c["usage"] is None for c in chunks[:-1])
+    assert all(c["usage"] is None for c in chunks)
+    # not asked for: no usage at all
+    chunks = sse_events(post(api, "/v1/chat/completions", {**payload, "stream_options": None}, stream=True))[:-1]
+    assert chunks[-1]["choices"][0]["finish_reason"] == "length"
+    assert all(c["usage"] is None for c in chunks)
 
 
 def test_stop_strings(api, llm):
@@ -183,11 +189,17 @@ def test_completions(api, llm):
     assert body["choices"][0]["text"] == choice["text"]
     assert body["usage"]["completion_tokens"] == 12
     # streamed
-    payload = {"prompt": "The capital of France is", "max_tokens": 6, "stream": True}
+    payload = {"prompt": "The capital of France is", "max_tokens": 6, "stream": True, "stream_options": {"include_usage": True}}
     events = sse_events(post(api, "/v1/completions", payload, stream=True))
     assert events[-1] == "[DONE]"
-    assert "".join(e["choices"][0]["text"] for e in events[:-1]) == choice["text"]
-    assert events[-2]["usage"]["completion_tokens"] == 6
+    assert "".join(e["choices"][0]["text"] for e in events[:-2]) == choice["text"]
+    assert events[-2]["choices"] == [] and events[-2]["usage"]["completion_tokens"] == 6
+    # the prompt given as token ids (OpenAI's completions take them): the same completion as its text
+    ids = tokenizer.encode("The capital of France is").tolist()
+    for prompt in (ids, [ids, ids]):
+        r = post(api, "/v1/completions", {"prompt": prompt, "max_tokens": 6})
+        assert r.status_code == 200, r.text
+        assert {c["text"] for c in r.json()["choices"]} == {choice["text"]}
 
 
 def test_models(api):
@@ -195,6 +207,37 @@ def test_models(api):
     assert r.status_code == 200
     assert r.json()["object"] == "list"
     assert [m["id"] for m in r.json()["data"]] == ["tiny-serve-test"]
+    r = requests.get(api.url + "/v1/models/tiny-serve-test", headers=AUTH)  # the client's models.retrieve
+    assert r.status_code == 200 and r.json() == requests.get(api.url + "/v1/models", headers=AUTH).json()["data"][0]
+    r = requests.get(api.url + "/v1/models/org/other", headers=AUTH)
+    assert r.status_code == 404 and "tiny-serve-test" in r.json()["error"]["message"]
+
+
+def test_seeded_sampling_is_reproducible(api):
+    """A request with a seed gets the same reply each time, whatever else the server sampled meanwhile."""
+    payload = {"messages": CHAT, "max_tokens": 8, "temperature": 1.0, "top_k": None, "seed": 1234}
+    first = post(api, "/v1/chat/completions", payload).json()["choices"][0]["message"]["content"]
+    post(api, "/v1/chat/completions", {**payload, "seed": None})  # unseeded sampling in between
+    def text(p):
+        return post(api, "/v1/chat/completions", p).json()["choices"][0]["message"]["content"]
+
+    with ThreadPoolExecutor(3) as pool:  # and beside other sampling requests
+        replies = list(pool.map(text, [payload, {**payload, "seed": None}, payload]))
+    assert replies[0] == replies[2] == first
+    assert len({text({**payload, "seed": s}) for s in range(4)} | {first}) > 1  # the seed does choose the draws
+
+
+def test_roles_and_content_parts(api, llm):
+    system = [{"role": "system", "content": "Be brief."}, *CHAT]
+    developer = [{"role": "developer", "content": "Be brief."}, *CHAT]  # newer clients' name for the system role
+    replies = [post(api, "/v1/chat/completions", {"messages": m, "max_tokens": 5}).json() for m in (system, developer)]
+    assert replies[0]["choices"][0]["message"] == replies[1]["choices"][0]["message"]
+    assert replies[0]["choices"][0]["message"]["content"] == llm.generate(system, temperature=0, max_new_tokens=5)
+    # several text parts are joined by a newline
+    parts = [{"role": "user", "content": [{"type": "text", "text": "What food"}, {"type": "text", "text": "do llamas eat?"}]}]
+    joined = [{"role": "user", "content": "What food\ndo llamas eat?"}]
+    r = post(api, "/v1/chat/completions", {"messages": parts, "max_tokens": 5})
+    assert r.json()["choices"][0]["message"]["content"] == llm.generate(joined, temperature=0, max_new_tokens=5)
 
 
 def test_unknown_routes_and_methods_answer_with_the_error_object(api):
@@ -220,6 +263,17 @@ def test_unknown_routes_and_methods_answer_with_the_error_object(api):
         ("/v1/chat/completions", {"messages": CHAT, "temperature": -1.0}, "temperature"),
         ("/v1/chat/completions", {"messages": CHAT, "stop": 5}, "stop"),
         ("/v1/chat/completions", {"messages": CHAT, "n": 2}, "n"),
+        ("/v1/chat/completions", {"messages": CHAT, "tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
+        ("/v1/chat/completions", {"messages": CHAT, "tool_choice": "required"}, "tool_choice"),
+        ("/v1/chat/completions", {"messages": CHAT, "logprobs": True, "top_logprobs": 2}, "logprobs"),
+        ("/v1/chat/completions", {"messages": CHAT, "response_format": {"type": "json_object"}}, "response_format"),
+        ("/v1/chat/completions", {"messages": CHAT, "presence_penalty": 0.5}, "presence_penalty"),
+        ("/v1/chat/completions", {"messages": CHAT, "logit_bias": {"42": 5}}, "logit_bias"),
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": None}]}, "messages"),
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": [{"type": "text"}]}]}, "messages"),
+        ("/v1/completions", {"prompt": "hi", "echo": True}, "echo"),
+        ("/v1/completions", {"prompt": "hi", "logprobs": 2}, "logprobs"),
+        ("/v1/completions", {"prompt": [1, 10**9]}, "prompt"),
         ("/v1/chat/completions", {"messages": [{"role": "user", "content": "llama " * 200}]}, "messages"),
         ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "stream": True, "max_tokens": -5}, "max_tokens"),
         ("/v1/completions", {"prompt": 42}, "prompt"),
@@ -246,6 +300,15 @@ def test_server_keeps_serving_after_bad_requests(api, llm):
     r = post(api, "/v1/chat/completions", {"messages": CHAT, "max_tokens": 3})
     assert r.status_code == 200
     assert r.json()["choices"][0]["message"]["content"] == llm.generate(CHAT, temperature=0, max_new_tokens=3)
+
+
+def test_neutral_values_of_unsupported_options_are_accepted(api, llm):
+    """Clients often send these at their defaults: such a request is answered as if they were not there."""
+    neutral = {"tools": [], "tool_choice": "none", "logprobs": False, "response_format": {"type": "text"},
+               "presence_penalty": 0.0, "frequency_penalty": 0, "logit_bias": {}, "user": "me", "metadata": {"a": "b"}}  # fmt: skip
+    r = post(api, "/v1/chat/completions", {"messages": CHAT, "max_tokens": 4, **neutral})
+    assert r.status_code == 200, r.text
+    assert r.json()["choices"][0]["message"]["content"] == llm.generate(CHAT, temperature=0, max_new_tokens=4)
 
 
 def test_max_tokens_are_capped_by_the_context(api, llm):
@@ -357,6 +420,42 @@ def test_a_cancelled_job_stops_at_the_next_step(llm):
     for _ in generate_events(llm, [job("c")], cancelled=cancelled):
         pass
     assert set(cancelled) == {"fresh"}
+
+
+def test_a_reply_sent_whole_is_cancelled_when_its_client_leaves():
+    """A non-streamed reply notices a client that went away (a timeout, a closed tab) and cancels its work, whose
+    cleanup names the job cancelled for the worker; while the client stays, the work's result is returned."""
+    import asyncio
+
+    from litgpt.serve import ServeSpec
+
+    cleaned = []
+
+    async def long_work():
+        try:
+            await asyncio.sleep(60)
+        finally:
+            cleaned.append(True)
+
+    class Leaves:
+        checks = 0
+
+        async def is_disconnected(self):
+            self.checks += 1
+            return self.checks >= 2
+
+    class Stays:
+        async def is_disconnected(self):
+            return False
+
+    async def quick():
+        await asyncio.sleep(0.6)
+        return 7
+
+    start = time.monotonic()
+    assert asyncio.run(ServeSpec.unless_gone(Leaves(), long_work())) is None
+    assert cleaned == [True] and time.monotonic() - start < 5
+    assert asyncio.run(ServeSpec.unless_gone(Stays(), quick())) == 7
 
 
 def test_stream_rows_budgets_per_row(llm):
