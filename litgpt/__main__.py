@@ -92,11 +92,34 @@ def _refuse_misspelled_method(argv: list[str]) -> None:
         sys.exit(f"litgpt finetune: unknown method {argv[1]!r}; did you mean {close[0]!r}? ({', '.join(methods)})")
 
 
+def _warnings_on_one_line() -> None:
+    """Our warnings (a length cut to fit the context, ...) print as ``litgpt: warning: ...``, not with a source line."""
+    import warnings
+
+    from litgpt.errors import LitGPTWarning
+
+    show = warnings.showwarning
+    if getattr(show, "litgpt_one_line", False):  # main() called again in the same process
+        return
+
+    def one_line(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, LitGPTWarning):
+            print(f"litgpt: warning: {message}", file=file or sys.stderr)
+        else:
+            show(message, category, filename, lineno, file, line)
+
+    one_line.litgpt_one_line = True
+    warnings.showwarning = one_line
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
+    _warnings_on_one_line()
     _refuse_misspelled_method(argv)
+    shown = argv[0] if argv else ""  # the command as the user spelled it, for messages
     if len(argv) > 1 and f"{argv[0]} {argv[1]}" in ALIASES:  # two-word spellings: `finetune lora`
-        argv[0:2] = ALIASES[f"{argv[0]} {argv[1]}"].split()
+        shown = f"{argv[0]} {argv[1]}"
+        argv[0:2] = ALIASES[shown].split()
     elif argv and argv[0] in ALIASES:  # the alias's own options go last so a bare first argument stays first
         command, *options = ALIASES[argv[0]].split()
         argv = [command, *argv[1:], *options]
@@ -132,27 +155,27 @@ def main(argv: list[str] | None = None) -> None:
 
     try:
         CLI(
-            resolve(COMMANDS[name]), args=rest, prog=f"litgpt {name}", as_positional=True, exit_on_error=False,
+            resolve(COMMANDS[name]), args=rest, prog=f"litgpt {shown}", as_positional=True, exit_on_error=False,
             allow_abbrev=False,  # `serve --max_tokens 5` would silently set --max_tokens_cap
         )  # fmt: skip
     except LitGPTError as e:
-        sys.exit(f"litgpt {name}: error: {e}")
+        sys.exit(f"litgpt {shown}: error: {e}")
     except ArgumentError as e:  # jsonargparse's own: one line instead of the whole usage text
         message = _option_error(str(e)) + _close_options(str(e), resolve(COMMANDS[name]))
-        sys.exit(f"litgpt {name}: error: {message} (see litgpt {name} --help)")
+        sys.exit(f"litgpt {shown}: error: {message} (see litgpt {shown} --help)")
     except ValueError as e:
         ours = _cause(e, LitGPTError)  # raised while jsonargparse built an option's object (a data module)
         if ours is None:
             raise
-        sys.exit(f"litgpt {name}: error: {ours}")
+        sys.exit(f"litgpt {shown}: error: {ours}")
     except OSError as e:  # an output folder that is a file, read-only, a full disk: the system's own words
         if type(e).__module__.startswith("requests"):  # a --config URL that cannot be fetched
-            sys.exit(f"litgpt {name}: error: cannot read a --config URL ({type(e).__name__}): {e}")
+            sys.exit(f"litgpt {shown}: error: cannot read a --config URL ({type(e).__name__}): {e}")
         if e.filename is None:
             raise
-        sys.exit(f"litgpt {name}: error: {e.strerror or e}: {e.filename}")
+        sys.exit(f"litgpt {shown}: error: {e.strerror or e}: {e.filename}")
     except KeyboardInterrupt:  # Ctrl-C: outputs are written to temporary names first, so nothing half-written
-        sys.exit(f"litgpt {name}: interrupted")
+        sys.exit(f"litgpt {shown}: interrupted")
 
 
 def _read_configs_from_urls() -> None:

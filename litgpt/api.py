@@ -10,6 +10,7 @@ import numbers
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any, Literal, Union
 import torch
 
 from litgpt.config import Config
-from litgpt.errors import LitGPTError
+from litgpt.errors import LitGPTError, LitGPTWarning
 from litgpt.generation import SamplingParams, StopMatcher, forget_prefix, generate_batch, stream_tokens
 from litgpt.loading import load_model, parse_precision, resolve_checkpoint
 from litgpt.utils import peak_rss_gb
@@ -55,6 +56,21 @@ def _positive_int(name: str, value) -> int:
     return value
 
 
+
+def _share_random_state(device: torch.device) -> None:
+    """Give every process rank 0's random state for ``device``: tensor-parallel ranks then draw the same tokens, and
+    the same ones a single process seeded alike draws (as the established release, which seeds every rank alike)."""
+    import torch.distributed as dist
+
+    if device.type == "cuda":
+        state = torch.cuda.get_rng_state(device).to(device)
+        dist.broadcast(state, src=0)
+        torch.cuda.set_rng_state(state.cpu(), device)
+    else:
+        state = torch.get_rng_state()
+        dist.broadcast(state, src=0)
+        torch.set_rng_state(state)
+
 class LLM(torch.nn.Module):
     def __init__(
         self,
@@ -73,7 +89,8 @@ class LLM(torch.nn.Module):
         self.config = config or (model.config if model is not None else None)
         self.init = init
         self.fixed_kv_cache_size: int | None = None
-        self.generator: torch.Generator | None = None
+        self.generator: torch.Generator | None = None  # sampling draws from it when set, else from torch's global RNG
+        self.global_rank = 0  # this process's rank under generate_strategy="tensor_parallel"
         self.decode_fn: Callable | None = None  # a compiled decode step, see compile()
         self.compile_settings: dict | None = None  # compile()'s arguments: distribute() compiles the new model too
         self.generate_strategy: str | None = None  # distribute()'s, which save() needs to know
@@ -173,6 +190,7 @@ class LLM(torch.nn.Module):
             rank, device = self._launch(kind, n)
         else:
             device = torch.device(f"{kind}:0" if kind == "cuda" else "cpu")
+        self.global_rank = rank  # the process that prints (tensor_parallel runs one process per device)
         if rank == 0:
             print(f"Using {n} device(s)", file=sys.stderr)
         dtype = parse_precision(precision, device)
@@ -197,12 +215,8 @@ class LLM(torch.nn.Module):
                 stages = [torch.device(f"cuda:{i}") if kind == "cuda" else torch.device("cpu") for i in range(n)]
                 self.model = place_sequentially(model.to(dtype), stages)
             else:
-                import torch.distributed as dist
-
                 self.model = shard_tensor_parallel(model, rank, n).to(device=device, dtype=dtype)
-                seed = torch.randint(0, 2**62, (1,)) if rank == 0 else torch.zeros(1, dtype=torch.long)
-                dist.broadcast(seed, src=0)  # identical sampling on every rank
-                self.generator = torch.Generator(device).manual_seed(int(seed))
+                _share_random_state(device)  # every rank samples what rank 0 samples, as one process would
         self.model.eval()
         if device.type == "cpu" and generate_strategy is None:
             from litgpt.kernels import use_decode_kernels
@@ -258,7 +272,9 @@ class LLM(torch.nn.Module):
     def _stop_tokens(self) -> tuple:
         return tuple(self.prompt_style.stop_tokens(self.preprocessor.tokenizer))
 
-    def _max_new(self, prompts: Sequence[torch.Tensor], max_new_tokens: int) -> int:
+    def _max_new(self, prompts: Sequence[torch.Tensor], max_new_tokens: int) -> list[int]:
+        """Each prompt's token budget: ``max_new_tokens``, or what the context leaves after that prompt (a warning
+        then says so)."""
         if max_new_tokens != 0:
             _positive_int("max_new_tokens", max_new_tokens)
         limit = self.fixed_kv_cache_size or self.config.block_size
@@ -269,7 +285,15 @@ class LLM(torch.nn.Module):
         longest = max(len(p) for p in prompts)
         if longest >= limit:
             raise LitGPTError(f"The prompt has {longest} tokens but the context holds {limit}; shorten the prompt")
-        return min(max_new_tokens, limit - longest)
+        budgets = [min(max_new_tokens, limit - len(p)) for p in prompts]
+        if min(budgets) < max_new_tokens:
+            warnings.warn(
+                f"max_new_tokens={max_new_tokens} does not fit in the context of {limit} tokens after a {longest}-token "
+                f"prompt: generating at most {limit - longest} new tokens there",
+                LitGPTWarning,
+                stacklevel=4,  # the caller of generate (under its inference_mode wrapper)
+            )
+        return budgets
 
     @torch.inference_mode()
     def generate(
@@ -290,17 +314,23 @@ class LLM(torch.nn.Module):
             raise LitGPTError("no prompt to generate from: give a prompt, a list of prompts or a list of messages")
         batched = isinstance(prompt, list) and not isinstance(prompt[0], dict)
         prompts = list(prompt) if batched else [prompt]
+        if stream and batched:
+            raise LitGPTError("stream=True takes one prompt, not a list")
         ids = [self._prompt_ids(p, sys_prompt) for p in prompts]
-        max_new = self._max_new(ids, max_new_tokens)
-        steps = stream_tokens(self.model, ids, max_new, params, self._stop_tokens(), self.generator, self.decode_fn)
+        budgets = self._max_new(ids, max_new_tokens)
+        stops = self._stop_tokens()
         if stream:
-            if batched:
-                raise LitGPTError("stream=True takes one prompt, not a list")
+            steps = stream_tokens(self.model, ids, budgets[0], params, stops, self.generator, self.decode_fn)
             return self._stream_text(steps, return_as_token_ids)
         outputs: list[list[int]] = [[] for _ in prompts]
-        for step in steps:
-            for row, tokens in enumerate(step):
-                outputs[row].extend(tokens)
+        # one batch, unless the context leaves some prompts less room than max_new_tokens: rows with the same budget
+        # share a batch, so each row gets as many tokens as it would alone
+        for budget in dict.fromkeys(budgets):
+            rows = [i for i, b in enumerate(budgets) if b == budget]
+            batch = [ids[i] for i in rows]
+            for step in stream_tokens(self.model, batch, budget, params, stops, self.generator, self.decode_fn):
+                for row, tokens in zip(rows, step):
+                    outputs[row].extend(tokens)
         if return_as_token_ids:
             results = [torch.tensor(o, dtype=torch.long) for o in outputs]
         else:
@@ -355,7 +385,7 @@ class LLM(torch.nn.Module):
         if len(budgets) != n or any(m < 0 for m in budgets):
             raise LitGPTError("max_new_tokens must be one non-negative integer or one per prompt")
         ids = [p.to(self.preprocessor.device) for p in prompt_ids]
-        steps = self._max_new(ids, max(budgets, default=0))
+        steps = min(self._max_new(ids, max(budgets, default=0)))  # rows share the room the longest prompt leaves
         budgets = [min(m, steps) for m in budgets]
         stops = self._stop_tokens()
         matchers = [StopMatcher(stops) for _ in ids]

@@ -91,17 +91,24 @@ def main(
 
 
 def fit_history(llm, history: list[dict], sys_prompt: Optional[str], max_new_tokens: int) -> bool:
-    """Drop the oldest turns until the conversation plus a reply fits the context; say so when it happens. False
-    (and said) when the last prompt alone leaves no room for a reply."""
+    """Drop the oldest exchanges until the conversation plus a reply fits the context; say so when it happens. The
+    room kept for the reply is max_new_tokens, at most half the context (a larger max_new_tokens would forget the
+    whole conversation at every turn; the reply is then cut where the context ends). False (and said) when the last
+    prompt alone leaves no room for a reply."""
     limit = llm.fixed_kv_cache_size or llm.config.block_size
+    room = min(max_new_tokens, limit // 2)
     dropped = 0
     length = len(llm._prompt_ids(history, sys_prompt))
-    while len(history) > 1 and length + max_new_tokens > limit:
-        del history[: 2 if len(history) > 2 else 1]
-        dropped += 1
+    while len(history) > 1 and length + room > limit:
+        gone = 2 if len(history) > 2 else 1
+        del history[:gone]
+        dropped += gone
         length = len(llm._prompt_ids(history, sys_prompt))
     if dropped:
-        print(f"(The conversation outgrew the context of {limit} tokens: dropped the {dropped} oldest turn(s).)")
+        print(
+            f"(Dropped the {dropped} oldest message(s): the conversation and a reply of {room} tokens must fit the "
+            f"context of {limit} tokens.)"
+        )
     if length >= limit:
         print(f"(That prompt has {length} tokens but the context holds {limit}: shorten it.)")
         return False

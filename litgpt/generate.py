@@ -86,6 +86,10 @@ def main(
             prompt, sys_prompt=sys_prompt, max_new_tokens=max_new_tokens, temperature=temperature,
             top_k=top_k, top_p=top_p, stream=True, return_as_token_ids=True,
         )  # fmt: skip
+        if llm.global_rank != 0:  # tensor parallel: every process computes each token, rank 0 prints it
+            for _ in tokens:
+                pass
+            continue
         n = len(print_reply(llm, tokens))
         elapsed = time.perf_counter() - start
         print(f"Time for inference {i + 1}: {elapsed:.02f} sec total, {n / elapsed:.02f} tokens/sec", file=sys.stderr)

@@ -56,11 +56,11 @@ def speculative_generate(
     if draft.config.padded_vocab_size < target.config.vocab_size:
         raise LitGPTError("the draft model's vocabulary is smaller than the target's: they must share a tokenizer")
     T = len(prompt)
-    total = T + max_new_tokens + speculative_k + 1
+    total = T + max_new_tokens  # the proposals of a step never run past the budget (k shrinks to what is left)
     for model in (target, draft):
         if total > model.config.block_size:
             raise LitGPTError(
-                f"prompt ({T} tokens) + max_new_tokens ({max_new_tokens}) + speculative_k exceeds the context "
+                f"prompt ({T} tokens) + max_new_tokens ({max_new_tokens}) exceeds the context "
                 f"of {model.config.name} ({model.config.block_size} tokens)"
             )
         model.set_kv_cache(1, max_seq_length=total)
@@ -171,6 +171,7 @@ def main(
         draft.compile()
     params = SamplingParams(temperature, top_k, top_p)
     ids = target._prompt_ids(prompt, sys_prompt)
+    max_new_tokens = min(llm._max_new([ids], max_new_tokens)[0] for llm in (target, draft))  # as generate: cut to fit
     for i in range(num_samples):
         start = time.perf_counter()
         tokens, stats = speculative_generate(

@@ -1,5 +1,6 @@
 """The Python API on a tiny random checkpoint: generate / stream / batch / benchmark / save / strategies."""
 
+import contextlib
 import re
 import subprocess
 import sys
@@ -149,22 +150,27 @@ def test_tensor_parallel_two_processes_match_one(tmp_path, groups):
     script = tmp_path / "tp.py"
     script.write_text(textwrap.dedent(f"""
         import sys
+        import torch
         import torch.distributed as dist
         from litgpt.api import LLM
 
         if __name__ == "__main__":
+            torch.manual_seed(1234)
             llm = LLM.load({str(tiny_checkpoint)!r}, distribute=None)
             llm.distribute(accelerator="cpu", devices=2, precision="32-true", generate_strategy="tensor_parallel")
-            greedy = llm.generate("Llamas eat", temperature=0, max_new_tokens=20, return_as_token_ids=True)
             sampled = llm.generate("Llamas eat", temperature=0.8, top_k=50, max_new_tokens=20, return_as_token_ids=True)
+            greedy = llm.generate("Llamas eat", temperature=0, max_new_tokens=20, return_as_token_ids=True)
             with open({str(tmp_path)!r} + f"/out.{{dist.get_rank()}}", "w") as f:
                 f.write(repr((greedy.tolist(), sampled.tolist())))
             llm.save({str(tmp_path / "saved")!r})
     """))
+    torch.manual_seed(1234)
+    one = load_float32(tiny_checkpoint)
+    ref_sampled = one.generate("Llamas eat", temperature=0.8, top_k=50, max_new_tokens=20, return_as_token_ids=True)
     subprocess.run([sys.executable, str(script)], cwd=tmp_path, check=True, timeout=300, capture_output=True)
     outs = [eval((tmp_path / f"out.{r}").read_text()) for r in (0, 1)]
     assert outs[0] == outs[1]  # ranks agree, also when sampling
-    assert outs[0][0] == ref.tolist()  # and equal one process
+    assert outs[0] == (ref.tolist(), ref_sampled.tolist())  # and equal one process seeded alike, sampled too
     # save() gathers the slices: the folder holds the whole model (each process wrote its slice before)
     saved, original = (torch.load(folder / "lit_model.pth") for folder in (tmp_path / "saved", tiny_checkpoint))
     assert saved.keys() == original.keys()
@@ -386,3 +392,38 @@ def test_trainer_checkpoint_of_another_model_or_a_folder(tiny_checkpoint, tmp_pa
     _lightning_checkpoint(tmp_path / "run" / "version_1" / "checkpoints", state)
     with pytest.raises(LitGPTError, match="is a folder with 2 .ckpt files: pass the checkpoint file itself"):
         llm.trainer_setup(trainer_ckpt=tmp_path / "run")
+
+
+@pytest.mark.parametrize("command", ["generate_tp", "generate_sequentially"])
+def test_spread_generate_commands_print_the_reply_once(tiny_checkpoint, tmp_path, command):
+    """Every tensor-parallel process computes each token; only rank 0 prints it (both printed, interleaved)."""
+    alone = subprocess.run(
+        [sys.executable, "-m", "litgpt", "generate", str(tiny_checkpoint), "--temperature", "0", "--max_new_tokens", "12",
+         "--precision", "32-true"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    spread = subprocess.run(
+        [sys.executable, "-m", "litgpt", command, str(tiny_checkpoint), "--temperature", "0", "--max_new_tokens", "12",
+         "--precision", "32-true", "--devices", "2", "--accelerator", "cpu"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert alone.returncode == 0 and spread.returncode == 0, spread.stderr[-2000:]
+    assert spread.stdout == alone.stdout and alone.stdout.strip()
+    assert spread.stderr.count("Time for inference") == 1
+
+
+def test_a_batch_row_gets_the_tokens_it_would_get_alone(tiny_checkpoint):
+    """Where the context leaves a long prompt less room than max_new_tokens, the other rows of the batch were cut to
+    that room too (silently); each row now gets what it gets alone, and the cut is said in a warning."""
+    from litgpt.errors import LitGPTWarning
+
+    llm = load_float32(tiny_checkpoint)  # block_size 128
+    prompts = ["Llamas eat", "llamas eat grass " * 7, "Hi", "llamas eat grass " * 7 + "and hay"]
+    with pytest.warns(LitGPTWarning, match="max_new_tokens=60 does not fit in the context of 128 tokens"):
+        batch = llm.generate(prompts, temperature=0, max_new_tokens=60, return_as_token_ids=True)
+    for prompt, row in zip(prompts, batch):
+        with pytest.warns(LitGPTWarning) if len(llm.prompt_ids(prompt)) > 128 - 60 else contextlib.nullcontext():
+            alone = llm.generate(prompt, temperature=0, max_new_tokens=60, return_as_token_ids=True)
+        assert row.tolist() == alone.tolist()
+    longest = max(len(llm.prompt_ids(p)) for p in prompts)
+    assert len(batch[0]) > 128 - longest  # more than the room the longest prompt leaves (all rows had that)

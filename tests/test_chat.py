@@ -49,7 +49,20 @@ def test_history_is_trimmed_with_a_notice(tiny_checkpoint, capsys):
     fit_history(llm, history, None, max_new_tokens=20)
     assert len(history) < 7 and history[-1]["content"].startswith("llamas")
     assert len(llm.prompt_ids(history)) + 20 <= 128
-    assert "dropped" in capsys.readouterr().out
+    assert "Dropped the" in capsys.readouterr().out
+
+
+def test_a_max_new_tokens_beyond_the_context_keeps_the_conversation(tiny_checkpoint, capsys):
+    """It reserved all of max_new_tokens for the reply, so with one beyond the context every turn forgot the whole
+    conversation; at most half the context is now kept for the reply (which is cut where the context ends)."""
+    from litgpt.api import LLM
+    from litgpt.chat import fit_history
+
+    llm = LLM.load(tiny_checkpoint)  # block_size 128
+    history = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"},
+               {"role": "user", "content": "How are you?"}]  # fmt: skip
+    assert fit_history(llm, history, None, max_new_tokens=500)
+    assert len(history) == 3 and "Dropped" not in capsys.readouterr().out
 
 
 def test_a_prompt_longer_than_the_context_is_refused_and_the_chat_goes_on(tiny_checkpoint, capsys, monkeypatch):

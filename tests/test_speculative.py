@@ -27,6 +27,19 @@ def test_greedy_speculative_equals_target_alone(pair, k):
     assert 0 <= stats.accepted <= stats.proposed
 
 
+@pytest.mark.parametrize("k", [1, 4])
+def test_speculative_fills_the_whole_context(pair, k):
+    """The proposals never run past the budget, so a prompt plus max_new_tokens may fill the context exactly (it
+    wanted k + 1 spare positions)."""
+    target, draft = pair
+    prompt = torch.tensor([1, 17, 42, 99, 7])
+    room = target.config.block_size - len(prompt)
+    alone = generate(target, prompt, room, temperature=0, include_prompt=False).tolist()
+    assert speculative_generate(target, draft, prompt, room, speculative_k=k)[0] == alone
+    with pytest.raises(LitGPTError, match="exceeds the context"):
+        speculative_generate(target, draft, prompt, room + 1, speculative_k=k)
+
+
 def test_draft_equal_to_target_accepts_everything(pair):
     target, _ = pair
     prompt = torch.tensor([1, 5, 9])
