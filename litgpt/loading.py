@@ -150,9 +150,6 @@ def load_model(
     config: Config | None = None,
 ) -> GPT:
     """Build the GPT on the meta device and assign the memory-mapped weights: one copy of the weights at most."""
-    from litgpt.checkpoint import load_state_dict
-    from litgpt.model import GPT
-
     checkpoint_dir = Path(checkpoint_dir)
     config = config or Config.from_checkpoint(checkpoint_dir)
     if not (checkpoint_dir / WEIGHTS).is_file():  # a LoRA/adapter finetuning output: base + trained params
@@ -161,27 +158,51 @@ def load_model(
         finetuned = load_finetuned(checkpoint_dir, config, device=device, dtype=dtype)
         if finetuned is not None:
             return finetuned
+    model, weights = _mapped_model(checkpoint_dir, config)
+    model.rope_cos = torch.empty(0)
+    model.rope_sin = torch.empty(0)
+    from litgpt.checkpoint import MappedFile
+
+    # a copy (another dtype, another device) lets go of each memory-mapped source as soon as it is made
+    return MappedFile(weights).cast(model, device, dtype)
+
+
+def _mapped_model(checkpoint_dir: Path, config: Config) -> tuple[GPT, Path]:
+    """The GPT holding the memory-mapped weights of ``checkpoint_dir`` (nothing read yet), and their file; a one-line
+    error for weights that are missing, unreadable or do not fit ``config``."""
+    from litgpt.checkpoint import load_state_dict, model_state, require_shapes
+    from litgpt.model import GPT
+
     weights = ensure_lit_weights(checkpoint_dir)
     with torch.device("meta"):
         model = GPT(config)
-    from litgpt.checkpoint import MappedFile, model_state, require_shapes
-
     state = model_state(load_state_dict(weights), weights)  # plain, or {"model": ...} as full finetunes once wrote
     require_shapes(
         state, model.state_dict(), weights, config.name or "the config",
         "is model_config.yaml the config these weights belong to?",
     )  # fmt: skip
     missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
-    del state  # the model holds the tensors now: a cast below frees each source as it goes
+    del state  # the model holds the tensors now: a cast frees each source as it goes
     if missing or unexpected:
         raise LitGPTError(
             f"{weights} does not match {config.name or 'the config'}: "
             f"missing {missing[:3]}{'...' if len(missing) > 3 else ''}, unexpected {unexpected[:3]}"
         )
-    model.rope_cos = torch.empty(0)
-    model.rope_sin = torch.empty(0)
-    # a copy (another dtype, another device) lets go of each memory-mapped source as soon as it is made
-    return MappedFile(weights).cast(model, device, dtype)
+    return model, weights
+
+
+def check_weights(checkpoint_dir: Path, config: Config | None = None) -> None:
+    """Raise what :func:`load_model` would raise for missing, unreadable or misshaped weights, reading no more than the
+    file's index (memory-mapped): a process that leaves the loading to another one (the server's worker) says it
+    first, in one line. A LoRA/adapter output folder is checked for its trained weights file only."""
+    checkpoint_dir = Path(checkpoint_dir)
+    config = config or Config.from_checkpoint(checkpoint_dir)
+    if not (checkpoint_dir / WEIGHTS).is_file():
+        from litgpt.finetuned import finetuned_kind
+
+        if finetuned_kind(checkpoint_dir) is not None:
+            return
+    _mapped_model(checkpoint_dir, config)
 
 
 def default_dtype(device: torch.device | str) -> torch.dtype:

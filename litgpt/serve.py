@@ -987,12 +987,13 @@ def build_server(
     from litgpt.api import LLM
     from litgpt.generation import SamplingParams
 
-    if max_new_tokens < 1 or max_tokens_cap < 1:
-        raise LitGPTError("max_new_tokens and max_tokens_cap must be positive integers")
-    if max_batch_size < 1 or batch_timeout < 0:
-        raise LitGPTError("max_batch_size must be >= 1 and batch_timeout >= 0")
-    if max_request_bytes < 1:
-        raise LitGPTError("max_request_bytes must be a positive integer")
+    for option, value, least in (
+        ("max_new_tokens", max_new_tokens, 1), ("max_tokens_cap", max_tokens_cap, 1),
+        ("max_batch_size", max_batch_size, 1), ("batch_timeout", batch_timeout, 0),
+        ("max_request_bytes", max_request_bytes, 1),
+    ):  # fmt: skip
+        if value < least:
+            raise LitGPTError(f"--{option} must be at least {least}, got {value}")
     SamplingParams(temperature, top_k, top_p)
     if accelerator not in ("auto", "cpu", "cuda", "gpu"):
         raise LitGPTError(f"accelerator must be 'auto', 'cpu' or 'cuda', got {accelerator!r}")
@@ -1005,10 +1006,15 @@ def build_server(
         raise LitGPTError(f"devices must be a positive integer, got {devices!r}")
     if accelerator == "cpu" and devices != 1 and generate_strategy is None:
         raise LitGPTError("devices > 1 needs CUDA GPUs (one model replica is served per GPU)")
+    if accelerator == "cuda" and not torch.cuda.is_available():
+        raise LitGPTError("--accelerator cuda, but no CUDA GPU is visible; use --accelerator cpu (or auto)")
     if accelerator == "cuda" and devices > torch.cuda.device_count():
         raise LitGPTError(f"devices={devices} but only {torch.cuda.device_count()} CUDA GPU(s) are visible")
 
     llm = LLM.load(checkpoint_dir, distribute=None)  # tokenizer, prompt style and config: no weights
+    from litgpt.loading import check_weights
+
+    check_weights(checkpoint_dir, llm.config)  # here, in one line: the worker that loads them would print a traceback
     frontend = Frontend(
         llm, llm.config.name, max_new_tokens, temperature, top_k, top_p, min(max_tokens_cap, llm.context_length)
     )

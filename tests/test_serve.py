@@ -548,3 +548,35 @@ def test_bad_settings_are_refused_before_the_server_starts():
         port = taken.getsockname()[1]
         with pytest.raises(LitGPTError, match=rf"cannot listen on 127\.0\.0\.1:{port} .*choose another --port"):
             main("unused", port=port)
+
+
+def test_bad_weights_and_settings_are_refused_in_one_line_before_serving(tiny_checkpoint, tmp_path):
+    """Weights are loaded by the worker process: truncated, missing or misshaped ones surfaced there as LitServe's
+    traceback after "serving ... at http://..."; they are now checked (memory-mapped) first."""
+    import shutil
+
+    import torch
+
+    from litgpt.errors import LitGPTError
+    from litgpt.serve import build_server
+
+    truncated = shutil.copytree(tiny_checkpoint, tmp_path / "truncated")
+    data = (truncated / "lit_model.pth").read_bytes()
+    (truncated / "lit_model.pth").write_bytes(data[: len(data) // 2])
+    with pytest.raises(LitGPTError, match="lit_model.pth"):
+        build_server(truncated)
+    missing = shutil.copytree(tiny_checkpoint, tmp_path / "missing")
+    (missing / "lit_model.pth").unlink()
+    with pytest.raises(LitGPTError, match="has no lit_model.pth"):
+        build_server(missing)
+    misshaped = shutil.copytree(tiny_checkpoint, tmp_path / "misshaped")
+    state = torch.load(misshaped / "lit_model.pth")
+    state["lm_head.weight"] = state["lm_head.weight"][:-1]
+    torch.save(state, misshaped / "lit_model.pth")
+    with pytest.raises(LitGPTError, match="tensor lm_head.weight has shape"):
+        build_server(misshaped)
+    with pytest.raises(LitGPTError, match="--max_batch_size must be at least 1, got 0"):
+        build_server(tiny_checkpoint, max_batch_size=0)
+    if not torch.cuda.is_available():
+        with pytest.raises(LitGPTError, match="no CUDA GPU is visible"):
+            build_server(tiny_checkpoint, accelerator="cuda")
