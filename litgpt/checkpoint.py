@@ -58,7 +58,21 @@ def _torch_load(path: Path, mmap: bool) -> Any:
             return _torch_load(path, mmap=False)
         raise LitGPTError(f"{path} could not be read as a PyTorch checkpoint: {_first_line(e)}") from None
     except Exception as e:  # truncated or foreign files fail in many ways inside the unpickler
-        raise LitGPTError(f"{path} could not be read as a PyTorch checkpoint: {_first_line(e)}") from None
+        if _broken_zip(path):
+            raise LitGPTError(
+                f"{path} is corrupt or truncated (its zip archive is incomplete); save or copy it again"
+            ) from None
+        raise LitGPTError(
+            f"{path} could not be read as a PyTorch checkpoint ({_first_line(e)}); is the file corrupt or truncated?"
+        ) from None
+
+
+def _broken_zip(path: Path) -> bool:
+    """A file that starts as a zip archive (torch.save's format) but whose archive cannot be read: cut short, say."""
+    import zipfile
+
+    with open(path, "rb") as f:
+        return f.read(4) == b"PK\x03\x04" and not zipfile.is_zipfile(path)
 
 
 def model_state(obj: Any, path: str | Path = "checkpoint") -> dict[str, torch.Tensor]:

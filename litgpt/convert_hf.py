@@ -701,6 +701,12 @@ def convert_from_litgpt(
     import importlib
 
     exporter = getattr(importlib.import_module(module), func)
+    output_dir = Path(output_dir)
+    names_a_file = format == "gguf" and output_dir.suffix.lower() == ".gguf"
+    if output_dir.exists() and not names_a_file:  # a new folder is made only once there is something to write
+        from litgpt.utils import writable_folder
+
+        writable_folder(output_dir, option="output folder")
     if format == "gguf":
         return exporter(Path(checkpoint_dir), Path(output_dir), dtype or "f16")
     return exporter(Path(checkpoint_dir), Path(output_dir), _parse_dtype(dtype))

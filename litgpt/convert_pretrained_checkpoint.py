@@ -78,6 +78,10 @@ def convert_pretrained_checkpoint(checkpoint_dir: Path, output_dir: Path) -> Non
         raise LitGPTError(f"{source} has no model_config.yaml; is it a litgpt pretraining checkpoint?")
     if output_dir.resolve() == source.resolve():
         raise LitGPTError("The output folder must differ from the checkpoint folder")
+    if output_dir.exists():  # a new folder is made only once the weights have been read
+        from litgpt.utils import writable_folder
+
+        writable_folder(output_dir, option="output folder")
     state = _weights_from(checkpoint_dir)
     # the fresh copy also unties shared (tied-embedding) tensors, as the state dict format expects
     state = {k: v.detach().to("cpu").clone() for k, v in state.items()}

@@ -39,6 +39,15 @@ NOT_WEIGHTS = frozenset({"training_args.bin", "optimizer.bin", "scheduler.bin", 
 PARTIAL_DIR = Path(".cache") / "litgpt"
 
 
+class HubLookupError(LitGPTError):
+    """The Hub could not be asked for a repository, or has no such repository; ``reason`` says which in a clause
+    (for a caller that also looked for the name elsewhere, such as a local folder)."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 @dataclass(frozen=True)
 class RemoteFile:
     name: str
@@ -80,6 +89,8 @@ def download_from_hub(
     if "/" not in repo_id and repo_id in registry:  # a short model name: use its repository
         entry = registry[repo_id]["hf_config"]
         repo_id = f"{entry['org']}/{entry['name']}"
+    if "/" not in repo_id:  # the Hub would only say it does not know it (or nothing at all, offline)
+        raise LitGPTError(_not_a_repo_id_message(repo_id))
     registered = _registered_name(repo_id)
     converting = convert_checkpoint and not tokenizer_only
     if model_name is not None:
@@ -273,7 +284,8 @@ class _Hub:
             message = _explain(e, self)
             if message is None:
                 raise
-            raise LitGPTError(message) from e
+            reason = _lookup_failure(e, self)
+            raise (LitGPTError(message) if reason is None else HubLookupError(message, reason)) from e
 
 
 def _explain(error: BaseException, hub: _Hub) -> str | None:
@@ -319,6 +331,42 @@ def _explain(error: BaseException, hub: _Hub) -> str | None:
     if isinstance(error, OSError) and "Consistency check failed" in str(error):
         return f"A file of {repo_id} arrived incomplete ({_first_line(error)}); run the command again to resume"
     return None
+
+
+def _lookup_failure(error: BaseException, hub: _Hub) -> str | None:
+    """Why the Hub gave nothing for the repository, as a clause, when it could not be asked or has no such
+    repository; else None."""
+    import httpx2
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HFValidationError,
+        LocalEntryNotFoundError,
+        OfflineModeIsEnabled,
+        RepositoryNotFoundError,
+    )
+
+    if isinstance(error, GatedRepoError):
+        return None
+    if isinstance(error, (RepositoryNotFoundError, HFValidationError)):
+        private = " (a private one needs --access_token)" if not hub.has_token() else ""
+        return f"the Hugging Face Hub has no repository {hub.repo_id}{private}"
+    if isinstance(error, OfflineModeIsEnabled):
+        return "the Hugging Face Hub was not asked (HF_HUB_OFFLINE is set)"
+    if isinstance(error, (LocalEntryNotFoundError, httpx2.TransportError)):
+        return f"the Hugging Face Hub at {hub.endpoint} could not be reached ({type(error).__name__}: no network?)"
+    return None
+
+
+def _not_a_repo_id_message(name: str) -> str:
+    """For a name without an org: the registry's repo ids whose name part is close to it."""
+    import difflib
+
+    from litgpt.config import repo_ids
+
+    by_name = {rid.split("/", 1)[1].lower(): rid for rid in repo_ids()}
+    close = [by_name[n] for n in difflib.get_close_matches(name.lower(), list(by_name), n=5, cutoff=0.6)]
+    hint = f"Did you mean: {', '.join(close)}?" if close else "Run `litgpt download list` to see the supported ones."
+    return f"{name!r} is not a repo id: a repo id has the form org/name, such as microsoft/phi-2. {hint}"
 
 
 def _registered_name(repo_id: str) -> str | None:

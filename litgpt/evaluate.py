@@ -295,6 +295,21 @@ def _run_tasks(simple_evaluate, **kwargs) -> Optional[dict]:
         ) from None
 
 
+def _check_device_and_dtype(device: Optional[str], dtype: Optional[str]) -> None:
+    """--device and --dtype, checked before the model loads, in the words of these options (the model placement
+    underneath speaks of accelerator and precision)."""
+    from litgpt.loading import PRECISIONS
+
+    if device is not None:
+        kind, _, index = device.partition(":")
+        if kind not in ("cpu", "cuda", "gpu") or (index and (kind == "cpu" or not index.isdigit())):
+            raise LitGPTError(f"--device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+        if kind != "cpu" and not torch.cuda.is_available():
+            raise LitGPTError(f"--device {device} but no CUDA device is visible; use --device cpu (or leave it out)")
+    if dtype is not None and dtype not in PRECISIONS:
+        raise LitGPTError(f"--dtype {dtype!r} is not a known dtype; use one of {', '.join(sorted(PRECISIONS))}")
+
+
 def main(
     checkpoint_dir: Optional[Path] = None,
     tasks: Optional[str] = None,
@@ -347,10 +362,15 @@ def main(
         raise LitGPTError(f"Unknown task {unknown[0]!r}. {suggest(unknown[0], manager.all_tasks, what='task')}")
     if isinstance(batch_size, str):
         if batch_size != "auto":
-            raise LitGPTError(f"batch_size must be a positive integer or 'auto', got {batch_size!r}")
+            raise LitGPTError(f"--batch_size must be a positive integer or 'auto', got {batch_size!r}")
         batch_size = 4
-    if batch_size < 1 or (limit is not None and limit <= 0) or (num_fewshot is not None and num_fewshot < 0):
-        raise LitGPTError("batch_size and limit must be positive and num_fewshot 0 or more")
+    if batch_size < 1:
+        raise LitGPTError(f"--batch_size must be a positive integer or 'auto', got {batch_size}")
+    if limit is not None and limit <= 0:
+        raise LitGPTError(f"--limit must be positive (a count, or a fraction of each task below 1), got {limit:g}")
+    if num_fewshot is not None and num_fewshot < 0:
+        raise LitGPTError(f"--num_fewshot must be 0 or more, got {num_fewshot}")
+    _check_device_and_dtype(device, dtype)
     if max_length is not None and max_length < 2:
         raise LitGPTError(f"max_length must be at least 2 tokens, got {max_length}")
     out_dir = Path(out_dir) if out_dir is not None else None

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal, Optional
 
@@ -142,27 +144,73 @@ def generate_finetuned(
         if checkpoint_dir is None:
             raise LitGPTError("give a finetuning output folder, or the weights with --adapter_path/--finetuned_path")
         return main(checkpoint_dir, prompt, **settings)
-    path = Path(path)
-    if not path.is_file():
-        raise LitGPTError(f"{path} does not exist: give the weights file of a finetuning output folder")
+    option = "--adapter_path" if adapter_path else "--finetuned_path"
     expected = {*KINDS, "lit_model.pth"} if finetuned_path else set(KINDS)
+    path = Path(path)
+    if path.is_dir():  # the finetuning output folder: its one weights file
+        found = sorted(name for name in expected if (path / name).is_file())
+        if len(found) != 1:
+            held = f"holds several ({', '.join(found)})" if found else f"holds none of {', '.join(sorted(expected))}"
+            raise LitGPTError(f"{option} {path} is a folder that {held}; give the weights file, such as {option} FILE")
+        path = path / found[0]
+    if not path.is_file():
+        raise LitGPTError(f"{option} {path} does not exist: give the weights file of a finetuning output folder")
     if path.name not in expected:
         raise LitGPTError(f"{path} must be one of {sorted(expected)} in a finetuning output folder")
     if adapter_path and checkpoint_dir is not None:
         base = base_checkpoint(path.parent, read_hyperparameters(path.parent))
         if Path(checkpoint_dir).resolve() != base.resolve():
             print(f"Using the base model the run names in hyperparameters.yaml: {base}", file=sys.stderr)
+    if path.name == "lit_model.pth" and not has_config(path.parent):
+        with beside_base_files(path, checkpoint_dir) as folder:
+            return main(folder, prompt, **settings)
     main(path.parent, prompt, **settings)
 
 
-def check_settings(temperature: float, top_k, top_p: float, max_new_tokens: int, num_samples: int = 1) -> None:
-    """The sampling and length options, checked before a model is loaded for them."""
+def has_config(folder: Path) -> bool:
+    return (folder / "model_config.yaml").is_file() or (folder / "config.json").is_file()
+
+
+@contextmanager
+def beside_base_files(weights: Path, checkpoint_dir: Optional[Path]) -> Iterator[Path]:
+    """A temporary folder holding ``weights`` as lit_model.pth beside the config, tokenizer and prompt style of the
+    base model ``checkpoint_dir``: as the established `generate_full`, which reads all but the weights from there."""
+    import tempfile
+
+    from litgpt.errors import LitGPTError
+    from litgpt.loading import WEIGHTS, resolve_checkpoint
+
+    if checkpoint_dir is None:
+        raise LitGPTError(
+            f"{weights.parent} has neither model_config.yaml nor config.json; give the base model folder, which "
+            "has them, as the checkpoint_dir"
+        )
+    base = resolve_checkpoint(checkpoint_dir)
+    if not has_config(base):
+        raise LitGPTError(f"neither {weights.parent} nor {base} has model_config.yaml or config.json")
+    print(f"Using the config and tokenizer of {base} with the weights {weights}", file=sys.stderr)
+    weight_suffixes = (".pth", ".safetensors", ".bin", ".lora", ".adapter", ".adapter_v2", ".gguf")
+    with tempfile.TemporaryDirectory(prefix="litgpt-finetuned-") as tmp:
+        files = {f.name: f for f in Path(base).iterdir() if f.is_file() and not f.name.endswith(weight_suffixes)}
+        files[WEIGHTS] = weights
+        for name, source in files.items():
+            (Path(tmp) / name).symlink_to(source.resolve())
+        yield Path(tmp)
+
+
+def check_settings(
+    temperature: float, top_k, top_p: float, max_new_tokens: int, num_samples: Optional[int] = None
+) -> None:
+    """The sampling and length options, checked before a model is loaded for them (``num_samples``: for the
+    commands that have that option)."""
     from litgpt.errors import LitGPTError
     from litgpt.generation import SamplingParams
 
     SamplingParams(temperature, top_k, top_p)
-    if max_new_tokens < 0 or num_samples < 1:
-        raise LitGPTError(f"max_new_tokens must be >= 0 and num_samples >= 1, got {max_new_tokens} and {num_samples}")
+    if max_new_tokens < 0:
+        raise LitGPTError(f"max_new_tokens >= 0 is needed, got --max_new_tokens {max_new_tokens}")
+    if num_samples is not None and num_samples < 1:
+        raise LitGPTError(f"num_samples >= 1 is needed, got --num_samples {num_samples}")
 
 
 def print_reply(llm, tokens) -> list[int]:

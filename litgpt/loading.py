@@ -87,7 +87,8 @@ def resolve_checkpoint(
         known = repo_id_for("/".join(path.parts[-2:]))  # such as checkpoints/google/gemma-3-270m
         hint = f" Download it first: litgpt download {known}" if known else " Check the path."
         raise LitGPTError(f"Checkpoint folder {str(model)!r} does not exist.{hint}")
-    if repo_id is None and "/" in str(model) and not path.exists():
+    maybe_a_path = repo_id is None and "/" in str(model) and not path.exists()
+    if maybe_a_path:
         repo_id = str(model)  # a repo outside the registry: let the hub decide
     if repo_id is None:
         if path.exists():
@@ -110,7 +111,7 @@ def resolve_checkpoint(
     if prefer_offline and (found := from_offline()) is not None:
         return found
     if download:
-        from litgpt.download import download_from_hub
+        from litgpt.download import HubLookupError, download_from_hub
 
         try:
             return download_from_hub(
@@ -119,6 +120,11 @@ def resolve_checkpoint(
         except LitGPTError as e:
             if (found := from_offline()) is not None:
                 return found
+            if maybe_a_path and isinstance(e, HubLookupError):  # a mistyped folder reads like org/name too
+                raise LitGPTError(
+                    f"{str(model)!r} is not a folder here ({path.absolute()}) nor in {local}, and {e.reason}. "
+                    "Check the path, or the repo id"
+                ) from None
             raise e
     if (found := from_offline()) is not None:
         return found
@@ -217,14 +223,16 @@ def default_dtype(device: torch.device | str) -> torch.dtype:
     return torch.bfloat16 if device.type == "cpu" and kernels.native_bf16() else torch.float32
 
 
+PRECISIONS = {
+    "32-true": torch.float32, "32": torch.float32, "float32": torch.float32, "fp32": torch.float32,
+    "bf16-true": torch.bfloat16, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "bf16-mixed": torch.bfloat16,
+    "16-true": torch.float16, "16": torch.float16, "float16": torch.float16, "fp16": torch.float16,
+}  # fmt: skip
+
+
 def parse_precision(precision: str | None, device: torch.device | str) -> torch.dtype:
     if precision is None:
         return default_dtype(device)
-    table = {
-        "32-true": torch.float32, "32": torch.float32, "float32": torch.float32, "fp32": torch.float32,
-        "bf16-true": torch.bfloat16, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "bf16-mixed": torch.bfloat16,
-        "16-true": torch.float16, "16": torch.float16, "float16": torch.float16, "fp16": torch.float16,
-    }  # fmt: skip
-    if precision not in table:
-        raise LitGPTError(f"Unknown precision {precision!r}; use one of {', '.join(sorted(table))}")
-    return table[precision]
+    if precision not in PRECISIONS:
+        raise LitGPTError(f"Unknown precision {precision!r}; use one of {', '.join(sorted(PRECISIONS))}")
+    return PRECISIONS[precision]

@@ -43,6 +43,7 @@ def merge_lora(
     config = Config.from_checkpoint(checkpoint_dir)
     base_file = ensure_lit_weights(base_dir)
     base = model_state(load_state_dict(base_file), base_file)
+    require_base_of_run(base, config, base_dir, checkpoint_dir, given=pretrained_checkpoint_dir is not None)
     merged = merge_lora_state(base, read_lora_file(lora_file), config, LoRASettings.from_hyperparameters(hparams))
     if precision is not None:
         dtype = parse_precision(precision, "cpu")
@@ -50,6 +51,47 @@ def merge_lora(
     save_state_dict(merged, out)
     print(f"Saved the merged weights to {out}", file=sys.stderr)
     return out
+
+
+def require_base_of_run(base: dict, config, base_dir: Path, checkpoint_dir: Path, given: bool = True) -> None:
+    """The base weights must have the shapes of the model the LoRA was trained on (``checkpoint_dir``'s config);
+    ``given``: the base came from --pretrained_checkpoint_dir, not from hyperparameters.yaml."""
+    import torch
+
+    from litgpt.model import GPT
+
+    with torch.device("meta"):
+        expected = GPT(config).state_dict()
+    for name, tensor in base.items():
+        want = expected.get(name)
+        if want is not None and tuple(tensor.shape) != tuple(want.shape):
+            raise LitGPTError(
+                f"The base model {base_dir} does not match the one the LoRA in {checkpoint_dir} was trained on"
+                f"{_config_differences(base_dir, config)}: its {name} has shape {tuple(tensor.shape)}, the run's "
+                f"{tuple(want.shape)}; "
+                + ("pass the run's base model with --pretrained_checkpoint_dir" if given else
+                   "has the folder hyperparameters.yaml names changed since the run? Pass the run's base model "
+                   "with --pretrained_checkpoint_dir")
+            )  # fmt: skip
+
+
+def _config_differences(base_dir: Path, config) -> str:
+    """' (it has n_embd 128; the run's model_config.yaml n_embd 64)' for the first fields that differ, or ''."""
+    from dataclasses import fields
+
+    from litgpt.config import Config
+
+    try:
+        base_config = Config.from_checkpoint(base_dir)
+    except (LitGPTError, OSError):
+        return ""
+    names = [f.name for f in fields(Config) if f.name != "name"]
+    differ = [n for n in names if getattr(base_config, n) != getattr(config, n)][:3]
+    if not differ:
+        return ""
+    there = ", ".join(f"{n} {getattr(base_config, n)}" for n in differ)
+    run = ", ".join(f"{n} {getattr(config, n)}" for n in differ)
+    return f" (it has {there}; the run's model_config.yaml {run})"
 
 
 def export_peft(checkpoint_dir: Path, out_dir: Optional[Path] = None, base_model_name_or_path: Optional[str] = None) -> Path:
@@ -62,5 +104,8 @@ def export_peft(checkpoint_dir: Path, out_dir: Optional[Path] = None, base_model
         base_model_name_or_path: The base model recorded in ``adapter_config.json`` (default: the run's base folder).
     """
     from litgpt.lora import export_peft as _export
+    from litgpt.utils import writable_folder
 
+    if out_dir is not None and Path(out_dir).exists():  # a new folder is made only once there is something to write
+        writable_folder(Path(out_dir))
     return _export(checkpoint_dir, out_dir, base_model_name_or_path)

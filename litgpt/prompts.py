@@ -40,7 +40,9 @@ def _as_messages(prompt: Sequence[Mapping[str, Any]], *, roles: Iterable[str] | 
     for i, message in enumerate(prompt):
         if not isinstance(message, Mapping) or not isinstance(message.get("role"), str):
             raise LitGPTError(f"Message {i} must be a mapping with 'role' and 'content' keys, got {message!r}.")
-        role, content = message["role"], message.get("content", "")
+        role, content = message["role"], message.get("content")
+        if "content" not in message:
+            raise LitGPTError(f"Message {i} ({role}) has no 'content'; give each message its text.")
         if not isinstance(content, str):
             raise LitGPTError(f"Message {i} ({role}) must have text 'content', got {type(content).__name__}.")
         if allowed is not None and role not in allowed:

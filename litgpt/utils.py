@@ -19,12 +19,13 @@ def require_folder(path: Path, what: str = "Checkpoint folder") -> None:
         raise LitGPTError(f"{what} {str(path)!r} {state}")
 
 
-def writable_folder(folder: Path) -> None:
-    """Create ``folder`` if needed and check that files can be written in it (one-line errors, not mid-run)."""
+def writable_folder(folder: Path, option: str = "--out_dir") -> None:
+    """Create ``folder`` if needed and check that files can be written in it (one-line errors, not mid-run);
+    ``option`` is how the command names the folder (a positional one: "output folder")."""
     from litgpt.errors import LitGPTError
 
     if folder.exists() and not folder.is_dir():
-        raise LitGPTError(f"the output folder {str(folder)!r} is a file; choose another --out_dir")
+        raise LitGPTError(f"the output folder {str(folder)!r} is a file; choose another {option}")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         tempfile.TemporaryFile(dir=folder).close()

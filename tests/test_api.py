@@ -65,6 +65,8 @@ def test_an_empty_prompt_is_a_one_line_error(tiny_checkpoint):
         (lambda llm: llm.generate("hi", max_new_tokens=2.5), "max_new_tokens must be a positive integer, got 2.5"),
         (lambda llm: llm.generate("hi", temperature="hot"), "temperature and top_p must be numbers"),
         (lambda llm: llm.generate([]), "no prompt to generate from"),
+        (lambda llm: llm.generate([{"role": "user"}]), "Message 0 (user) has no 'content'; give each message its text."),
+        (lambda llm: llm.generate([{"role": "user", "content": "hi"}, {"role": "assistant"}]), "Message 1 (assistant) has no"),
         (lambda llm: llm.distribute(accelerator="cpu", fixed_kv_cache_size=-1), "fixed_kv_cache_size must be a"),
         (lambda llm: llm.distribute(accelerator="cpu", devices="two"), "devices must be a positive integer"),
     ],
@@ -238,6 +240,31 @@ def test_missing_checkpoint_folder_is_named(tmp_path, monkeypatch):
         LLM.load(missing)
     with pytest.raises(LitGPTError, match=r"'\./nowhere' does not exist\. Check the path"):
         LLM.load("./nowhere")
+
+
+def test_a_missing_folder_that_reads_like_a_repo_id_says_both(tmp_path, monkeypatch):
+    """'fx/nope' (no such folder) was reported only as 'Cannot reach the Hugging Face Hub ... (no network?)'."""
+    from huggingface_hub import constants
+
+    from litgpt import download
+    from litgpt.loading import resolve_checkpoint
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "fx").mkdir()
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    here = f"'fx/nope' is not a folder here ({tmp_path / 'fx' / 'nope'}) nor in checkpoints/fx/nope, and "
+    with pytest.raises(LitGPTError) as e:
+        LLM.load("fx/nope")
+    assert str(e.value) == here + "the Hugging Face Hub was not asked (HF_HUB_OFFLINE is set). Check the path, or the repo id"
+    with pytest.raises(LitGPTError, match=re.escape(here)):  # pretrain --tokenizer_dir fx/nope
+        resolve_checkpoint("fx/nope", tokenizer_only=True)
+
+    def no_such_repo(repo_id, **kwargs):
+        raise download.HubLookupError("Repository not found", f"the Hugging Face Hub has no repository {repo_id}")
+
+    monkeypatch.setattr(download, "download_from_hub", no_such_repo)
+    with pytest.raises(LitGPTError, match=re.escape(here + "the Hugging Face Hub has no repository fx/nope.")):
+        LLM.load("fx/nope")
 
 
 def test_a_config_that_does_not_fit_the_weights_is_a_one_line_error(tiny_checkpoint, tmp_path):

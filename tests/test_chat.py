@@ -129,3 +129,55 @@ def test_multiline_prompt_ends_at_submit_and_exit_words_leave(monkeypatch, lines
 
     monkeypatch.setattr("builtins.input", fake_input)
     assert read_prompt(multiline=True) == expected
+
+
+def test_chat_names_only_its_own_options(tiny_checkpoint):
+    """chat has no --num_samples, yet its error named one: 'num_samples >= 1 ... got -1 and 1'."""
+    from litgpt.__main__ import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["chat", str(tiny_checkpoint), "--max_new_tokens", "-1"])
+    assert str(exit_info.value.code) == "litgpt chat: error: max_new_tokens >= 0 is needed, got --max_new_tokens -1"
+    with pytest.raises(SystemExit, match="num_samples >= 1 is needed, got --num_samples 0$"):
+        main(["generate", str(tiny_checkpoint), "--num_samples", "0"])
+
+
+def test_generate_adapter_takes_the_folder_of_its_one_weights_file(tmp_path, capsys):
+    """An existing --adapter_path folder was said not to exist."""
+    from litgpt.__main__ import main
+    from tests.conftest import build_tiny_checkpoint
+    from tests.test_lora import lora_run
+
+    base = build_tiny_checkpoint(tmp_path / "base")
+    run = lora_run(tmp_path, base)
+    greedy = ["--prompt", "Hi", "--max_new_tokens", "4", "--temperature", "0", "--precision", "32-true"]
+    main(["generate_adapter", str(base), "--adapter_path", str(run / "lit_model.pth.lora"), *greedy])
+    with_file = capsys.readouterr().out
+    main(["generate_adapter", str(base), "--adapter_path", str(run), *greedy])
+    assert capsys.readouterr().out == with_file
+    with pytest.raises(SystemExit) as exit_info:
+        main(["generate_adapter", str(base), "--adapter_path", str(base), *greedy])
+    assert f"--adapter_path {base} is a folder that holds none of lit_model.pth.adapter, " in str(exit_info.value.code)
+
+
+def test_generate_full_reads_the_config_and_tokenizer_of_the_base_folder(tmp_path, capsys):
+    """A --finetuned_path whose folder has no model_config.yaml failed although the checkpoint_dir has one; the
+    established release reads all but the weights from checkpoint_dir."""
+    import shutil
+
+    from litgpt.__main__ import main
+    from tests.conftest import build_tiny_checkpoint
+
+    base = build_tiny_checkpoint(tmp_path / "base")
+    tuned = build_tiny_checkpoint(tmp_path / "tuned", seed=1)  # other weights, the same model
+    greedy = ["--prompt", "Hi", "--max_new_tokens", "4", "--temperature", "0", "--precision", "32-true"]
+    main(["generate", str(tuned), *greedy])
+    expected = capsys.readouterr().out
+    only_weights = tmp_path / "only-weights"
+    only_weights.mkdir()
+    shutil.copy(tuned / "lit_model.pth", only_weights / "lit_model.pth")
+    main(["generate_full", str(base), "--finetuned_path", str(only_weights / "lit_model.pth"), *greedy])
+    captured = capsys.readouterr()
+    assert captured.out == expected
+    assert f"Using the config and tokenizer of {base} with the weights {only_weights / 'lit_model.pth'}" in captured.err
+    assert sorted(p.name for p in only_weights.iterdir()) == ["lit_model.pth"]

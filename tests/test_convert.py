@@ -722,10 +722,21 @@ def test_cli_round_trip(tmp_path):
     _assert_one_line_failure(proc, "mlp.proj.weight has shape", "model_config.yaml expects")
     assert not (tmp_path / "mismatch").exists()
     (folder / "model_config.yaml").write_text(yaml.safe_dump(config))
-    # an output path that is a file: the system's one line, no traceback
+    # an output path that is a file: one line that says so (it was only the system's "File exists: PATH")
     (tmp_path / "a-file").write_text("x")
     proc = _cli("convert_from_litgpt", str(folder), str(tmp_path / "a-file"))
-    _assert_one_line_failure(proc, "File exists", "a-file")
+    _assert_one_line_failure(proc, "a-file' is a file; choose another output folder")
+
+
+def test_convert_pretrained_checkpoint_to_a_file_says_so(tmp_path):
+    from litgpt.__main__ import main
+    from tests.conftest import build_tiny_checkpoint
+
+    checkpoint = build_tiny_checkpoint(tmp_path / "final")
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(SystemExit, match=r"a-file' is a file; choose another output folder$"):
+        main(["convert_pretrained_checkpoint", str(checkpoint), str(tmp_path / "a-file")])
+    assert (tmp_path / "a-file").read_text() == "x"
 
 
 def test_load_checkpoint_errors(tmp_path):

@@ -383,6 +383,34 @@ def test_no_network(monkeypatch, tmp_path):
         download_from_hub("microsoft/phi-22", checkpoint_dir=tmp_path)
 
 
+def test_a_name_without_an_org_is_no_repo_id(monkeypatch, tmp_path):
+    """`litgpt download notarepo` blamed the network (offline) or the Hub; a repo id has the form org/name."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(SystemExit) as exit_:
+        main(["download", "notarepo", "--checkpoint_dir", str(tmp_path)])
+    assert str(exit_.value.code) == (
+        "litgpt download: error: 'notarepo' is not a repo id: a repo id has the form org/name, such as microsoft/phi-2. "
+        "Run `litgpt download list` to see the supported ones."
+    )
+    with pytest.raises(LitGPTError, match=r"form org/name, such as microsoft/phi-2\. Did you mean: microsoft/phi-2, "):
+        download_from_hub("phi-22", checkpoint_dir=tmp_path)
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_missing_folder_the_hub_does_not_know_says_both(hub, tmp_path, monkeypatch):
+    from litgpt.loading import resolve_checkpoint
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(LitGPTError) as e:
+        resolve_checkpoint("fx/nope")
+    assert str(e.value) == (
+        f"'fx/nope' is not a folder here ({tmp_path / 'fx' / 'nope'}) nor in checkpoints/fx/nope, and the Hugging "
+        "Face Hub has no repository fx/nope (a private one needs --access_token). Check the path, or the repo id"
+    )
+
+
 def test_not_enough_disk_space_is_caught_before_downloading(hub, tmp_path, monkeypatch):
     hub.add("some-org/big", {**_tokenizer_files(), "model.safetensors": b"W" * 50_000})
     usage = namedtuple("usage", "total used free")

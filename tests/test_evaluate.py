@@ -163,6 +163,19 @@ def test_bad_evaluation_settings_and_an_offline_task_are_one_line_errors(tiny_ch
     run = ["evaluate", str(tiny_checkpoint), "--tasks", "tiny_mc", "--include_path", str(tasks), "--dtype", "float32"]
     with pytest.raises(SystemExit, match="limit must be positive"):
         main([*run, "--limit", "-1"])
+    # each names its option and the bad value (one sentence named them all), in the words of evaluate's options
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for option, message in [
+        (["--limit", "-1"], "--limit must be positive (a count, or a fraction of each task below 1), got -1"),
+        (["--batch_size", "0"], "--batch_size must be a positive integer or 'auto', got 0"),
+        (["--num_fewshot", "-1"], "--num_fewshot must be 0 or more, got -1"),
+        (["--device", "cuda"], "--device cuda but no CUDA device is visible; use --device cpu (or leave it out)"),
+        (["--device", "tpu"], "--device must be 'cpu', 'cuda' or 'cuda:N', got 'tpu'"),
+        (["--dtype", "fp17"], "--dtype 'fp17' is not a known dtype; use one of 16, 16-true, 32, 32-true, bf16, "),
+    ]:
+        with pytest.raises(SystemExit) as exit_info:
+            main([*run, *option])
+        assert message in str(exit_info.value.code)
     with pytest.raises(SystemExit, match="is a folder; name a file"):
         main([*run, "--save_filepath", str(tmp_path)])
 

@@ -195,3 +195,58 @@ def test_merging_into_a_weight_that_shares_storage_leaves_the_other_alone(tmp_pa
         unwrap_lora(loaded)
         assert torch.equal(loaded.transformer.wte.weight, embedding.to(loaded.transformer.wte.weight.dtype))
         assert not torch.equal(loaded.lm_head.weight, loaded.transformer.wte.weight)  # the update did land
+
+
+def lora_run(tmp_path, base_dir):
+    """A LoRA finetuning output folder (query and value, r=4) on the base model ``base_dir``, without training."""
+    import shutil
+
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("model_config.yaml", "tokenizer.json", "tokenizer_config.json"):
+        if (base_dir / name).is_file():
+            shutil.copy(base_dir / name, run / name)
+    model = add_lora(GPT(Config.from_checkpoint(base_dir)), QV_ONLY)
+    randomize_lora(model)
+    torch.save(lora_state_dict(model), run / "lit_model.pth.lora")
+    hparams = {"checkpoint_dir": str(base_dir), **{f"lora_{k}": v for k, v in vars(QV_ONLY).items()}}
+    (run / "hyperparameters.yaml").write_text(yaml.safe_dump(hparams))
+    return run
+
+
+QV_ONLY = LoRASettings(r=4, alpha=8, dropout=0.0)
+
+
+def test_merge_lora_names_a_truncated_file_and_a_base_of_another_model(tmp_path, capsys):
+    """A truncated .lora file read '[Errno 22] Invalid argument'; a base of another size blamed the --lora_*
+    settings in hyperparameters.yaml."""
+    from litgpt.__main__ import main
+    from tests.conftest import build_tiny_checkpoint
+
+    base = build_tiny_checkpoint(tmp_path / "base")
+    run = lora_run(tmp_path, base)
+    main(["merge_lora", str(run)])  # the run merges into its own base
+    assert (run / "lit_model.pth").is_file()
+
+    bigger = build_tiny_checkpoint(tmp_path / "bigger", n_embd=128, head_size=32, intermediate_size=256)
+    with pytest.raises(SystemExit) as e:
+        main(["merge_lora", str(run), "--pretrained_checkpoint_dir", str(bigger), "--force", "true"])
+    message = str(e.value.code)
+    assert f"The base model {bigger} does not match the one the LoRA in {run} was trained on" in message
+    assert "(it has head_size 32, n_embd 128, intermediate_size 256; the run's model_config.yaml head_size 16, " in message
+    assert "--pretrained_checkpoint_dir" in message and "hyperparameters.yaml" not in message
+
+    lora = run / "lit_model.pth.lora"
+    lora.write_bytes(lora.read_bytes()[: lora.stat().st_size // 2])
+    with pytest.raises(SystemExit, match=r"lit_model\.pth\.lora is corrupt or truncated .*save or copy it again"):
+        main(["merge_lora", str(run), "--force", "true"])
+
+
+def test_export_peft_to_a_file_says_so(tmp_path):
+    from litgpt.__main__ import main
+    from tests.conftest import build_tiny_checkpoint
+
+    run = lora_run(tmp_path, build_tiny_checkpoint(tmp_path / "base"))
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(SystemExit, match=r"'.*a-file' is a file; choose another --out_dir$"):
+        main(["export_peft", str(run), "--out_dir", str(tmp_path / "a-file")])
