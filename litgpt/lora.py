@@ -48,6 +48,8 @@ class LoRASettings:
     def __post_init__(self) -> None:
         if self.r < 1:
             raise LitGPTError(f"--lora_r must be a positive integer, got {self.r}")
+        if not self.alpha > 0:  # a zero scale trains a LoRA that changes nothing
+            raise LitGPTError(f"--lora_alpha must be positive (the update is scaled by alpha / r), got {self.alpha}")
         if not 0.0 <= self.dropout < 1.0:
             raise LitGPTError(f"--lora_dropout must be in [0, 1), got {self.dropout}")
         if not any((self.query, self.key, self.value, self.projection, self.mlp, self.head)):

@@ -329,9 +329,9 @@ def setup(
     n_devices = device_count(devices)
     world_size = n_devices * num_nodes
 
-    from litgpt.training import default_precision
+    from litgpt.training import default_precision, training_precision
 
-    precision = precision or default_precision()
+    precision = training_precision(precision) if precision else default_precision()
     seq_len = min(train.max_seq_length or config.block_size, config.block_size)
     try:
         flops = measure_flops(config, train.micro_batch_size, seq_len)

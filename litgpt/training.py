@@ -35,6 +35,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -97,6 +98,15 @@ class TrainArgs:
                       max_tokens=self.max_tokens, max_seq_length=self.max_seq_length)  # fmt: skip
         if self.max_time is not None and not self.max_time > 0:
             raise LitGPTError(f"--train.max_time must be a positive number of seconds, got {self.max_time}")
+        # `not x > 0` rather than `x <= 0`: NaN is refused too
+        if self.max_norm is not None and not self.max_norm > 0:  # a negative one flips the gradients (ascent)
+            raise LitGPTError(f"--train.max_norm must be a positive number (or null: no clipping), got {self.max_norm}")
+        if not self.min_lr >= 0:
+            raise LitGPTError(f"--train.min_lr must be 0 or more, got {self.min_lr}")
+        if self.lr_warmup_steps is not None and self.lr_warmup_steps < 0:
+            raise LitGPTError(f"--train.lr_warmup_steps must be 0 or more, got {self.lr_warmup_steps}")
+        if self.lr_warmup_fraction is not None and not 0 <= self.lr_warmup_fraction <= 1:
+            raise LitGPTError(f"--train.lr_warmup_fraction must be between 0 and 1, got {self.lr_warmup_fraction}")
 
     def gradient_accumulation_iters(self, devices: int, num_nodes: int = 1) -> int:
         per_step = self.micro_batch_size * devices * num_nodes
@@ -134,6 +144,14 @@ class EvalArgs:
     """Whether to evaluate on the validation set at the end of the training"""
     evaluate_example: Union[str, int] = "first"
     """Which validation sample to generate from: "first", "random", or an index"""
+
+    def check(self) -> None:
+        _at_least_one("eval", interval=self.interval, max_iters=self.max_iters)
+        if self.max_new_tokens is not None and self.max_new_tokens < 0:
+            raise LitGPTError(f"--eval.max_new_tokens must be 0 or more (0: no example), got {self.max_new_tokens}")
+        example = self.evaluate_example
+        if example not in ("first", "random") and not (isinstance(example, int) or str(example).lstrip("-").isdigit()):
+            raise LitGPTError(f"--eval.evaluate_example must be first, random or a sample index, got {example!r}")
 
 
 def device_count(devices: Union[int, str]) -> int:
@@ -270,6 +288,33 @@ def default_precision(quantize: Optional[str] = None) -> str:
     if not kernels.native_bf16():
         return "32-true"
     return "bf16-true" if quantize is not None else "bf16-mixed"
+
+
+# --precision for training: the names generate/chat/serve take (litgpt.loading.parse_precision) mapped to Fabric's
+# settings, plus Fabric's own mixed ones; bare "16" and "bf16" mean mixed precision, as they do to Fabric
+TRAINING_PRECISIONS = {
+    "32-true": "32-true", "32": "32-true", "float32": "32-true", "fp32": "32-true", "64-true": "64-true",
+    "bf16-true": "bf16-true", "bfloat16": "bf16-true", "bf16-mixed": "bf16-mixed", "bf16": "bf16-mixed",
+    "16-true": "16-true", "float16": "16-true", "fp16": "16-true", "16-mixed": "16-mixed", "16": "16-mixed",
+}  # fmt: skip
+TRANSFORMER_ENGINE = ("transformer-engine", "transformer-engine-float16")
+
+
+def training_precision(precision: Union[str, int]) -> str:
+    """Fabric's precision setting for ``--precision`` (a one-line error for an unknown one)."""
+    name = str(precision)
+    if name in TRANSFORMER_ENGINE:  # Fabric's FP8 setting, where NVIDIA Transformer Engine is installed
+        import importlib.util
+
+        if importlib.util.find_spec("transformer_engine") is None:
+            raise LitGPTError(
+                f"--precision {name} needs NVIDIA Transformer Engine (a CUDA GPU and pip install transformer_engine); "
+                f"without it use one of {', '.join(sorted(TRAINING_PRECISIONS))}"
+            )
+        return name
+    if name not in TRAINING_PRECISIONS:
+        raise LitGPTError(f"Unknown precision {name!r}; use one of {', '.join(sorted(TRAINING_PRECISIONS))}")
+    return TRAINING_PRECISIONS[name]
 
 
 def weight_dtype(precision: str) -> torch.dtype:
@@ -619,9 +664,9 @@ def fit(job: Job) -> Optional[Progress]:
     import lightning as L
 
     job.train.check()
+    job.eval.check()
     job.log.warn_ignored()
-    _at_least_one("eval", interval=job.eval.interval)
-    precision = job.precision or default_precision(job.quantize)
+    precision = training_precision(job.precision) if job.precision else default_precision(job.quantize)
     if job.quantize is not None:
         if not job.quantize.startswith("bnb."):
             raise LitGPTError(f"--quantize {job.quantize!r} is not supported; use bnb.nf4, bnb.nf4-dq, bnb.fp4, bnb.fp4-dq or bnb.int8")
@@ -643,24 +688,52 @@ def fit(job: Job) -> Optional[Progress]:
             from litgpt.model import Block
 
             strategy = FSDPStrategy(auto_wrap_policy={Block}, state_dict_type="full", limit_all_gathers=True)
+    job.train.gradient_accumulation_iters(devices, job.num_nodes)  # fail before launching
     job.out_dir = Path(job.out_dir)
+    with output_folder(job.out_dir):  # before any training: a run must be able to save what it learns
+        logger = make_logger(job.logger_name, job.out_dir, job.log)
+        try:
+            fabric = L.Fabric(
+                accelerator=job.accelerator,
+                devices=devices,
+                num_nodes=job.num_nodes,
+                strategy=strategy,
+                precision=precision,
+                loggers=logger,
+            )
+        except (ValueError, RuntimeError, ImportError) as e:  # Lightning's word on --devices, --accelerator, a package
+            raise LitGPTError(" ".join(str(e).split())) from None
+        return fabric.launch(_run, job, weight_dtype(precision))
+
+
+@contextmanager
+def output_folder(folder: Path) -> Iterator[None]:
+    """Create ``folder`` (checking that it is writable) for the block; if the block fails, the folders this created
+    are removed again while they hold no file (a run that fails to start leaves nothing behind)."""
     from litgpt.utils import writable_folder
 
-    writable_folder(job.out_dir)  # before any training: a run must be able to save what it learns
-    logger = make_logger(job.logger_name, job.out_dir, job.log)
+    created = folder.absolute()
+    while not created.parent.exists() and created.parent != created:
+        created = created.parent
+    created = None if created.exists() else created  # the top-most folder this run makes
     try:
-        fabric = L.Fabric(
-            accelerator=job.accelerator,
-            devices=devices,
-            num_nodes=job.num_nodes,
-            strategy=strategy,
-            precision=precision,
-            loggers=logger,
-        )
-    except (ValueError, RuntimeError) as e:  # Lightning's word on a bad --precision, --devices, --accelerator
-        raise LitGPTError(" ".join(str(e).split())) from None
-    job.train.gradient_accumulation_iters(devices, job.num_nodes)  # fail before launching
-    return fabric.launch(_run, job, weight_dtype(precision))
+        writable_folder(folder)
+        yield
+    except BaseException:
+        if created is not None:
+            remove_empty_folders(created)
+        raise
+
+
+def remove_empty_folders(top: Path) -> None:
+    """Remove ``top`` and the folders below it, bottom up, as far as they are empty (files are never removed)."""
+    if not top.is_dir():
+        return
+    for path, _, _ in os.walk(top, topdown=False):
+        try:
+            os.rmdir(path)
+        except OSError:  # not empty: something in it is kept
+            pass
 
 
 def _run(fabric, job: Job, dtype: torch.dtype) -> Progress:

@@ -291,3 +291,36 @@ def test_the_hub_token_is_read_when_fetching_and_never_saved(monkeypatch, capsys
     with pytest.raises(SystemExit):
         main(["download", "org/name", "--print_config"])
     assert "hf_SECRET123" not in capsys.readouterr().out
+
+
+
+def test_every_data_module_field_is_type_checked_on_the_command_line(tmp_path):
+    """jsonargparse evaluates a module's field types with the annotations of all its bases in the module's own
+    namespace; one it could not evaluate there (SFTDataModule's ``Optional[Callable]``) left every --data.* value of
+    the module unvalidated: `--data.seed abc` failed mid-run, `--data.mask_prompt maybe` was taken as true."""
+    import dataclasses
+    import inspect
+    import re
+    from argparse import ArgumentError
+    from typing import Optional
+
+    from jsonargparse import ArgumentParser
+
+    import litgpt.data
+
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_argument("--data", type=Optional[litgpt.data.DataModule])
+    checked = []
+    for name in litgpt.data.__all__:
+        module = getattr(litgpt.data, name)
+        if not (inspect.isclass(module) and dataclasses.is_dataclass(module)):
+            continue
+        fields = [f for f in dataclasses.fields(module) if f.init]
+        required = [f for f in fields if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        given = ["--data", name, *(arg for f in required for arg in (f"--data.{f.name}", str(tmp_path)))]
+        for field in fields:
+            if type(field.default) in (int, bool):
+                with pytest.raises(ArgumentError, match=re.escape(f'Parser key "{field.name}"')):
+                    parser.parse_args([*given, f"--data.{field.name}", "maybe"])
+                checked.append(f"{name}.{field.name}")
+    assert {"JSON.seed", "JSON.mask_prompt", "Alpaca.num_workers", "TextFiles.seed", "LIMA.seed"} <= set(checked)

@@ -235,7 +235,8 @@ def test_bad_option_values_are_one_line_errors(argv, message, capsys):
 @pytest.mark.parametrize(
     "option, message",
     [
-        (["--precision", "bf16-wrong"], "Precision 'bf16-wrong' is invalid"),
+        (["--precision", "bf16-wrong"], "Unknown precision 'bf16-wrong'; use one of 16, 16-mixed, 16-true, 32, "),
+        (["--precision", "fp17"], "bf16-true, bfloat16, float16, float32, fp16, fp32"),  # as generate's, not Fabric's
         (["--eval.interval", "0"], "--eval.interval must be at least 1, got 0"),
         (["--train.log_interval", "0"], "--train.log_interval must be at least 1, got 0"),
         (["--train.micro_batch_size", "0"], "--train.micro_batch_size must be at least 1, got 0"),
@@ -246,6 +247,17 @@ def test_bad_option_values_are_one_line_errors(argv, message, capsys):
         (["--data.json_path", "{data}/train.json"], "--data.json_path is a single file: also set"),
         (["--train.max_tokens", "5000"], "--train.max_tokens is for pretraining; say how long to finetune with"),
         (["--train.max_time", "0"], "--train.max_time must be a positive number of seconds, got 0.0"),
+        # values that ran to the end and spoiled the run: gradient ascent, a negative learning rate, ...
+        (["--train.max_norm", "-1"], "--train.max_norm must be a positive number (or null: no clipping), got -1.0"),
+        (["--train.min_lr", "-1"], "--train.min_lr must be 0 or more, got -1.0"),
+        (["--train.lr_warmup_fraction", "2"], "--train.lr_warmup_fraction must be between 0 and 1, got 2.0"),
+        (["--train.lr_warmup_fraction", "-0.5"], "--train.lr_warmup_fraction must be between 0 and 1, got -0.5"),
+        (["--train.lr_warmup_steps", "-5"], "--train.lr_warmup_steps must be 0 or more, got -5"),
+        (["--eval.max_iters", "-1"], "--eval.max_iters must be at least 1, got -1"),
+        (["--eval.max_iters", "0"], "--eval.max_iters must be at least 1, got 0"),  # a NaN validation loss
+        (["--eval.max_new_tokens", "-1"], "--eval.max_new_tokens must be 0 or more (0: no example), got -1"),
+        (["--eval.evaluate_example", "last"], "--eval.evaluate_example must be first, random or a sample index"),
+        (["--lora_alpha", "0"], "--lora_alpha must be positive (the update is scaled by alpha / r), got 0"),
     ],
 )
 def test_bad_training_options_are_one_line_errors(tiny, tmp_path, option, message, capsys):
@@ -254,6 +266,70 @@ def test_bad_training_options_are_one_line_errors(tiny, tmp_path, option, messag
     with pytest.raises(SystemExit, match=re.escape(message)) as exit_info:
         main(["finetune", "lora", *fast_args(ckpt, data, tmp_path / "out", *option, steps=1)])
     assert "\n" not in str(exit_info.value.code)
+    assert not (tmp_path / "out").exists()
+
+
+def test_transformer_engine_precision_without_the_package_is_a_one_line_error(tiny, tmp_path, monkeypatch):
+    """Lightning raised ModuleNotFoundError (a traceback) for --precision transformer-engine."""
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "transformer_engine" else find_spec(name, *a))
+    ckpt, data = tiny
+    with pytest.raises(SystemExit, match="--precision transformer-engine needs NVIDIA Transformer Engine") as exit_info:
+        main(["finetune", "lora", *fast_args(ckpt, data, tmp_path / "out", "--precision", "transformer-engine", steps=1)])
+    assert "\n" not in str(exit_info.value.code)
+    assert not (tmp_path / "out").exists()
+
+
+def test_generate_precision_names_train_as_fabric_settings():
+    from litgpt.training import training_precision, weight_dtype
+
+    assert training_precision("fp32") == "32-true" and training_precision("bfloat16") == "bf16-true"
+    assert training_precision("16") == "16-mixed" and training_precision("bf16") == "bf16-mixed"  # as to Fabric
+    assert weight_dtype(training_precision("fp16")) == torch.float16
+
+
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        (["--train.global_batch_size", "3"], "--train.global_batch_size (3) must be a multiple of"),
+        (["--data.json_path", "{data}/broken.json", "--data.val_split_fraction", "0.5"], "is not valid JSON"),
+        (["--optimizer", "NoSuchOptimizer"], "Unknown optimizer 'NoSuchOptimizer'"),
+        (["--precision", "bf16-true", "--optimizer.betas", "[2, 3]"], "--optimizer AdamW: Invalid beta parameter"),
+    ],
+)
+@pytest.mark.parametrize("existing", [False, True])
+def test_a_run_that_fails_to_start_leaves_no_output_folder(tiny, tmp_path, option, message, existing):
+    """A failed start left an empty --out_dir behind (and the folders above it that it made)."""
+    ckpt, data = tiny
+    (tmp_path / "broken.json").write_text('[{"instruction": "a", ')
+    option = [o.format(data=tmp_path) for o in option]
+    out = tmp_path / "made" / "here"
+    if existing:  # a folder the user made is kept, and so is what it holds
+        out.mkdir(parents=True)
+        (out / "notes.txt").write_text("mine")
+    with pytest.raises(SystemExit, match=re.escape(message)):
+        main(["finetune", "lora", *fast_args(ckpt, data, out, *option, steps=1)])
+    if existing:
+        assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    else:
+        assert not (tmp_path / "made").exists()
+
+
+def test_data_module_fields_are_type_checked(tiny, tmp_path):
+    """--data.* values were not validated: a traceback deep in the run, or 'maybe' taken as a true mask_prompt."""
+    ckpt, data = tiny
+    cases = [
+        (["--data.seed", "abc"], "--data.seed abc is not of type int"),
+        (["--data.mask_prompt", "maybe"], "--data.mask_prompt maybe is not of type bool"),
+        (["--data.val_split_fraction", "abc"], "--data.val_split_fraction abc is not of type float or null"),
+    ]
+    for option, message in cases:
+        with pytest.raises(SystemExit, match=re.escape(message)) as exit_info:
+            main(["finetune", "lora", *fast_args(ckpt, data, tmp_path / "out", *option, steps=1)])
+        assert "\n" not in str(exit_info.value.code)
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize(

@@ -122,6 +122,15 @@ def test_settings_need_a_target():
         LoRASettings(query=False, value=False)
 
 
+@pytest.mark.parametrize("alpha", [0, -4])
+def test_settings_need_a_positive_alpha(alpha):
+    """--lora_alpha 0 trained a LoRA scaled by zero: it changed nothing."""
+    from litgpt.errors import LitGPTError
+
+    with pytest.raises(LitGPTError, match=f"--lora_alpha must be positive .*, got {alpha}"):
+        LoRASettings(alpha=alpha)
+
+
 PHI3 = dict(TINY_CONFIG, n_query_groups=4, sliding_window_indices=None, sliding_window_size=None)
 QV = LoRASettings(r=2, alpha=5, dropout=0.0, query=True, value=True, projection=True)
 K = LoRASettings(r=3, alpha=4, dropout=0.0, query=False, key=True, value=False)

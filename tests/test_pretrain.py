@@ -220,6 +220,27 @@ def test_tutorial_pretraining_commands(hub, tmp_path, monkeypatch, capsys):  # n
     assert "--train.max_tokens" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        (["--precision", "fp17"], "Unknown precision 'fp17'; use one of 16, 16-mixed, 16-true, 32, 32-true, 64-true, "),
+        (["--train.max_norm", "0"], "--train.max_norm must be a positive number (or null: no clipping), got 0.0"),
+        (["--train.min_lr=-1e-5"], "--train.min_lr must be 0 or more, got -1e-05"),
+        (["--train.global_batch_size", "12"], "--train.global_batch_size (12) must be a multiple of"),
+    ],
+)
+def test_bad_pretrain_options_are_one_line_errors_that_leave_no_output(tmp_path, option, message):
+    """Fabric's own list of precisions (with 'transformer-engine', 64, ...) was printed; a failed start left an
+    empty --out_dir behind."""
+    import re
+
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit, match=re.escape(message)) as exit_info:
+        main(shipped_args(out, tmp_path / "cache", 1, *option))
+    assert "\n" not in str(exit_info.value.code)
+    assert not out.exists()
+
+
 def test_missing_tokenizer_is_a_clear_error(tmp_path):
     with pytest.raises(SystemExit) as e:
         main(["pretrain", "--model_name", "pythia-14m", "--out_dir", str(tmp_path)])

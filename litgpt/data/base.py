@@ -225,7 +225,10 @@ class SFTDataModule(DataModule):
     """Shared behaviour of the instruction-tuning modules: subclasses fill ``self.train_rows`` and ``self.val_rows``
     in ``setup`` (through ``load_splits``) and may set ``self.transform`` for rows that need reshaping."""
 
-    transform: Optional[Callable] = None
+    # not annotated: jsonargparse reads a subclass's field types by evaluating the annotations of all its bases in
+    # the subclass's module, where ``Callable`` may be unknown, and then validates none of the --data.* values
+    transform = None
+    """An optional function that maps a raw row to the ``instruction``/``input``/``output`` shape"""
 
     def __post_init__(self) -> None:
         super().__init__()
