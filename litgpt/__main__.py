@@ -228,6 +228,9 @@ def _option_error(text: str) -> str:
     given = re.search(r"(?:Given value|Got value): (.*)", text)
     choices = list(dict.fromkeys(re.findall(r"typing\.Literal\[([^\]]*)\]", text)))
     expected = re.match(r"Parser key \"[^\"]+\":\s*Expected a <class '(\w+)'>", text)
+    field = re.search(r"Problem with given class_path '[^']*':\s*Parser key \"([^\"]+)\":", text)
+    if key and field:  # --data.FIELD VALUE of the wrong type, reported nested under the --data union: name the field
+        return _field_error(f"--{key.group(1)}.{field.group(1)}", text[field.end() :])
     if key and given and "litgpt.data.base.DataModule" in text:  # --data Foo: name the data modules
         import inspect
 
@@ -245,6 +248,20 @@ def _option_error(text: str) -> str:
         what = f"one of {', '.join(choices)}" if choices else f"of type {expected.group(1)}"
         return f"--{key.group(1)} {given.group(1).strip()} is not {what}" + (" or null" if "NoneType" in text else "")
     return " ".join(text.split())
+
+
+def _field_error(option: str, text: str) -> str:
+    """The message for one field of a class option (``text``: jsonargparse's report that follows the field's key)."""
+    given = re.search(r"(?:Given value|Got value): (.*)", text)
+    head = text[: given.start()] if given else text  # what the field may be: up to its own "Given value"
+    choices = list(dict.fromkeys(re.findall(r"typing\.Literal\[([^\]]*)\]", head)))
+    types = re.findall(r"Expected a <class '(\w+)'>|Not of type (\w+)", head)
+    types = [t for t in dict.fromkeys(a or b for a, b in types) if t != "NoneType"]
+    value = f" {given.group(1).strip()}" if given and not given.group(1).startswith("NestedArg(") else ""
+    if not (choices or types):
+        return f"{option}{value}: " + " ".join(head.split())
+    what = f"one of {', '.join(choices)}" if choices else f"of type {' or '.join(types)}"
+    return f"{option}{value} is not {what}" + (" or null" if "NoneType" in head else "")
 
 
 if __name__ == "__main__":

@@ -208,9 +208,9 @@ def check_settings(
 
     SamplingParams(temperature, top_k, top_p)
     if max_new_tokens < 0:
-        raise LitGPTError(f"max_new_tokens >= 0 is needed, got --max_new_tokens {max_new_tokens}")
+        raise LitGPTError(f"--max_new_tokens must be at least 0, got {max_new_tokens}")
     if num_samples is not None and num_samples < 1:
-        raise LitGPTError(f"num_samples >= 1 is needed, got --num_samples {num_samples}")
+        raise LitGPTError(f"--num_samples must be at least 1, got {num_samples}")
 
 
 def print_reply(llm, tokens) -> list[int]:

@@ -137,8 +137,8 @@ def test_chat_names_only_its_own_options(tiny_checkpoint):
 
     with pytest.raises(SystemExit) as exit_info:
         main(["chat", str(tiny_checkpoint), "--max_new_tokens", "-1"])
-    assert str(exit_info.value.code) == "litgpt chat: error: max_new_tokens >= 0 is needed, got --max_new_tokens -1"
-    with pytest.raises(SystemExit, match="num_samples >= 1 is needed, got --num_samples 0$"):
+    assert str(exit_info.value.code) == "litgpt chat: error: --max_new_tokens must be at least 0, got -1"
+    with pytest.raises(SystemExit, match="--num_samples must be at least 1, got 0$"):
         main(["generate", str(tiny_checkpoint), "--num_samples", "0"])
 
 

@@ -219,7 +219,7 @@ def test_resume_with_other_settings(tiny, tmp_path):
         (["serve", "--max_tokens", "5"], "unrecognized arguments: --max_tokens 5; closest options for --max_tokens: --max_tokens_cap, --max_new_tokens"),
         (["finetune", "lora", "--train.micro_batch", "2"], "closest options for --train.micro_batch: --train.micro_batch_size"),
         (["chat", "--top_k", "0"], "top_k must be a positive integer or None, got 0"),
-        (["generate", "--num_samples", "0"], "num_samples >= 1"),
+        (["generate", "--num_samples", "0"], "--num_samples must be at least 1, got 0"),
         (["finetune", "loraa", "ckpt"], "unknown method 'loraa'; did you mean 'lora'?"),
         (["finetune", "lora", "--data", "Alpca"], "--data Alpca is not a data module. Did you mean: Alpaca"),
     ],
