@@ -189,7 +189,8 @@ class LLM(torch.nn.Module):
         if generate_strategy == "tensor_parallel":
             rank, device = self._launch(kind, n)
         else:
-            device = torch.device(f"{kind}:0" if kind == "cuda" else "cpu")
+            # the current CUDA device (0 unless set: each `litgpt serve` replica sets its own, evaluate --device cuda:N)
+            device = torch.device("cuda", torch.cuda.current_device()) if kind == "cuda" else torch.device("cpu")
         self.global_rank = rank  # the process that prints (tensor_parallel runs one process per device)
         if rank == 0:
             print(f"Using {n} device(s)", file=sys.stderr)

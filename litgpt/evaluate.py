@@ -306,6 +306,8 @@ def _check_device_and_dtype(device: Optional[str], dtype: Optional[str]) -> None
             raise LitGPTError(f"--device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
         if kind != "cpu" and not torch.cuda.is_available():
             raise LitGPTError(f"--device {device} but no CUDA device is visible; use --device cpu (or leave it out)")
+        if index and int(index) >= torch.cuda.device_count():
+            raise LitGPTError(f"--device {device} but only {torch.cuda.device_count()} CUDA device(s) are visible")
     if dtype is not None and dtype not in PRECISIONS:
         raise LitGPTError(f"--dtype {dtype!r} is not a known dtype; use one of {', '.join(sorted(PRECISIONS))}")
 
@@ -387,6 +389,8 @@ def main(
     folder = resolve_checkpoint(checkpoint_dir, access_token=access_token)
     llm = LLM.load(folder, distribute=None)
     accelerator = "auto" if device is None else device.split(":")[0]
+    if device is not None and ":" in device:  # cuda:N: distribute() places the model on the current CUDA device
+        torch.cuda.set_device(int(device.partition(":")[2]))
     llm.distribute(accelerator=accelerator, precision=dtype, quantize=quantize)
     print(f"Loaded {llm.config.name} from {folder}", file=sys.stderr)
     generator = torch.Generator(llm.preprocessor.device).manual_seed(seed)

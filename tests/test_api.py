@@ -454,3 +454,17 @@ def test_a_batch_row_gets_the_tokens_it_would_get_alone(tiny_checkpoint):
         assert row.tolist() == alone.tolist()
     longest = max(len(llm.prompt_ids(p)) for p in prompts)
     assert len(batch[0]) > 128 - longest  # more than the room the longest prompt leaves (all rows had that)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA GPUs")
+def test_distribute_places_the_model_on_the_current_cuda_device(tiny_checkpoint):
+    """`litgpt serve --devices 2` sets each replica's device before distribute(), `evaluate --device cuda:1` too; the
+    model went to cuda:0 whatever was set."""
+    torch.cuda.set_device(1)
+    try:
+        llm = LLM.load(tiny_checkpoint, distribute=None)
+        llm.distribute(accelerator="cuda")
+        assert {p.device for p in llm.model.parameters()} == {torch.device("cuda", 1)}
+    finally:
+        torch.cuda.set_device(0)
