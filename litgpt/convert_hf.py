@@ -759,8 +759,6 @@ def export_hf(checkpoint_dir: Path, output_dir: Path, dtype: Optional[torch.dtyp
     if tied:
         state.pop("lm_head.weight")
     output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-
     from safetensors.torch import save_file
 
     shards: list[dict[str, torch.Tensor]] = [{}]
@@ -776,6 +774,7 @@ def export_hf(checkpoint_dir: Path, output_dir: Path, dtype: Optional[torch.dtyp
         if tensor.is_floating_point():
             stored_dtype = tensor.dtype
     del state
+    output_dir.mkdir(parents=True, exist_ok=True)  # only now: a layout that cannot be exported leaves no folder
     names = (
         ["model.safetensors"]
         if len(shards) == 1
@@ -800,9 +799,12 @@ def export_hf(checkpoint_dir: Path, output_dir: Path, dtype: Optional[torch.dtyp
 
 
 def _export_model_type(checkpoint_dir: Path, config: Config) -> str:
-    """The folder's own config.json names the family when it has one we support; else infer it from the Config."""
+    """The folder's own config.json names the family when it has one we support and describes this model (a
+    pretraining run's folder may hold its tokenizer's config.json, another model's); else infer it from the Config."""
+    from litgpt.hf_config import describes
+
     path = checkpoint_dir / "config.json"
-    if path.is_file():
+    if path.is_file() and describes(path, config):
         try:
             model_type = json.loads(path.read_text()).get("model_type")
         except (json.JSONDecodeError, AttributeError):

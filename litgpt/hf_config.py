@@ -39,6 +39,21 @@ def _first(hf: dict, *keys: str, default: Any = _MISSING) -> Any:
     return default
 
 
+def describes(path: Path, config) -> bool:
+    """Whether the config.json at ``path`` can be this model's: its width and depth (where it names them) are the
+    Config's. A pretraining run copies the tokenizer folder's files, whose config.json may be another model's."""
+    try:
+        hf = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return False
+    if not isinstance(hf, dict):
+        return False
+    hf = hf.get("text_config") if isinstance(hf.get("text_config"), dict) else hf
+    width = _first(hf, "hidden_size", "n_embd", "d_model", default=None)
+    depth = _first(hf, "num_hidden_layers", "n_layer", "num_layers", default=None)
+    return width in (None, config.n_embd) and depth in (None, config.n_layer)
+
+
 def _label(hf: dict) -> str:
     return f"model_type {hf.get('model_type')!r}"
 

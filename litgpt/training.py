@@ -621,15 +621,19 @@ def make_logger(logger_name: str, out_dir: Path, log: LogArgs):
     raise LitGPTError(f"Unknown logger {logger_name!r}; use csv, tensorboard or wandb")
 
 
-def copy_checkpoint_files(src: Optional[Path], dst: Path) -> None:
-    """Tokenizer and other side files of the base checkpoint, so that every output folder is self-contained."""
+def copy_checkpoint_files(src: Optional[Path], dst: Path, config: Optional[Config] = None) -> None:
+    """Tokenizer and other side files of the base checkpoint, so that every output folder is self-contained. A
+    config.json that describes another model than ``config`` (pretraining with another model's tokenizer folder)
+    is left out: tools that read it would take the trained model for that one."""
     from litgpt.api import TOKENIZER_FILES
+    from litgpt.hf_config import describes
 
     if src is None:
         return
     for name in TOKENIZER_FILES:
-        if (Path(src) / name).is_file():
-            shutil.copy2(Path(src) / name, dst / name)
+        source = Path(src) / name
+        if source.is_file() and not (name == "config.json" and config is not None and not describes(source, config)):
+            shutil.copy2(source, dst / name)
 
 
 # ------------------------------------------------------------------------------------------------ the job
@@ -834,6 +838,7 @@ def _train(fabric, job: Job, dtype: torch.dtype) -> Progress:
     progress = Progress()
     resume_from = _resume_path(job.resume, out_dir, method.weights_file)
     if resume_from is not None:
+        check_batch_sizes(resume_from, train, method)
         progress = _load_checkpoint(fabric, model, optimizer, scheduler, resume_from, method)
         fabric.print(f"Resuming from {resume_from} at step {progress.step_count}", file=sys.stderr)
 
@@ -910,6 +915,24 @@ def check_layout(fabric, path: Path, sharded: bool, method: Method) -> None:
     raise LitGPTError(
         f"cannot resume from {path}: it was saved by {saved}, this run has {now}; resume with the same "
         f"--devices/--num_nodes and --strategy, {method.restart_hint.format(path=path)}"
+    )
+
+
+def check_batch_sizes(path: Path, train: TrainArgs, method: Method) -> None:
+    """A training state resumes only with the batch sizes that saved it: its step count, schedule and data position
+    are counted in its batches (with another global batch size a --train.max_tokens budget was reached at once)."""
+    import json
+
+    if not (path / TRAINING_LAYOUT).is_file():
+        return
+    layout = json.loads((path / TRAINING_LAYOUT).read_text())
+    saved = layout.get("global_batch_size"), layout.get("micro_batch_size")
+    if None in saved or saved == (train.global_batch_size, train.micro_batch_size):  # an earlier release's layout
+        return
+    raise LitGPTError(
+        f"cannot resume from {path}: it was saved with --train.global_batch_size {saved[0]} --train.micro_batch_size "
+        f"{saved[1]}, this run has {train.global_batch_size} and {train.micro_batch_size}; resume with the same batch "
+        f"sizes, {method.restart_hint.format(path=path)}"
     )
 
 
@@ -1195,7 +1218,9 @@ class _Loop:
             if fabric.global_rank == 0:
                 import json
 
-                layout = {"world_size": fabric.world_size, "sharded": is_sharded(module)}
+                train = self.job.train
+                layout = {"world_size": fabric.world_size, "sharded": is_sharded(module),
+                          "micro_batch_size": train.micro_batch_size, "global_batch_size": train.global_batch_size}  # fmt: skip
                 (tmp / TRAINING_LAYOUT).write_text(json.dumps(layout))
         if fabric.global_rank == 0:
             self.write_side_files(tmp)
@@ -1212,7 +1237,7 @@ class _Loop:
         from litgpt.prompts import save_prompt_style
         from litgpt.utils import atomic_write_text
 
-        copy_checkpoint_files(self.job.tokenizer_dir or self.job.checkpoint_dir, folder)
+        copy_checkpoint_files(self.job.tokenizer_dir or self.job.checkpoint_dir, folder, self.job.config)
         self.config.save(folder / "model_config.yaml")
         atomic_write_text(folder / HYPERPARAMETERS, yaml.safe_dump(self.job.hparams, sort_keys=False))
         style = getattr(self.data, "prompt_style", None)

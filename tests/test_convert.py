@@ -277,6 +277,37 @@ def test_phi3_exports_under_its_own_architecture_without_config_json(tmp_path):
         assert_close(back(idx).logits, model.eval()(idx))
 
 
+def test_a_config_json_of_another_model_is_neither_copied_nor_trusted(tmp_path):
+    """Pretraining with another model's tokenizer folder copied its config.json (SmolLM2's llama) next to a
+    GPT-NeoX: convert_from_litgpt then read the family from it and refused the weights. Such a file is no longer
+    copied into training outputs, and the export ignores one that does not describe the model."""
+    from litgpt.convert_hf import convert_from_litgpt
+    from litgpt.training import copy_checkpoint_files
+
+    config = Config.from_name("pythia-14m", n_layer=2, padded_vocab_size=128, vocab_size=128)
+    torch.manual_seed(0)
+    model = GPT(config)
+    randomize(model)
+    tokenizer_dir = tmp_path / "tokenizer"
+    tokenizer_dir.mkdir()
+    foreign = {"model_type": "llama", "hidden_size": 576, "num_hidden_layers": 30, "vocab_size": 49152}
+    (tokenizer_dir / "config.json").write_text(json.dumps(foreign))
+    (tokenizer_dir / "tokenizer_config.json").write_text("{}")
+    ckpt = tmp_path / "final"
+    ckpt.mkdir()
+    copy_checkpoint_files(tokenizer_dir, ckpt, config)
+    assert sorted(f.name for f in ckpt.iterdir()) == ["tokenizer_config.json"]
+    torch.save(model.state_dict(), ckpt / "lit_model.pth")
+    config.save(ckpt / "model_config.yaml")
+    (ckpt / "config.json").write_text(json.dumps(foreign))  # as checkpoints of earlier versions hold it
+    convert_from_litgpt(ckpt, tmp_path / "hf")
+    back = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf").float().eval()
+    assert type(back).__name__ == "GPTNeoXForCausalLM"
+    idx = tokens(n=6)
+    with torch.no_grad():
+        assert_close(back(idx).logits, model.eval()(idx))
+
+
 def _longrope_phi3(folder: Path):
     """A tiny Phi-3.5-like model: longrope with a pretraining length of 32 positions out of 256."""
     torch.manual_seed(0)

@@ -191,6 +191,11 @@ def test_resume_with_other_settings(tiny, tmp_path):
     main(["finetune", "lora", *fast_args(ckpt, data, out, "--eval.interval", "100", steps=2)])
     with pytest.raises(SystemExit, match=r"cannot resume from .*step-000002: its transformer\.h\.0\.attn\.qkv\.lora_A"):
         main(["finetune", "lora", *fast_args(ckpt, data, out, "--lora_r", "4", steps=4), "--resume", "auto"])
+    # another global batch size: its steps, schedule and data position are counted in other batches (with a token
+    # budget the resumed run stopped at once, half-trained); the layout file names the saved sizes
+    with pytest.raises(SystemExit, match=r"it was saved with --train.global_batch_size 4 --train.micro_batch_size 2, "
+                                         r"this run has 8 and 2; resume with the same batch sizes"):  # fmt: skip
+        main(["finetune", "lora", *fast_args(ckpt, data, out, "--train.global_batch_size", "8", steps=4), "--resume", "auto"])
 
     def learning_rates(folder: Path) -> dict:
         import csv
