@@ -25,7 +25,7 @@ import sys
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
@@ -617,6 +617,17 @@ class ServeSpec(LitSpec):
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
 
+    async def reply_whole(self, request: Request, work: Awaitable, shape: Callable[[Any], dict]):
+        """The JSON answer ``shape(result)`` once ``work`` (the gathering of a reply sent whole) is done; a failed
+        generation answers 500, a client that went away gets nothing (its jobs are cancelled)."""
+        from fastapi.responses import JSONResponse
+
+        try:
+            result = await self.unless_gone(request, work)
+        except WorkerError as err:
+            return JSONResponse(error_body(str(err), "server_error"), status_code=500)
+        return _client_gone() if result is None else JSONResponse(shape(result))
+
     async def gather(self, job: dict) -> dict:
         """Run one job to the end: ``{"text", "finish_reason", "prompt_tokens", "completion_tokens"}``."""
         pieces = []
@@ -628,7 +639,7 @@ class ServeSpec(LitSpec):
 
     # -- /predict
     async def predict_route(self, request: Request):
-        from fastapi.responses import JSONResponse, StreamingResponse
+        from fastapi.responses import StreamingResponse
 
         try:
             body = parse_body(PredictBody, await request.body())
@@ -654,13 +665,7 @@ class ServeSpec(LitSpec):
                     yield json.dumps(error_body(str(err), "server_error")) + "\n"
 
             return StreamingResponse(lines(), media_type="application/x-ndjson")
-        try:
-            result = await self.unless_gone(request, self.gather(job))
-        except WorkerError as err:
-            return JSONResponse(error_body(str(err), "server_error"), status_code=500)
-        if result is None:
-            return _client_gone()
-        return JSONResponse({"output": result["text"]})
+        return await self.reply_whole(request, self.gather(job), lambda result: {"output": result["text"]})
 
     # -- OpenAI-compatible routes
     def _openai_job(self, body: OpenAIBody, ids: list[int], prompt_param: str) -> dict:
@@ -675,7 +680,7 @@ class ServeSpec(LitSpec):
         )  # fmt: skip
 
     async def chat_route(self, request: Request):
-        from fastapi.responses import JSONResponse, StreamingResponse
+        from fastapi.responses import StreamingResponse
 
         try:
             body = parse_body(ChatBody, await request.body())
@@ -710,32 +715,16 @@ class ServeSpec(LitSpec):
                 yield "data: [DONE]\n\n"
 
             return StreamingResponse(sse(), media_type="text/event-stream", headers=SSE_HEADERS)
-        try:
-            result = await self.unless_gone(request, self.gather(job))
-        except WorkerError as err:
-            return JSONResponse(error_body(str(err), "server_error"), status_code=500)
-        if result is None:
-            return _client_gone()
-        choice = {
-            "index": 0,
-            "message": {"role": "assistant", "content": result["text"]},
-            "logprobs": None,
-            "finish_reason": result["finish_reason"],
-        }
-        return JSONResponse(
-            {
-                "id": rid,
-                "object": "chat.completion",
-                "created": created,
-                "model": model,
-                "system_fingerprint": None,
-                "choices": [choice],
-                "usage": usage_of(result),
-            }
-        )
+        def completion(result: dict) -> dict:
+            message = {"role": "assistant", "content": result["text"]}
+            choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": result["finish_reason"]}
+            return {"id": rid, "object": "chat.completion", "created": created, "model": model,
+                    "system_fingerprint": None, "choices": [choice], "usage": usage_of(result)}  # fmt: skip
+
+        return await self.reply_whole(request, self.gather(job), completion)
 
     async def completions_route(self, request: Request):
-        from fastapi.responses import JSONResponse, StreamingResponse
+        from fastapi.responses import StreamingResponse
 
         try:
             body = parse_body(CompletionBody, await request.body())
@@ -772,17 +761,14 @@ class ServeSpec(LitSpec):
                 yield "data: [DONE]\n\n"
 
             return StreamingResponse(sse(), media_type="text/event-stream", headers=SSE_HEADERS)
-        try:
-            results = await self.unless_gone(request, asyncio.gather(*(self.gather(job) for job in jobs)))
-        except WorkerError as err:
-            return JSONResponse(error_body(str(err), "server_error"), status_code=500)
-        if results is None:
-            return _client_gone()
-        choices = [
-            {"index": i, "text": r["text"], "logprobs": None, "finish_reason": r["finish_reason"]}
-            for i, r in enumerate(results)
-        ]
-        return JSONResponse(envelope(choices, sum_usage([usage_of(r) for r in results])))
+        def completions(results: list[dict]) -> dict:
+            choices = [
+                {"index": i, "text": r["text"], "logprobs": None, "finish_reason": r["finish_reason"]}
+                for i, r in enumerate(results)
+            ]
+            return envelope(choices, sum_usage([usage_of(r) for r in results]))
+
+        return await self.reply_whole(request, asyncio.gather(*(self.gather(job) for job in jobs)), completions)
 
     def model_card(self) -> dict:
         return {"id": self.frontend.model_name, "object": "model", "created": self.frontend.created, "owned_by": "litgpt"}
