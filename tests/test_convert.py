@@ -256,22 +256,23 @@ def test_unreadable_config_json_falls_back_to_the_registered_config(tmp_path, mo
 
 def test_phi3_exports_under_its_own_architecture_without_config_json(tmp_path):
     """Without the original config.json the family is inferred from the Config."""
-    from litgpt.convert_hf import convert_from_litgpt, hf_model_type
+    from litgpt.convert_hf import hf_model_type
 
     config = Config.from_name("Phi-3-mini-4k-instruct", n_layer=1, n_embd=64, n_head=4, n_query_groups=4,
                               head_size=16, intermediate_size=96, padded_vocab_size=128, vocab_size=128,
                               sliding_window_indices=None)  # fmt: skip
     assert hf_model_type(config) == "phi3"
-    torch.manual_seed(0)
-    model = GPT(config)
-    randomize(model)
-    ckpt = tmp_path / "lit"
-    ckpt.mkdir()
-    torch.save(model.state_dict(), ckpt / "lit_model.pth")
-    config.save(ckpt / "model_config.yaml")
-    convert_from_litgpt(ckpt, tmp_path / "hf")
-    back = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf").float().eval()
-    assert type(back).__name__ == "Phi3ForCausalLM"
+    model = _save_lit(config, tmp_path / "lit")
+    assert_exports_as(tmp_path / "lit", tmp_path / "hf", model, "Phi3ForCausalLM")
+
+
+def assert_exports_as(ckpt: Path, out: Path, model: GPT, architecture: str) -> None:
+    """`convert_from_litgpt` writes a folder transformers loads as ``architecture``, with the model's logits."""
+    from litgpt.convert_hf import convert_from_litgpt
+
+    convert_from_litgpt(ckpt, out)
+    back = transformers.AutoModelForCausalLM.from_pretrained(out).float().eval()
+    assert type(back).__name__ == architecture
     idx = tokens(n=6)
     with torch.no_grad():
         assert_close(back(idx).logits, model.eval()(idx))
@@ -281,31 +282,20 @@ def test_a_config_json_of_another_model_is_neither_copied_nor_trusted(tmp_path):
     """Pretraining with another model's tokenizer folder copied its config.json (SmolLM2's llama) next to a
     GPT-NeoX: convert_from_litgpt then read the family from it and refused the weights. Such a file is no longer
     copied into training outputs, and the export ignores one that does not describe the model."""
-    from litgpt.convert_hf import convert_from_litgpt
     from litgpt.training import copy_checkpoint_files
 
     config = Config.from_name("pythia-14m", n_layer=2, padded_vocab_size=128, vocab_size=128)
-    torch.manual_seed(0)
-    model = GPT(config)
-    randomize(model)
     tokenizer_dir = tmp_path / "tokenizer"
     tokenizer_dir.mkdir()
     foreign = {"model_type": "llama", "hidden_size": 576, "num_hidden_layers": 30, "vocab_size": 49152}
     (tokenizer_dir / "config.json").write_text(json.dumps(foreign))
     (tokenizer_dir / "tokenizer_config.json").write_text("{}")
     ckpt = tmp_path / "final"
-    ckpt.mkdir()
+    model = _save_lit(config, ckpt)
     copy_checkpoint_files(tokenizer_dir, ckpt, config)
-    assert sorted(f.name for f in ckpt.iterdir()) == ["tokenizer_config.json"]
-    torch.save(model.state_dict(), ckpt / "lit_model.pth")
-    config.save(ckpt / "model_config.yaml")
+    assert sorted(f.name for f in ckpt.iterdir()) == ["lit_model.pth", "model_config.yaml", "tokenizer_config.json"]
     (ckpt / "config.json").write_text(json.dumps(foreign))  # as checkpoints of earlier versions hold it
-    convert_from_litgpt(ckpt, tmp_path / "hf")
-    back = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf").float().eval()
-    assert type(back).__name__ == "GPTNeoXForCausalLM"
-    idx = tokens(n=6)
-    with torch.no_grad():
-        assert_close(back(idx).logits, model.eval()(idx))
+    assert_exports_as(ckpt, tmp_path / "hf", model, "GPTNeoXForCausalLM")
 
 
 def _longrope_phi3(folder: Path):
