@@ -56,7 +56,6 @@ def _positive_int(name: str, value) -> int:
     return value
 
 
-
 def _share_random_state(device: torch.device) -> None:
     """Give every process rank 0's random state for ``device``: tensor-parallel ranks then draw the same tokens, and
     the same ones a single process seeded alike draws (as the established release, which seeds every rank alike)."""
@@ -70,6 +69,7 @@ def _share_random_state(device: torch.device) -> None:
         state = torch.get_rng_state()
         dist.broadcast(state, src=0)
         torch.set_rng_state(state)
+
 
 class LLM(torch.nn.Module):
     def __init__(
@@ -278,7 +278,7 @@ class LLM(torch.nn.Module):
         then says so)."""
         if max_new_tokens != 0:
             _positive_int("max_new_tokens", max_new_tokens)
-        limit = self.fixed_kv_cache_size or self.config.block_size
+        limit = self.context_length
         empty = [i for i, p in enumerate(prompts) if len(p) == 0]
         if empty:
             which = "The prompt" if len(prompts) == 1 else f"Prompt {empty[0]}"

@@ -95,7 +95,7 @@ def fit_history(llm, history: list[dict], sys_prompt: Optional[str], max_new_tok
     room kept for the reply is max_new_tokens, at most half the context (a larger max_new_tokens would forget the
     whole conversation at every turn; the reply is then cut where the context ends). False (and said) when the last
     prompt alone leaves no room for a reply."""
-    limit = llm.fixed_kv_cache_size or llm.config.block_size
+    limit = llm.context_length
     room = min(max_new_tokens, limit // 2)
     dropped = 0
     length = len(llm._prompt_ids(history, sys_prompt))

