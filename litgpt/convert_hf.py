@@ -583,7 +583,8 @@ def convert_to_litgpt(
     return checkpoint_dir / WEIGHTS
 
 
-def _expected_state(config: Config) -> dict[str, tuple]:
+def expected_shapes(config: Config) -> dict[str, tuple]:
+    """The shape of every tensor in the state dict of a GPT built from ``config`` (built on the meta device)."""
     from litgpt.model import GPT
 
     with torch.device("meta"):
@@ -608,7 +609,7 @@ def hf_to_lit_state(
 
     from litgpt.checkpoint import own_storage
 
-    expected = _expected_state(config)
+    expected = expected_shapes(config)
     layout = layout_for(model_type, config)
     assembler = _Assembler(layout, config, source="hf")
     total = sum(len(_safetensors_keys(f)) for f in files) if all(f.suffix == ".safetensors" for f in files) else None
@@ -750,7 +751,7 @@ def export_hf(checkpoint_dir: Path, output_dir: Path, dtype: Optional[torch.dtyp
     model_type = _export_model_type(checkpoint_dir, config)
     state = model_state(load_state_dict(weights, mmap=True), weights)
     # else config.json would describe other weights (transformers refuses them)
-    require_shapes(state, _expected_state(config), weights, "model_config.yaml", "is it the config these weights belong to?")
+    require_shapes(state, expected_shapes(config), weights, "model_config.yaml", "is it the config these weights belong to?")
     tied = (
         "lm_head.weight" in state
         and "lm_head.bias" not in state

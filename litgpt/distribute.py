@@ -123,8 +123,9 @@ def gather_tensor_parallel(state: dict[str, torch.Tensor], config) -> dict[str, 
     dist.gather_object({k: v.cpu() for k, v in state.items()}, slices, dst=0)
     if rank != 0:
         return {}
-    with torch.device("meta"):
-        shapes = {k: v.shape for k, v in GPT(config).state_dict().items()}
+    from litgpt.convert_hf import expected_shapes
+
+    shapes = expected_shapes(config)
     full = {}
     for key, value in slices[0].items():
         if value.shape == shapes[key]:

@@ -57,7 +57,7 @@ def require_base_of_run(base: dict, config, base_dir: Path, checkpoint_dir: Path
     """The base weights must have the shapes of the model the LoRA was trained on (``checkpoint_dir``'s config);
     ``given``: the base came from --pretrained_checkpoint_dir, not from hyperparameters.yaml."""
     from litgpt.checkpoint import require_shapes
-    from litgpt.convert_hf import _expected_state
+    from litgpt.convert_hf import expected_shapes
 
     hint = "pass the run's base model with --pretrained_checkpoint_dir"
     if not given:
@@ -66,7 +66,7 @@ def require_base_of_run(base: dict, config, base_dir: Path, checkpoint_dir: Path
         f"The base model {base_dir} does not match the one the LoRA in {checkpoint_dir} was trained on"
         f"{_config_differences(base_dir, config)}"
     )
-    require_shapes(base, _expected_state(config), source, "the run's model", hint)
+    require_shapes(base, expected_shapes(config), source, "the run's model", hint)
 
 
 def _config_differences(base_dir: Path, config) -> str:
